@@ -1,0 +1,355 @@
+"""Typed specifications of what each component builds.
+
+These pydantic models are the shape of a stack's `Pulumi.<stack>.yaml` (keys in
+camelCase, unknown keys rejected). Each field's description feeds the README's
+generated config reference, so write it for the people who edit stack files.
+Rules that need more than one field of one model live here; rules that cross
+components live in `stacks/config.py`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from components.instances import CPU_INSTANCE_TYPES, GPU_INSTANCE_TYPES
+from components.vllm import KvCacheDtype, WeightDtype
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+LABEL_VALUE = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+
+DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
+LabelValue = Annotated[str, Field(pattern=LABEL_VALUE, max_length=63)]
+
+CpuInstanceType = Literal[tuple(CPU_INSTANCE_TYPES)]  # type: ignore[valid-type]
+GpuInstanceType = Literal[tuple(GPU_INSTANCE_TYPES)]  # type: ignore[valid-type]
+
+
+def _cidr(value: str) -> str:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a CIDR block (e.g. 203.0.113.0/24): {exc}") from None
+    if net.version != 4:
+        raise ValueError(f"{value!r} is not an IPv4 CIDR block")
+    if net.prefixlen == 0:
+        raise ValueError(f"{value!r} opens the whole internet: list specific CIDR blocks")
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+
+
+class Spec(BaseModel):
+    """Base of every config model: camelCase keys, nothing unknown, immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        validate_default=True,
+    )
+
+
+class CostLabels(Spec):
+    """Cost-attribution labels put on every namespace, pod template and AWS resource."""
+
+    team: LabelValue = Field(description="Team that owns and pays for the stack.")
+    cost_center: LabelValue = Field(description="Finance cost center the spend is booked to.")
+    environment: LabelValue = Field(description="Environment name, e.g. pilot, production.")
+
+    def as_labels(self) -> dict[str, str]:
+        return {"team": self.team, "cost-center": self.cost_center, "environment": self.environment}
+
+
+class ImageRef(Spec):
+    """A container image pinned to a version tag (and optionally a digest)."""
+
+    repository: str = Field(
+        pattern=r"^[a-z0-9.\-]+(:[0-9]+)?(/[a-z0-9._\-]+)+$|^[a-z0-9._\-]+(/[a-z0-9._\-]+)*$",
+        description="Registry and repository, e.g. docker.io/vllm/vllm-openai.",
+    )
+    tag: str = Field(
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$",
+        description="Version tag. `latest` is refused: pin a version.",
+    )
+    digest: str | None = Field(
+        default=None,
+        pattern=r"^sha256:[a-f0-9]{64}$",
+        description="Optional content digest (sha256:...). Leave unset unless you know it.",
+    )
+
+    @field_validator("tag")
+    @classmethod
+    def _no_latest(cls, tag: str) -> str:
+        if tag == "latest":
+            raise ValueError("'latest' is not a version: pin a release tag such as v0.11.0")
+        return tag
+
+    @property
+    def reference(self) -> str:
+        ref = f"{self.repository}:{self.tag}"
+        return f"{ref}@{self.digest}" if self.digest else ref
+
+
+class EndpointAccess(Spec):
+    """Who may reach the Kubernetes API server."""
+
+    private_only: bool = Field(
+        default=False,
+        description="Turn the public endpoint off (for CI runners and admins inside the VPC).",
+    )
+    public_access_cidrs: list[Cidr] = Field(
+        default_factory=list,
+        description="CIDR allow-list for the public endpoint. Required unless privateOnly; "
+        "0.0.0.0/0 is refused.",
+    )
+
+    @model_validator(mode="after")
+    def _allow_list(self) -> EndpointAccess:
+        if not self.private_only and not self.public_access_cidrs:
+            raise ValueError(
+                "publicAccessCidrs is empty: give at least one CIDR or set privateOnly: true"
+            )
+        if self.private_only and self.public_access_cidrs:
+            raise ValueError("publicAccessCidrs must be empty when privateOnly is true")
+        return self
+
+
+class AddonVersions(Spec):
+    """Pinned EKS managed add-on versions (`aws eks describe-addon-versions`)."""
+
+    vpc_cni: str = Field(pattern=r"^v[0-9.]+-eksbuild\.[0-9]+$", description="vpc-cni version.")
+    coredns: str = Field(pattern=r"^v[0-9.]+-eksbuild\.[0-9]+$", description="coredns version.")
+    kube_proxy: str = Field(
+        pattern=r"^v[0-9.]+-eksbuild\.[0-9]+$", description="kube-proxy version."
+    )
+    ebs_csi_driver: str = Field(
+        pattern=r"^v[0-9.]+-eksbuild\.[0-9]+$", description="aws-ebs-csi-driver version."
+    )
+
+
+class SystemPool(Spec):
+    """The untainted node group for CoreDNS, operators and agent workers."""
+
+    instance_type: CpuInstanceType = Field(description="EC2 instance type.")
+    min_size: int = Field(ge=1, le=100, description="Minimum nodes.")
+    max_size: int = Field(ge=1, le=100, description="Maximum nodes.")
+    disk_size_gib: int = Field(default=100, ge=20, le=2000, description="Root volume, GiB.")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> SystemPool:
+        if self.min_size > self.max_size:
+            raise ValueError(f"minSize {self.min_size} is above maxSize {self.max_size}")
+        return self
+
+
+class ClusterSpec(Spec):
+    """The Kubernetes cluster: a new EKS cluster, or an existing one from a kubeconfig."""
+
+    mode: Literal["eks", "existing"] = Field(
+        default="eks",
+        description="`eks` builds VPC + EKS; `existing` deploys onto the kubeconfig context "
+        "`kubeconfigContext` and builds no AWS resources.",
+    )
+    name: DnsLabel = Field(description="Cluster name (also the prefix of AWS resource names).")
+    kubernetes_version: Literal["1.31", "1.32", "1.33", "1.34"] = Field(
+        default="1.33", description="EKS Kubernetes minor version."
+    )
+    kubeconfig_context: str | None = Field(
+        default=None, description="kubeconfig context of an existing cluster (mode: existing)."
+    )
+    vpc_cidr: Cidr = Field(default="10.40.0.0/16", description="VPC CIDR block (/16 to /20).")
+    availability_zones: int = Field(
+        default=2, ge=2, le=6, description="How many AZs the VPC spans (at least 2)."
+    )
+    nat_gateways: Literal["single", "perAz"] = Field(
+        default="single",
+        description="One NAT gateway for the VPC, or one per AZ (survives an AZ outage).",
+    )
+    endpoint: EndpointAccess = Field(description="API server endpoint access.")
+    admin_role_arns: list[Annotated[str, Field(pattern=r"^arn:aws:iam::[0-9]{12}:role/.+$")]] = (
+        Field(
+            default_factory=list,
+            description="IAM roles granted cluster-admin through EKS access entries.",
+        )
+    )
+    addons: AddonVersions = Field(description="Pinned EKS add-on versions.")
+    system_pool: SystemPool = Field(description="The system node group.")
+    log_retention_days: Literal[7, 14, 30, 60, 90, 180, 365] = Field(
+        default=90, description="Retention of the control-plane log group, days."
+    )
+
+    @model_validator(mode="after")
+    def _mode(self) -> ClusterSpec:
+        if self.mode == "existing" and not self.kubeconfig_context:
+            raise ValueError("mode 'existing' needs kubeconfigContext")
+        if self.mode == "eks" and self.kubeconfig_context:
+            raise ValueError("kubeconfigContext is only used with mode 'existing'")
+        prefix = ipaddress.ip_network(self.vpc_cidr).prefixlen
+        if not 16 <= prefix <= 20:
+            raise ValueError(f"vpcCidr {self.vpc_cidr} is a /{prefix}: use a /16 to /20")
+        return self
+
+
+class MigSpec(Spec):
+    """The MIG layout applied to every GPU of a pool's nodes."""
+
+    profiles: list[str] = Field(
+        min_length=1,
+        max_length=7,
+        description="MIG profiles per GPU, one entry per instance, e.g. [3g.40gb, 3g.40gb].",
+    )
+
+
+class GpuPoolSpec(Spec):
+    """One EKS managed node group of GPU instances."""
+
+    name: DnsLabel = Field(description="Pool name; also its node label `swarmstack.io/pool`.")
+    instance_type: GpuInstanceType = Field(description="EC2 GPU instance type.")
+    min_size: int = Field(ge=0, le=100, description="Minimum nodes.")
+    max_size: int = Field(ge=1, le=100, description="Maximum nodes.")
+    disk_size_gib: int = Field(default=500, ge=100, le=16000, description="Root volume, GiB.")
+    availability_zone: str | None = Field(
+        default=None,
+        pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9][a-z]$",
+        description="Pin the pool to one AZ (e.g. where a capacity reservation lives).",
+    )
+    capacity_reservation_id: str | None = Field(
+        default=None,
+        pattern=r"^cr-[0-9a-f]{17}$",
+        description="On-demand capacity reservation (or capacity block) to launch into.",
+    )
+    mig: MigSpec | None = Field(default=None, description="MIG layout; omit for whole GPUs.")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> GpuPoolSpec:
+        if self.min_size > self.max_size:
+            raise ValueError(f"minSize {self.min_size} is above maxSize {self.max_size}")
+        if self.capacity_reservation_id and not self.availability_zone:
+            raise ValueError("capacityReservationId needs availabilityZone (reservations are zonal)")
+        return self
+
+
+class GpuOperatorSpec(Spec):
+    """The NVIDIA GPU operator Helm release."""
+
+    chart_version: str = Field(pattern=r"^v[0-9]+\.[0-9]+\.[0-9]+$", description="Chart version.")
+    repository: str = Field(
+        default="https://helm.ngc.nvidia.com/nvidia", description="Helm repository URL."
+    )
+    namespace: DnsLabel = Field(default="gpu-operator", description="Namespace of the operator.")
+    mig_strategy: Literal["single", "mixed"] = Field(
+        default="mixed",
+        description="`single`: one profile per node, advertised as nvidia.com/gpu; "
+        "`mixed`: several profiles, advertised as nvidia.com/mig-<profile>.",
+    )
+
+
+class Replicas(Spec):
+    min: int = Field(ge=0, le=100, description="Replicas at the least.")
+    max: int = Field(ge=1, le=100, description="Replicas at the most.")
+
+    @model_validator(mode="after")
+    def _order(self) -> Replicas:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class Architecture(Spec):
+    """What the memory-fit check needs to know about a model."""
+
+    parameters_b: float = Field(gt=0, le=2000, description="Parameters, billions.")
+    layers: int = Field(ge=1, le=512, description="Transformer layers.")
+    kv_heads: int = Field(ge=1, le=256, description="Key/value heads (GQA groups).")
+    head_dim: int = Field(ge=16, le=1024, description="Dimension of one attention head.")
+    dtype: WeightDtype = Field(default="bfloat16", description="Weight dtype.")
+
+
+class VllmSettings(Spec):
+    """vLLM engine settings rendered into its command line."""
+
+    max_num_seqs: int = Field(default=64, ge=1, le=1024, description="Concurrent sequences.")
+    max_model_len: int = Field(ge=256, le=1_048_576, description="Context length, tokens.")
+    gpu_memory_utilization: float = Field(
+        default=0.9, ge=0.5, le=0.98, description="Share of device memory vLLM may use."
+    )
+    enable_prefix_caching: bool = Field(default=True, description="Automatic prefix caching.")
+    kv_cache_dtype: KvCacheDtype = Field(default="auto", description="KV cache dtype.")
+
+
+class Slo(Spec):
+    """Latency objectives of a model; carried as annotations for policies and dashboards."""
+
+    tier: Literal["interactive", "batch"] = Field(description="Latency tier.")
+    ttft_p99_ms: int = Field(ge=1, le=600_000, description="P99 time to first token, ms.")
+    itl_p99_ms: int = Field(ge=1, le=60_000, description="P99 inter-token latency, ms.")
+    e2e_p99_s: int = Field(alias="e2eP99S", ge=1, le=3600, description="P99 end-to-end request latency, s.")
+
+
+class S3Weights(Spec):
+    source: Literal["s3"] = Field(description="Stream weights from S3 through an IRSA role.")
+    uri: str = Field(pattern=r"^s3://[a-z0-9.\-]{3,63}(/[^\s]*)?$", description="s3://bucket/prefix")
+
+
+class VolumeWeights(Spec):
+    source: Literal["pvc"] = Field(description="Weights on a PersistentVolumeClaim.")
+    claim_name: DnsLabel = Field(description="Existing PVC in the models namespace.")
+    path: str = Field(default="/", pattern=r"^/.*$", description="Model folder inside the claim.")
+
+
+class HubWeights(Spec):
+    source: Literal["huggingface"] = Field(
+        description="Download from the Hugging Face Hub at start (needs egress)."
+    )
+
+
+Weights = Annotated[S3Weights | VolumeWeights | HubWeights, Field(discriminator="source")]
+
+
+class ModelSpec(Spec):
+    """One model served by vLLM."""
+
+    name: DnsLabel = Field(description="Deployment/Service name.")
+    model: str = Field(
+        pattern=r"^[A-Za-z0-9._\-]+/[A-Za-z0-9._\-]+$",
+        description="Model id as served (Hugging Face org/name).",
+    )
+    pool: DnsLabel = Field(description="Name of the GPU pool it runs on.")
+    mig_profile: str | None = Field(
+        default=None, description="MIG profile of one replica (MIG pools only)."
+    )
+    tensor_parallel_size: int = Field(
+        default=1, ge=1, le=8, description="GPUs per replica (1 on MIG pools)."
+    )
+    replicas: Replicas = Field(description="Replica range.")
+    architecture: Architecture = Field(description="Model architecture, for memory fit.")
+    vllm: VllmSettings = Field(description="vLLM engine settings.")
+    weights: Weights = Field(description="Where weights come from.")
+    slo: Slo = Field(description="Latency objectives.")
+    model_load_timeout_s: int = Field(
+        default=900, ge=30, le=7200, description="Time the startup probe allows for loading, s."
+    )
+    cpu: str = Field(default="4", pattern=r"^[0-9]+(m)?$", description="CPU request per replica.")
+    memory_gib: int = Field(default=32, ge=1, le=2048, description="Memory per replica, GiB.")
+    shm_gib: int = Field(default=8, ge=1, le=512, description="/dev/shm size, GiB.")
+
+
+class Namespaces(Spec):
+    models: DnsLabel = Field(default="swarmstack-models", description="Namespace of model servers.")
+    agents: DnsLabel = Field(default="swarmstack-agents", description="Namespace of agent workers.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Namespaces:
+        if self.models == self.agents:
+            raise ValueError("models and agents must be different namespaces")
+        reserved = {"default", "kube-system", "kube-public", "kube-node-lease"}
+        for name in (self.models, self.agents):
+            if name in reserved:
+                raise ValueError(f"{name!r} is reserved by Kubernetes")
+        return self

@@ -1,0 +1,376 @@
+"""A stack's typed configuration: loading, validation and error messages.
+
+`load()` reads every `swarmstack:*` key of the stack's Pulumi config, validates
+it into `StackConfig` and runs the rules that cross components. Nothing is
+declared before this succeeds, and a failure names each bad config path as it
+is written in `Pulumi.<stack>.yaml`, the bad value and what would be valid.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_core import ErrorDetails
+
+from components.instances import INSTANCE_TYPES
+from components.mig import MIG_PROFILES, MigLayoutError, mig_resource_name, validate_layout
+from components.specs import (
+    ClusterSpec,
+    CostLabels,
+    GpuOperatorSpec,
+    GpuPoolSpec,
+    ImageRef,
+    ModelSpec,
+    Namespaces,
+    Spec,
+)
+from components.vllm import MemoryFit, memory_fit
+
+PROJECT = "swarmstack"
+# Config keys that hold secrets: read with Config.get_secret, never validated as data.
+SECRET_KEYS = frozenset({"huggingFaceToken"})
+# Config keys outside this project's namespace that the program reads.
+REGION_KEY = "aws:region"
+
+
+class Images(Spec):
+    vllm: ImageRef = Field(description="vLLM OpenAI-compatible server image.")
+
+
+class StackConfig(Spec):
+    """Everything a stack is built from: the `swarmstack:` keys of Pulumi.<stack>.yaml."""
+
+    phase: Literal["pilot"] = Field(
+        description="Which composition to build. Only `pilot` is built so far."
+    )
+    cost_labels: CostLabels = Field(description="Cost-attribution labels and tags.")
+    cluster: ClusterSpec = Field(description="The cluster and its network.")
+    gpu_operator: GpuOperatorSpec = Field(description="NVIDIA GPU operator release.")
+    gpu_pools: list[GpuPoolSpec] = Field(min_length=1, description="GPU node pools.")
+    models: list[ModelSpec] = Field(min_length=1, description="Models served with vLLM.")
+    images: Images = Field(description="Container images (version-pinned).")
+    namespaces: Namespaces = Field(
+        default_factory=lambda: Namespaces(), description="Namespaces swarmstack creates."
+    )
+
+    def pool(self, name: str) -> GpuPoolSpec:
+        return next(p for p in self.gpu_pools if p.name == name)
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(ValueError):
+    """Every problem found in a stack's config, each with its path."""
+
+    def __init__(self, problems: list[Problem], source: str) -> None:
+        self.problems = problems
+        self.source = source
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"invalid stack config ({source}):\n{lines}")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def raw_from_pulumi_config() -> tuple[dict[str, Any], str]:
+    """The stack's `swarmstack:*` values (secrets left out) and its region."""
+    from pulumi.runtime import config as runtime_config
+
+    merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    raw: dict[str, Any] = {}
+    for full_key, value in merged.items():
+        namespace, _, key = str(full_key).partition(":")
+        if namespace != PROJECT or key in SECRET_KEYS:
+            continue
+        raw[key] = _decode(value)
+    region = merged.get(REGION_KEY)
+    return raw, str(region) if region is not None else ""
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def load(raw: dict[str, Any], region: str, source: str) -> StackConfig:
+    """Validate raw config; raise ConfigError naming every bad path."""
+    try:
+        config = StackConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError([_problem(e) for e in exc.errors()], source) from None
+    problems = cross_component_problems(config, region)
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def render_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _schema() -> dict[str, Any]:
+    return StackConfig.model_json_schema(by_alias=True)
+
+
+def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
+    """Valid keys of the object at `loc`, read from the config's JSON schema."""
+    schema = _schema()
+    defs: dict[str, Any] = schema.get("$defs", {})
+
+    def resolve(node: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in node:
+            node = defs[str(node["$ref"]).split("/")[-1]]
+        return node
+
+    node = resolve(schema)
+    for part in loc:
+        if "anyOf" in node:
+            node = resolve(next(n for n in node["anyOf"] if n.get("type") != "null"))
+        if isinstance(part, int):
+            node = resolve(node.get("items", {}))
+        elif "properties" in node and part in node["properties"]:
+            node = resolve(node["properties"][part])
+        elif "oneOf" in node:  # discriminated union: the tag is part of the loc
+            options = [resolve(n) for n in node["oneOf"]]
+            tagged = [o for o in options if o["properties"]["source"].get("const") == part]
+            if not tagged:
+                return []
+            node = tagged[0]
+        else:
+            return []
+    return sorted(node.get("properties", {}))
+
+
+def _is_union_tag(loc: tuple[int | str, ...], index: int) -> bool:
+    return index > 0 and loc[index - 1] == "weights" and loc[index] in ("s3", "pvc", "huggingface")
+
+
+def _problem(error: ErrorDetails) -> Problem:
+    loc = tuple(p for i, p in enumerate(error["loc"]) if not _is_union_tag(error["loc"], i))
+    path = render_path(loc)
+    value = error.get("input")
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        valid = ", ".join(_keys_at(tuple(error["loc"][:-1])))
+        return Problem(path, f"unknown key (valid keys here: {valid})")
+    if kind == "missing":
+        return Problem(path, "required key is missing")
+    message = error["msg"].removeprefix("Value error, ")
+    if isinstance(value, str | int | float | bool) and repr(value) not in message:
+        return Problem(path, f"{value!r} is not valid: {message}")
+    return Problem(path, message)
+
+
+# --------------------------------------------------------------------------- cross-component rules
+
+
+def cross_component_problems(config: StackConfig, region: str) -> list[Problem]:
+    problems: list[Problem] = []
+    problems += _unique_names("gpuPools", [p.name for p in config.gpu_pools])
+    problems += _unique_names("models", [m.name for m in config.models])
+    if config.cluster.mode == "eks" and not region:
+        problems.append(Problem(REGION_KEY, "is not set: the EKS cluster needs a region"))
+    for i, pool in enumerate(config.gpu_pools):
+        problems += _pool_problems(i, pool, config, region)
+    for i, model in enumerate(config.models):
+        problems += _model_problems(i, model, config)
+    if not problems:  # capacity arithmetic needs valid pools and profiles
+        problems += _capacity_problems(config)
+    return problems
+
+
+def _unique_names(path: str, names: list[str]) -> list[Problem]:
+    counts = Counter(names)
+    return [
+        Problem(f"{path}[{i}].name", f"{name!r} is used more than once; names must be unique")
+        for i, name in enumerate(names)
+        if counts[name] > 1 and names.index(name) != i
+    ]
+
+
+def _pool_problems(i: int, pool: GpuPoolSpec, config: StackConfig, region: str) -> list[Problem]:
+    base = f"gpuPools[{i}]"
+    itype = INSTANCE_TYPES[pool.instance_type]
+    problems: list[Problem] = []
+    if pool.availability_zone and region and not pool.availability_zone.startswith(region):
+        problems.append(
+            Problem(
+                f"{base}.availabilityZone",
+                f"{pool.availability_zone!r} is not in the stack's region {region!r} "
+                f"(e.g. {region}a)",
+            )
+        )
+    if pool.mig is None:
+        return problems
+    if not itype.mig_capable:
+        mig_types = sorted(n for n, t in INSTANCE_TYPES.items() if t.mig_capable)
+        problems.append(
+            Problem(
+                f"{base}.mig",
+                f"{pool.instance_type} has {itype.gpus} x {itype.gpu_model}, which does not "
+                f"support MIG (MIG instance types: {', '.join(mig_types)}); remove mig",
+            )
+        )
+        return problems
+    try:
+        validate_layout(str(itype.gpu_model), pool.mig.profiles, config.gpu_operator.mig_strategy)
+    except MigLayoutError as exc:
+        path = f"{base}.mig.profiles" + (f"[{exc.index}]" if exc.index is not None else "")
+        problems.append(Problem(path, str(exc)))
+    return problems
+
+
+def _model_problems(i: int, model: ModelSpec, config: StackConfig) -> list[Problem]:
+    base = f"models[{i}]"
+    names = [p.name for p in config.gpu_pools]
+    if model.pool not in names:
+        return [Problem(f"{base}.pool", f"{model.pool!r} is not a GPU pool (one of {names})")]
+    pool = config.pool(model.pool)
+    itype = INSTANCE_TYPES[pool.instance_type]
+    gpu = itype.gpu
+    assert gpu is not None
+    problems: list[Problem] = []
+    if pool.mig is not None:
+        if not gpu.mig_capable:
+            return []  # reported on the pool
+        if model.tensor_parallel_size != 1:
+            problems.append(
+                Problem(
+                    f"{base}.tensorParallelSize",
+                    f"{model.tensor_parallel_size} is not possible on MIG pool {pool.name!r}: "
+                    "a process sees one MIG device, so it must be 1 (or use a pool without MIG)",
+                )
+            )
+        if model.mig_profile is None:
+            return [
+                *problems,
+                Problem(
+                    f"{base}.migProfile",
+                    f"required on MIG pool {pool.name!r} (one of {sorted(set(pool.mig.profiles))})",
+                ),
+            ]
+        if model.mig_profile not in pool.mig.profiles:
+            return [
+                *problems,
+                Problem(
+                    f"{base}.migProfile",
+                    f"{model.mig_profile!r} is not in pool {pool.name!r}'s layout "
+                    f"(one of {sorted(set(pool.mig.profiles))})",
+                ),
+            ]
+        profile = MIG_PROFILES[gpu.model][model.mig_profile]
+        device_gb, devices, device_name = profile.usable_memory_gb, 1, f"MIG {profile.name} slice"
+    else:
+        if model.mig_profile is not None:
+            problems.append(
+                Problem(
+                    f"{base}.migProfile",
+                    f"{model.mig_profile!r} set, but pool {pool.name!r} has no MIG layout; "
+                    "remove migProfile",
+                )
+            )
+        if model.tensor_parallel_size > itype.gpus:
+            problems.append(
+                Problem(
+                    f"{base}.tensorParallelSize",
+                    f"{model.tensor_parallel_size} exceeds the {itype.gpus} GPU(s) of a "
+                    f"{pool.instance_type} node in pool {pool.name!r} (at most {itype.gpus})",
+                )
+            )
+            return problems
+        device_gb, devices = gpu.usable_memory_gb, model.tensor_parallel_size
+        device_name = f"{devices} x {gpu.model}"
+    fit = model_memory_fit(model, device_gb, devices)
+    if not fit.fits:
+        problems.append(
+            Problem(
+                f"{base}.architecture",
+                f"{model.model} does not fit a {device_name} at gpuMemoryUtilization "
+                f"{model.vllm.gpu_memory_utilization:g}: {fit.describe()}. Use a larger slice, "
+                "a shorter maxModelLen, fp8 KV cache or a quantized model",
+            )
+        )
+    return problems
+
+
+def model_memory_fit(model: ModelSpec, device_gb: float, devices: int) -> MemoryFit:
+    arch = model.architecture
+    return memory_fit(
+        parameters_b=arch.parameters_b,
+        layers=arch.layers,
+        kv_heads=arch.kv_heads,
+        head_dim=arch.head_dim,
+        dtype=arch.dtype,
+        kv_cache_dtype=model.vllm.kv_cache_dtype,
+        max_model_len=model.vllm.max_model_len,
+        device_usable_gb=device_gb,
+        devices=devices,
+        gpu_memory_utilization=model.vllm.gpu_memory_utilization,
+    )
+
+
+def accelerator_resource(model: ModelSpec, config: StackConfig) -> tuple[str, int]:
+    """The extended resource one replica requests, and how many."""
+    if model.mig_profile is not None:
+        return mig_resource_name(model.mig_profile, config.gpu_operator.mig_strategy), 1
+    return "nvidia.com/gpu", model.tensor_parallel_size
+
+
+def pool_offers(pool: GpuPoolSpec, strategy: Literal["single", "mixed"], nodes: int) -> Counter[str]:
+    """Extended resources a pool offers with `nodes` nodes."""
+    itype = INSTANCE_TYPES[pool.instance_type]
+    if pool.mig is None:
+        return Counter({"nvidia.com/gpu": itype.gpus * nodes})
+    per_gpu = Counter(mig_resource_name(p, strategy) for p in pool.mig.profiles)
+    return Counter({k: v * itype.gpus * nodes for k, v in per_gpu.items()})
+
+
+def _capacity_problems(config: StackConfig) -> list[Problem]:
+    problems: list[Problem] = []
+    strategy = config.gpu_operator.mig_strategy
+    for pi, pool in enumerate(config.gpu_pools):
+        members = [(i, m) for i, m in enumerate(config.models) if m.pool == pool.name]
+        if not members:
+            continue
+        for scale, nodes in (("min", pool.min_size), ("max", pool.max_size)):
+            offered = pool_offers(pool, strategy, nodes)
+            wanted: Counter[str] = Counter()
+            for _, m in members:
+                resource, count = accelerator_resource(m, config)
+                wanted[resource] += count * (m.replicas.min if scale == "min" else m.replicas.max)
+            for resource, need in sorted(wanted.items()):
+                if need > offered[resource]:
+                    problems.append(
+                        Problem(
+                            f"gpuPools[{pi}].{scale}Size",
+                            f"{nodes} node(s) of {pool.instance_type} offer "
+                            f"{offered[resource]} x {resource}, but the models on this pool "
+                            f"need {need} at {scale} replicas; raise {scale}Size or lower "
+                            f"models[*].replicas.{scale}",
+                        )
+                    )
+    return problems

@@ -1,0 +1,242 @@
+"""Run a Pulumi program on the SDK's mock runtime and record every registration.
+
+The recording monitor sees what the Pulumi engine would see: each resource's
+type, name, parent, dependencies and inputs. Inputs are decoded from the wire
+format here rather than with the SDK's deserializer so that a secret is replaced
+by `REDACTED` before it is ever held in clear; unknown values become `UNKNOWN`
+and numbers that are whole become ints.
+
+Mocked look-ups return fixed values (documented in `LOOKUPS`) so that plans are
+reproducible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await  # pyright: ignore[reportPrivateUsage]
+
+REDACTED = "[secret]"
+UNKNOWN = "[unknown until deployed]"
+ACCOUNT_ID = "111122223333"
+
+_SIG = rpc._special_sig_key  # pyright: ignore[reportPrivateUsage]
+_SECRET = rpc._special_secret_sig  # pyright: ignore[reportPrivateUsage]
+_RESOURCE = rpc._special_resource_sig  # pyright: ignore[reportPrivateUsage]
+_OUTPUT = rpc._special_output_value_sig  # pyright: ignore[reportPrivateUsage]
+
+
+@dataclass
+class Registration:
+    """One resource as the engine would receive it."""
+
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    provider: str
+    dependencies: list[str]
+    inputs: dict[str, Any]
+    has_secrets: bool = False
+
+    @property
+    def is_component(self) -> bool:
+        return not self.custom
+
+
+def decode(value: Any) -> tuple[Any, bool]:
+    """Decode a wire value; returns (value, contained_a_secret)."""
+    if isinstance(value, dict):
+        sig = value.get(_SIG)
+        if sig == _SECRET:
+            return REDACTED, True
+        if sig == _RESOURCE:
+            return value.get("urn", ""), False
+        if sig == _OUTPUT:
+            if value.get("secret"):
+                return REDACTED, True
+            return decode(value["value"]) if "value" in value else (UNKNOWN, False)
+        out: dict[str, Any] = {}
+        secret = False
+        for k, v in value.items():
+            out[k], s = decode(v)
+            secret = secret or s
+        return out, secret
+    if isinstance(value, list):
+        items = [decode(v) for v in value]
+        return [v for v, _ in items], any(s for _, s in items)
+    if value == rpc.UNKNOWN:
+        return UNKNOWN, False
+    if isinstance(value, float) and value.is_integer():
+        return int(value), False
+    return value, False
+
+
+# Fixed answers to the provider functions the program calls during a plan.
+def _availability_zones(args: dict[str, Any], region: str) -> dict[str, Any]:
+    names = [f"{region}{s}" for s in "abcdef"]
+    return {"names": names, "zoneIds": [f"use1-az{i + 1}" for i in range(6)], "state": "available"}
+
+
+LOOKUPS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
+    "aws:index/getAvailabilityZones:getAvailabilityZones": _availability_zones,
+    "aws:index/getCallerIdentity:getCallerIdentity": lambda _a, _r: {
+        "accountId": ACCOUNT_ID,
+        "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/plan",
+        "userId": "AIDAPLAN",
+    },
+    "aws:index/getRegion:getRegion": lambda _a, region: {"name": region, "region": region},
+    "aws:index/getPartition:getPartition": lambda _a, _r: {
+        "partition": "aws",
+        "dnsSuffix": "amazonaws.com",
+    },
+    "aws:ssm/getParameter:getParameter": lambda a, _r: {
+        "name": a.get("name"),
+        "value": "ami-0planned0000000000",
+        "type": "String",
+    },
+}
+
+
+class PlanMocks(pulumi_mocks.Mocks):
+    """Deterministic ids and outputs: every resource echoes its inputs."""
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        state: dict[str, Any] = dict(args.inputs)
+        rid = f"{args.name}-id"
+        if args.typ == "aws:eks/cluster:Cluster":
+            state.update(
+                endpoint=f"https://{args.name}.gr7.{self.region}.eks.amazonaws.com",
+                certificateAuthority={"data": "UExBTi1DQQ=="},
+                identities=[
+                    {"oidcs": [{"issuer": f"https://oidc.eks.{self.region}.amazonaws.com/id/PLAN"}]}
+                ],
+                name=args.inputs.get("name", args.name),
+            )
+        if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            state.setdefault("latestVersion", 1)
+        if args.typ.startswith("aws:"):
+            state.setdefault("arn", f"arn:aws:{args.typ.split(':')[1]}:{self.region}:{ACCOUNT_ID}:{rid}")
+        if args.typ.startswith("kubernetes:"):
+            meta = dict(state.get("metadata") or {})
+            meta.setdefault("name", args.name)
+            state["metadata"] = meta
+        return rid, state
+
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        lookup = LOOKUPS.get(args.token)
+        if lookup is None:
+            raise NotImplementedError(f"the offline plan has no fixed answer for {args.token}")
+        return lookup(dict(args.args), self.region), []
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: pulumi_mocks.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            raw = json_format.MessageToDict(request.object)
+            inputs, secret = decode(raw)
+            self.registrations.append(
+                Registration(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    parent=request.parent,
+                    custom=bool(request.custom),
+                    provider=request.provider,
+                    dependencies=sorted(set(request.dependencies)),
+                    inputs=inputs,
+                    has_secrets=secret,
+                )
+            )
+        return response
+
+
+@dataclass
+class Capture:
+    registrations: list[Registration] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_]
+
+    def named(self, name: str) -> Registration:
+        matches = [r for r in self.registrations if r.name == name]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} resources named {name!r}")
+        return matches[0]
+
+    def by_urn(self, urn: str) -> Registration:
+        return next(r for r in self.registrations if r.urn == urn)
+
+
+@contextlib.contextmanager
+def _fresh_loop() -> Iterator[None]:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def run(
+    program: Callable[[], None],
+    *,
+    project: str = "swarmstack",
+    stack: str = "test",
+    config: dict[str, str] | None = None,
+    secret_keys: list[str] | None = None,
+    region: str = "us-east-1",
+) -> Capture:
+    """Run `program` on the mock runtime; return every registration and stack output.
+
+    Exceptions raised by the program (including inside `apply`) propagate.
+    """
+    with _fresh_loop():
+        pulumi_settings.reset_options()
+        pulumi.runtime.set_all_config(config or {}, secret_keys or [])
+        mocks = PlanMocks(region)
+        monitor = RecordingMonitor(mocks)
+        pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
+        outputs: dict[str, Any] = {}
+
+        def body() -> None:
+            program()
+
+        _sync_await(run_pulumi_func(body))
+        root = pulumi.runtime.get_root_resource()
+        if root is not None:
+            stack_outputs = getattr(root, "outputs", {})  # set by pulumi.export
+            outputs = {k: _resolve(v) for k, v in dict(stack_outputs).items()}
+        return Capture(monitor.registrations, outputs)
+
+
+def _resolve(value: Any) -> Any:
+    if isinstance(value, pulumi.Output):
+        out: pulumi.Output[Any] = value  # pyright: ignore[reportUnknownVariableType]
+        is_secret = _sync_await(out.is_secret())
+        if is_secret:
+            return REDACTED
+        return json.loads(json.dumps(_sync_await(out.future()), default=str))
+    return value

@@ -118,7 +118,7 @@ def profile_for(gpu: str, name: str) -> MigProfile:
     return table[name]
 
 
-def _place(profiles: Sequence[MigProfile]) -> list[int] | None:
+def place_instances(profiles: Sequence[MigProfile]) -> list[int] | None:
     """Find a start slice for each instance so none overlap; None when impossible."""
     order = sorted(range(len(profiles)), key=lambda i: -profiles[i].memory_slices)
     compute_used = [False] * COMPUTE_SLICES
@@ -186,7 +186,7 @@ def validate_layout(
             f"layout {list(names)} needs {compute} compute and {memory} memory slices; "
             f"a {gpu} has {COMPUTE_SLICES} compute and {MEMORY_SLICES} memory slices"
         )
-    if _place(profiles) is None:
+    if place_instances(profiles) is None:
         raise MigLayoutError(
             f"layout {list(names)} fits the slice budget but cannot be placed: "
             f"{gpu} instances start only at fixed slice positions"

@@ -1,0 +1,399 @@
+"""One model served by vLLM: Deployment, Service, PodDisruptionBudget (+ IRSA role for S3).
+
+The pod is built by `pod_template`, a pure function, so what a model server
+looks like can be read and tested without Pulumi. It runs as a restricted pod:
+non-root, no privilege escalation, all capabilities dropped, seccomp
+RuntimeDefault and a read-only root filesystem; vLLM's caches, /tmp and
+/dev/shm are emptyDirs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.nodes import GPU_TAINT, POOL_LABEL
+from components.specs import CostLabels, ImageRef, ModelSpec, S3Weights, VolumeWeights
+from components.tenancy import MODEL_PORT, MODEL_SERVER_COMPONENT
+from components.vllm import ServerArgs, render_server_args, startup_probe_failure_threshold
+
+RUN_AS_USER = 2000
+CACHE_DIR = "/cache"
+WEIGHTS_DIR = "/models"
+PROBE_PERIOD_S = 10
+HF_TOKEN_KEY = "token"
+
+ANNOTATION_PREFIX = "swarmstack.io/"
+
+
+def slo_annotations(spec: ModelSpec) -> dict[str, str]:
+    """Annotations that policies and dashboards read a model's objectives from."""
+    return {
+        f"{ANNOTATION_PREFIX}model": spec.model,
+        f"{ANNOTATION_PREFIX}latency-tier": spec.slo.tier,
+        f"{ANNOTATION_PREFIX}slo-ttft-p99-ms": str(spec.slo.ttft_p99_ms),
+        f"{ANNOTATION_PREFIX}slo-itl-p99-ms": str(spec.slo.itl_p99_ms),
+        f"{ANNOTATION_PREFIX}slo-e2e-p99-s": str(spec.slo.e2e_p99_s),
+        f"{ANNOTATION_PREFIX}replicas-min": str(spec.replicas.min),
+        f"{ANNOTATION_PREFIX}replicas-max": str(spec.replicas.max),
+    }
+
+
+def selector_labels(spec: ModelSpec) -> dict[str, str]:
+    return {"app.kubernetes.io/name": spec.name, "app.kubernetes.io/instance": spec.name}
+
+
+def workload_labels(spec: ModelSpec, cost_labels: CostLabels) -> dict[str, str]:
+    return {
+        **selector_labels(spec),
+        **cost_labels.as_labels(),
+        "app.kubernetes.io/component": MODEL_SERVER_COMPONENT,
+        "app.kubernetes.io/part-of": "swarmstack",
+        f"{ANNOTATION_PREFIX}latency-tier": spec.slo.tier,
+    }
+
+
+def server_args(spec: ModelSpec) -> list[str]:
+    """vLLM's command line for this model, from its typed config."""
+    weights = spec.weights
+    model_path, load_format = spec.model, None
+    download_dir: str | None = f"{CACHE_DIR}/huggingface"
+    if isinstance(weights, S3Weights):
+        model_path, load_format, download_dir = weights.uri, "runai_streamer", None
+    elif isinstance(weights, VolumeWeights):
+        model_path = f"{WEIGHTS_DIR}/{weights.path.strip('/')}".rstrip("/")
+        download_dir = None
+    return render_server_args(
+        ServerArgs(
+            model=model_path,
+            served_model_name=spec.model,
+            port=MODEL_PORT,
+            tensor_parallel_size=spec.tensor_parallel_size,
+            max_num_seqs=spec.vllm.max_num_seqs,
+            max_model_len=spec.vllm.max_model_len,
+            gpu_memory_utilization=spec.vllm.gpu_memory_utilization,
+            enable_prefix_caching=spec.vllm.enable_prefix_caching,
+            dtype=spec.architecture.dtype,
+            kv_cache_dtype=spec.vllm.kv_cache_dtype,
+            load_format=load_format,
+            download_dir=download_dir,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a replica runs and what accelerator it takes."""
+
+    pool: str
+    resource: str  # nvidia.com/gpu or nvidia.com/mig-<profile>
+    count: int
+
+
+def pod_template(
+    spec: ModelSpec,
+    *,
+    image: ImageRef,
+    placement: Placement,
+    cost_labels: CostLabels,
+    service_account: str,
+    hf_token_secret: str | None,
+) -> dict[str, Any]:
+    """The vLLM pod template (Kubernetes wire form, camelCase)."""
+    volumes: list[dict[str, Any]] = [
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{spec.shm_gib}Gi"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
+        {"name": "cache", "emptyDir": {"sizeLimit": "200Gi"}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "shm", "mountPath": "/dev/shm"},
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "cache", "mountPath": CACHE_DIR},
+    ]
+    if isinstance(spec.weights, VolumeWeights):
+        volumes.append(
+            {
+                "name": "weights",
+                "persistentVolumeClaim": {"claimName": spec.weights.claim_name, "readOnly": True},
+            }
+        )
+        mounts.append({"name": "weights", "mountPath": WEIGHTS_DIR, "readOnly": True})
+    env: list[dict[str, Any]] = [
+        {"name": "HOME", "value": f"{CACHE_DIR}/home"},
+        {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
+        {"name": "VLLM_CACHE_ROOT", "value": f"{CACHE_DIR}/vllm"},
+        {"name": "XDG_CACHE_HOME", "value": CACHE_DIR},
+        {"name": "TRITON_CACHE_DIR", "value": f"{CACHE_DIR}/triton"},
+        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+        {"name": "DO_NOT_TRACK", "value": "1"},
+    ]
+    if hf_token_secret is not None:
+        env.append(
+            {
+                "name": "HF_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": hf_token_secret, "key": HF_TOKEN_KEY}},
+            }
+        )
+    accelerator = {placement.resource: str(placement.count)}
+    container: dict[str, Any] = {
+        "name": "vllm",
+        "image": image.reference,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python3", "-m", "vllm.entrypoints.openai.api_server"],
+        "args": server_args(spec),
+        "ports": [{"name": "http", "containerPort": MODEL_PORT, "protocol": "TCP"}],
+        "env": env,
+        "resources": {
+            "requests": {"cpu": spec.cpu, "memory": f"{spec.memory_gib}Gi", **accelerator},
+            "limits": {"memory": f"{spec.memory_gib}Gi", **accelerator},
+        },
+        "startupProbe": {
+            "httpGet": {"path": "/health", "port": "http"},
+            "periodSeconds": PROBE_PERIOD_S,
+            "failureThreshold": startup_probe_failure_threshold(
+                spec.model_load_timeout_s, PROBE_PERIOD_S
+            ),
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/health", "port": "http"},
+            "periodSeconds": PROBE_PERIOD_S,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/health", "port": "http"},
+            "periodSeconds": 15,
+            "timeoutSeconds": 5,
+            "failureThreshold": 4,
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": mounts,
+    }
+    return {
+        "metadata": {
+            "labels": workload_labels(spec, cost_labels),
+            "annotations": slo_annotations(spec),
+        },
+        "spec": {
+            "serviceAccountName": service_account,
+            "automountServiceAccountToken": False,
+            # In-flight generations get the model's P99 end-to-end time to finish.
+            "terminationGracePeriodSeconds": spec.slo.e2e_p99_s + 15,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": RUN_AS_USER,
+                "runAsGroup": RUN_AS_USER,
+                "fsGroup": RUN_AS_USER,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "nodeSelector": {POOL_LABEL: placement.pool},
+            "tolerations": [
+                {
+                    "key": GPU_TAINT.key,
+                    "operator": "Equal",
+                    "value": GPU_TAINT.value,
+                    "effect": GPU_TAINT.kubernetes_effect,
+                }
+            ],
+            "containers": [container],
+            "volumes": volumes,
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Irsa:
+    """The cluster's OIDC provider, for IAM roles for service accounts."""
+
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer: pulumi.Input[str]  # host/path, without https://
+
+
+def irsa_trust_policy(provider_arn: str, issuer: str, namespace: str, account: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Federated": provider_arn},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {
+                        "StringEquals": {
+                            f"{issuer}:sub": f"system:serviceaccount:{namespace}:{account}",
+                            f"{issuer}:aud": "sts.amazonaws.com",
+                        }
+                    },
+                }
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+def s3_read_policy(uri: str) -> str:
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    prefix = prefix.strip("/")
+    objects = f"arn:aws:s3:::{bucket}/{prefix}/*" if prefix else f"arn:aws:s3:::{bucket}/*"
+    list_statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Action": ["s3:ListBucket"],
+        "Resource": f"arn:aws:s3:::{bucket}",
+    }
+    if prefix:
+        list_statement["Condition"] = {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}}
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": objects},
+                list_statement,
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+@dataclass(frozen=True)
+class ModelServingArgs:
+    spec: ModelSpec
+    namespace: pulumi.Input[str]
+    namespace_name: str
+    image: ImageRef
+    placement: Placement
+    cost_labels: CostLabels
+    irsa: Irsa | None = None
+    hf_token_secret: str | None = None
+
+
+class ModelServing(pulumi.ComponentResource):
+    """vLLM for one model: Deployment, Service, PodDisruptionBudget and its identity."""
+
+    deployment: k8s.apps.v1.Deployment
+    service: k8s.core.v1.Service
+    pdb: k8s.policy.v1.PodDisruptionBudget
+    endpoint: pulumi.Output[str]
+    role_arn: pulumi.Output[str] | None
+
+    def __init__(
+        self, name: str, args: ModelServingArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("swarmstack:serving:Model", name, None, opts)
+        spec = args.spec
+        labels = workload_labels(spec, args.cost_labels)
+        metadata = k8s.meta.v1.ObjectMetaArgs(
+            name=spec.name,
+            namespace=args.namespace,
+            labels=labels,
+            annotations=slo_annotations(spec),
+        )
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.role_arn = None
+        account_annotations: dict[str, pulumi.Input[str]] = {}
+        if isinstance(spec.weights, S3Weights) and args.irsa is not None:
+            self.role_arn = self._weights_role(name, args, args.irsa, spec.weights)
+            account_annotations["eks.amazonaws.com/role-arn"] = self.role_arn
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-sa",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=spec.name,
+                namespace=args.namespace,
+                labels=labels,
+                annotations=account_annotations,
+            ),
+            automount_service_account_token=False,
+            opts=child,
+        )
+        template = pod_template(
+            spec,
+            image=args.image,
+            placement=args.placement,
+            cost_labels=args.cost_labels,
+            service_account=spec.name,
+            hf_token_secret=args.hf_token_secret,
+        )
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=metadata,
+            spec={
+                "replicas": spec.replicas.min,
+                "selector": {"matchLabels": selector_labels(spec)},
+                # Surge would need a spare GPU slice; replace one replica at a time instead.
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+                },
+                "progressDeadlineSeconds": spec.model_load_timeout_s + 300,
+                "template": template,
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
+        )
+        self.service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=metadata,
+            spec={
+                "type": "ClusterIP",
+                "selector": selector_labels(spec),
+                "ports": [
+                    {
+                        "name": "http",
+                        "port": MODEL_PORT,
+                        "targetPort": "http",
+                        "protocol": "TCP",
+                        "appProtocol": "http",
+                    }
+                ],
+            },
+            opts=child,
+        )
+        # Allows one disruption: maxUnavailable 0 would block every node drain.
+        self.pdb = k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=metadata,
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(spec)}},
+            opts=child,
+        )
+        self.endpoint = pulumi.Output.from_input(args.namespace).apply(
+            lambda ns: f"http://{spec.name}.{ns}.svc.cluster.local:{MODEL_PORT}/v1"
+        )
+        self.register_outputs(
+            {
+                "endpoint": self.endpoint,
+                "deployment": self.deployment.metadata.apply(lambda m: m.name),
+                "weightsRoleArn": self.role_arn,
+            }
+        )
+
+    def _weights_role(
+        self, name: str, args: ModelServingArgs, irsa: Irsa, weights: S3Weights
+    ) -> pulumi.Output[str]:
+        trust = pulumi.Output.all(irsa.oidc_provider_arn, irsa.oidc_issuer).apply(
+            lambda v: irsa_trust_policy(
+                str(v[0]), str(v[1]), args.namespace_name, args.spec.name
+            )
+        )
+        role = aws.iam.Role(
+            f"{name}-weights-role",
+            description=f"Read {weights.uri} for model {args.spec.name} (IRSA)",
+            assume_role_policy=trust,
+            tags={**args.cost_labels.as_labels(), "managed-by": "swarmstack"},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.iam.RolePolicy(
+            f"{name}-weights-read",
+            role=role.id,
+            policy=s3_read_policy(weights.uri),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return role.arn

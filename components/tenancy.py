@@ -1,0 +1,150 @@
+"""Namespaces for models and agents, each closed by a default-deny NetworkPolicy.
+
+Traffic that is allowed is listed explicitly: DNS for everyone, agents to the
+model servers' port, and model servers out on 443 for weights (S3 or the Hub)
+and for STS (IRSA).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.specs import CostLabels, Namespaces
+
+ROLE_LABEL = "swarmstack.io/role"
+MODEL_SERVER_COMPONENT = "model-server"
+MODEL_PORT = 8000
+
+
+def namespace_labels(role: str, cost_labels: CostLabels) -> dict[str, str]:
+    return {
+        **cost_labels.as_labels(),
+        ROLE_LABEL: role,
+        "app.kubernetes.io/part-of": "swarmstack",
+        # Model servers and agents run as restricted pods; nothing here needs more.
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }
+
+
+def _namespace_selector(namespace: str) -> dict[str, Any]:
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+
+
+def network_policies(ns: Namespaces) -> dict[str, dict[str, Any]]:
+    """NetworkPolicy specs by resource suffix; pure so it can be read and tested alone."""
+    dns = {
+        "to": [
+            {
+                **_namespace_selector("kube-system"),
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            }
+        ],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+    model_pods = {"matchLabels": {"app.kubernetes.io/component": MODEL_SERVER_COMPONENT}}
+    policies: dict[str, dict[str, Any]] = {}
+    for role, name in (("models", ns.models), ("agents", ns.agents)):
+        policies[f"{role}-default-deny"] = {
+            "namespace": name,
+            "name": "default-deny",
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+        }
+        policies[f"{role}-allow-dns"] = {
+            "namespace": name,
+            "name": "allow-dns",
+            "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [dns]},
+        }
+    policies["models-allow-agents"] = {
+        "namespace": ns.models,
+        "name": "allow-agents-to-model-servers",
+        "spec": {
+            "podSelector": model_pods,
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [_namespace_selector(ns.agents)],
+                    "ports": [{"protocol": "TCP", "port": MODEL_PORT}],
+                }
+            ],
+        },
+    }
+    policies["models-allow-weights"] = {
+        "namespace": ns.models,
+        "name": "allow-model-servers-https-egress",
+        "spec": {
+            "podSelector": model_pods,
+            "policyTypes": ["Egress"],
+            "egress": [{"ports": [{"protocol": "TCP", "port": 443}]}],
+        },
+    }
+    policies["agents-allow-models"] = {
+        "namespace": ns.agents,
+        "name": "allow-agents-to-model-servers",
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Egress"],
+            "egress": [
+                {
+                    "to": [{**_namespace_selector(ns.models), "podSelector": model_pods}],
+                    "ports": [{"protocol": "TCP", "port": MODEL_PORT}],
+                }
+            ],
+        },
+    }
+    return policies
+
+
+@dataclass(frozen=True)
+class TenancyArgs:
+    namespaces: Namespaces
+    cost_labels: CostLabels
+
+
+class Tenancy(pulumi.ComponentResource):
+    """The namespaces swarmstack deploys into, closed by default."""
+
+    namespaces: Mapping[str, k8s.core.v1.Namespace]
+    models_namespace: pulumi.Output[str]
+    agents_namespace: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: TenancyArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("swarmstack:tenancy:Tenancy", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        ns = args.namespaces
+        self.namespaces = {
+            role: k8s.core.v1.Namespace(
+                f"{name}-{role}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=ns_name, labels=namespace_labels(role, args.cost_labels)
+                ),
+                opts=child,
+            )
+            for role, ns_name in (("models", ns.models), ("agents", ns.agents))
+        }
+        self.models_namespace = self.namespaces["models"].metadata.apply(lambda m: m.name or "")
+        self.agents_namespace = self.namespaces["agents"].metadata.apply(lambda m: m.name or "")
+        namespace_of = {ns.models: self.namespaces["models"], ns.agents: self.namespaces["agents"]}
+        for suffix, policy in network_policies(ns).items():
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-{suffix}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=policy["name"],
+                    namespace=policy["namespace"],
+                    labels=args.cost_labels.as_labels(),
+                ),
+                spec=policy["spec"],
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[namespace_of[policy["namespace"]]]
+                ),
+            )
+        self.register_outputs(
+            {"modelsNamespace": self.models_namespace, "agentsNamespace": self.agents_namespace}
+        )

@@ -1,0 +1,105 @@
+"""Pilot phase: one cluster, a system pool, MIG GPU pools and vLLM for 5-20 agents."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.cluster import Cluster, ClusterArgs
+from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs, GpuOperator, GpuOperatorArgs
+from components.model_serving import HF_TOKEN_KEY, Irsa, ModelServing, ModelServingArgs, Placement
+from components.tenancy import Tenancy, TenancyArgs
+from stacks.config import StackConfig, accelerator_resource
+
+HF_TOKEN_SECRET = "huggingface-token"
+
+
+def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None) -> None:
+    labels = config.cost_labels
+    cluster = Cluster(
+        "cluster", ClusterArgs(spec=config.cluster, cost_labels=labels, region=region)
+    )
+    on_cluster = pulumi.ResourceOptions(providers=[cluster.provider])
+
+    irsa: Irsa | None = None
+    if cluster.eks is not None:
+        eks = cluster.eks
+        irsa = Irsa(oidc_provider_arn=eks.oidc_provider_arn, oidc_issuer=eks.oidc_issuer)
+        for pool in config.gpu_pools:
+            GpuNodePool(
+                f"gpu-{pool.name}",
+                GpuNodePoolArgs(
+                    spec=pool,
+                    cost_labels=labels,
+                    cluster_name=eks.cluster_name,
+                    node_role_arn=eks.node_role_arn,
+                    subnet_ids=eks.private_subnet_ids,
+                    availability_zones=eks.availability_zones,
+                    depends_on=eks.node_group_dependencies,
+                ),
+            )
+    else:
+        pulumi.log.warn(
+            "cluster.mode is 'existing': GPU node groups are not created; label and taint "
+            "the existing GPU nodes as the README describes"
+        )
+
+    operator = GpuOperator(
+        "gpu-operator",
+        GpuOperatorArgs(spec=config.gpu_operator, pools=config.gpu_pools, cost_labels=labels),
+        opts=on_cluster,
+    )
+    tenancy = Tenancy(
+        "tenancy", TenancyArgs(namespaces=config.namespaces, cost_labels=labels), opts=on_cluster
+    )
+
+    hf_secret_name: str | None = None
+    if hf_token is not None and any(m.weights.source == "huggingface" for m in config.models):
+        secret = k8s.core.v1.Secret(
+            "huggingface-token",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=HF_TOKEN_SECRET,
+                namespace=tenancy.models_namespace,
+                labels=labels.as_labels(),
+            ),
+            type="Opaque",
+            string_data={HF_TOKEN_KEY: hf_token},
+            opts=pulumi.ResourceOptions(parent=tenancy, providers=[cluster.provider]),
+        )
+        hf_secret_name = HF_TOKEN_SECRET
+        pulumi.export("huggingFaceTokenSecret", secret.metadata.apply(lambda m: m.name))
+
+    endpoints: dict[str, pulumi.Output[str]] = {}
+    for model in config.models:
+        resource, count = accelerator_resource(model, config)
+        serving = ModelServing(
+            f"model-{model.name}",
+            ModelServingArgs(
+                spec=model,
+                namespace=tenancy.models_namespace,
+                namespace_name=config.namespaces.models,
+                image=config.images.vllm,
+                placement=Placement(pool=model.pool, resource=resource, count=count),
+                cost_labels=labels,
+                irsa=irsa,
+                hf_token_secret=hf_secret_name if model.weights.source == "huggingface" else None,
+            ),
+            opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[operator]),
+        )
+        endpoints[model.name] = serving.endpoint
+
+    pulumi.export("phase", config.phase)
+    pulumi.export("kubeconfig", cluster.kubeconfig)
+    pulumi.export("modelEndpoints", endpoints)
+    pulumi.export(
+        "slos",
+        {
+            m.name: {
+                "tier": m.slo.tier,
+                "ttftP99Ms": m.slo.ttft_p99_ms,
+                "itlP99Ms": m.slo.itl_p99_ms,
+                "e2eP99S": m.slo.e2e_p99_s,
+            }
+            for m in config.models
+        },
+    )

@@ -1,0 +1,268 @@
+"""Checks that fail a plan: schemas, names, selectors, scheduling and accelerators.
+
+A schema catches unknown or mistyped fields; the rest catches what a schema
+cannot see: a Service whose selector matches no pod, a pod that no node pool
+would accept, a GPU slice no pool offers.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import kubernetes_validate
+
+from stacks.plan.model import Manifest, NodePool, Plan
+from stacks.plan.recorder import REDACTED
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: Severity
+    check: str
+    resource: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.check}] {self.resource}: {self.message}"
+
+
+def run_checks(plan: Plan) -> list[Finding]:
+    pools = plan.node_pools()
+    findings = [
+        *check_schemas(plan.manifests, plan.kubernetes_version()),
+        *check_names(plan),
+        *check_selectors(plan.manifests),
+    ]
+    if pools:
+        findings += check_scheduling(plan.manifests, pools)
+    else:
+        findings.append(
+            Finding(
+                "warning",
+                "scheduling",
+                "stack",
+                "no node groups declared (existing cluster): tolerations, node selectors and "
+                "GPU requests were not checked against node pools",
+            )
+        )
+    findings += [
+        Finding(
+            "warning",
+            "helm-contents",
+            f"HelmRelease {r.name}",
+            f"chart {r.document()['chart']} {r.document()['version']}: the resources it "
+            "renders are not in this plan and were not checked",
+        )
+        for r in plan.releases
+    ]
+    return findings
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+def _validatable(manifest: Manifest) -> dict[str, Any]:
+    body = copy.deepcopy(manifest.body)
+    for field in ("data", "stringData"):
+        if body.get(field) == REDACTED:  # a secret map: its shape cannot be seen
+            body[field] = {}
+    return body
+
+
+def check_schemas(manifests: Iterable[Manifest], version: str) -> list[Finding]:
+    findings: list[Finding] = []
+    for m in manifests:
+        try:
+            kubernetes_validate.validate(_validatable(m), version, strict=True)
+        except kubernetes_validate.SchemaNotFoundError:
+            findings.append(
+                Finding(
+                    "warning",
+                    "schema",
+                    m.ref,
+                    f"no Kubernetes {version} schema for {m.body.get('apiVersion')}/{m.kind}",
+                )
+            )
+        except kubernetes_validate.ValidationError as exc:
+            cause = exc.caused_by
+            findings.append(
+                Finding(
+                    "error",
+                    "schema",
+                    m.ref,
+                    f"{cause.json_path}: {cause.message} (Kubernetes {version})",
+                )
+            )
+    return findings
+
+
+# --------------------------------------------------------------------------- names
+
+
+def check_names(plan: Plan) -> list[Finding]:
+    findings = [
+        Finding(
+            "error",
+            "explicit-name",
+            m.ref,
+            "metadata.name is not set: Pulumi would append a random suffix",
+        )
+        for m in plan.manifests
+        if not m.name
+    ]
+    findings += [
+        Finding("error", "explicit-name", f"HelmRelease ({r.registration.name})", "name is not set")
+        for r in plan.releases
+        if not r.name
+    ]
+    seen: dict[tuple[str, str, str], Manifest] = {}
+    for m in plan.manifests:
+        key = (m.kind, m.namespace, m.name)
+        if m.name and key in seen:
+            findings.append(
+                Finding("error", "explicit-name", m.ref, f"same name as {seen[key].ref}")
+            )
+        seen[key] = m
+    return findings
+
+
+# --------------------------------------------------------------------------- selectors
+
+
+def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _template_labels(m: Manifest) -> dict[str, str]:
+    template = m.pod_template() or {}
+    return {str(k): str(v) for k, v in ((template.get("metadata") or {}).get("labels") or {}).items()}
+
+
+def check_selectors(manifests: list[Manifest]) -> list[Finding]:
+    findings: list[Finding] = []
+    workloads = [m for m in manifests if m.pod_template() is not None]
+    for w in workloads:
+        selector = ((w.body.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        if not selector:
+            findings.append(Finding("error", "selector", w.ref, "spec.selector.matchLabels is empty"))
+        elif not _matches(selector, _template_labels(w)):
+            findings.append(
+                Finding(
+                    "error",
+                    "selector",
+                    w.ref,
+                    f"selector {selector} does not match its pod template labels "
+                    f"{_template_labels(w)}",
+                )
+            )
+    for m in manifests:
+        spec = m.body.get("spec") or {}
+        if m.kind == "Service":
+            selector = spec.get("selector") or {}
+        elif m.kind == "PodDisruptionBudget":
+            selector = (spec.get("selector") or {}).get("matchLabels") or {}
+        else:
+            continue
+        if not selector:
+            continue
+        targets = [
+            w
+            for w in workloads
+            if w.namespace == m.namespace and _matches(selector, _template_labels(w))
+        ]
+        if not targets:
+            findings.append(
+                Finding(
+                    "error",
+                    "selector",
+                    m.ref,
+                    f"selector {selector} matches no pod template in namespace {m.namespace!r}",
+                )
+            )
+    return findings
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+def _tolerates(tolerations: list[dict[str, Any]], taint: dict[str, str]) -> bool:
+    for t in tolerations:
+        if t.get("effect") not in (None, "", taint["effect"]):
+            continue
+        if t.get("operator") == "Exists" and t.get("key") in (None, "", taint["key"]):
+            return True
+        if t.get("key") == taint["key"] and str(t.get("value", "")) == taint["value"]:
+            return True
+    return False
+
+
+def _requests(template: dict[str, Any]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for c in (template.get("spec") or {}).get("containers") or []:
+        resources = c.get("resources") or {}
+        for source in ("limits", "requests"):
+            for k, v in (resources.get(source) or {}).items():
+                if str(k).startswith("nvidia.com/"):
+                    total[str(k)] = max(total.get(str(k), 0), int(v))
+    return total
+
+
+def check_scheduling(manifests: list[Manifest], pools: list[NodePool]) -> list[Finding]:
+    findings: list[Finding] = []
+    all_taints = [(p, t) for p in pools for t in p.taints]
+    for m in manifests:
+        template = m.pod_template()
+        if template is None:
+            continue
+        pod = template.get("spec") or {}
+        selector = {str(k): str(v) for k, v in (pod.get("nodeSelector") or {}).items()}
+        tolerations: list[dict[str, Any]] = list(pod.get("tolerations") or [])
+        for t in tolerations:
+            if not any(
+                _tolerates([t], taint) for _, taint in all_taints
+            ):
+                findings.append(
+                    Finding(
+                        "error",
+                        "scheduling",
+                        m.ref,
+                        f"toleration {t} matches no taint of any node pool "
+                        f"({', '.join(p.name for p in pools)})",
+                    )
+                )
+        candidates = [
+            p
+            for p in pools
+            if _matches(selector, p.labels) and all(_tolerates(tolerations, t) for t in p.taints)
+        ]
+        if not candidates:
+            findings.append(
+                Finding(
+                    "error",
+                    "scheduling",
+                    m.ref,
+                    f"no node pool accepts it: nodeSelector {selector} with tolerations "
+                    f"{[t.get('key') for t in tolerations]} (pools: "
+                    + ", ".join(f"{p.name} {p.labels}" for p in pools)
+                    + ")",
+                )
+            )
+            continue
+        for resource, count in sorted(_requests(template).items()):
+            if not any(p.offers_per_node[resource] >= count for p in candidates):
+                offered = {p.name: dict(p.offers_per_node) for p in candidates}
+                findings.append(
+                    Finding(
+                        "error",
+                        "accelerators",
+                        m.ref,
+                        f"requests {count} x {resource}, which no pool it can run on offers "
+                        f"per node (offered: {offered})",
+                    )
+                )
+    return findings

@@ -1,0 +1,106 @@
+"""Run the project's real program offline, the way `pulumi preview` would feed it.
+
+Reads Pulumi.yaml (project name, `main`, `stackConfigDir`) and the stack's
+`Pulumi.<stack>.yaml` as the CLI does: structured values become JSON strings,
+keys without a namespace belong to the project, and `secure:` values are
+secrets. Encrypted values cannot be read without the stack's secrets provider,
+so secrets get placeholders, which are marked secret and redacted everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stacks.config import PROJECT, REGION_KEY, SECRET_KEYS
+from stacks.plan.recorder import Capture, run
+
+PLACEHOLDER_PREFIX = "plan-placeholder-secret-"
+
+
+class PlanInputError(ValueError):
+    """The project or stack file cannot be read."""
+
+
+@dataclass
+class ProgramInput:
+    project: str
+    main: Path
+    stack: str
+    stack_file: Path
+    config: dict[str, str]
+    secret_keys: list[str]
+    region: str
+    placeholders: dict[str, str] = field(default_factory=dict[str, str])
+
+
+def _config_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def read_program_input(root: Path, stack: str) -> ProgramInput:
+    project_file = root / "Pulumi.yaml"
+    if not project_file.is_file():
+        raise PlanInputError(f"{project_file} not found: run from the swarmstack checkout")
+    project_doc = yaml.safe_load(project_file.read_text()) or {}
+    project = str(project_doc.get("name", ""))
+    main = root / str(project_doc.get("main", "."))
+    config_dir = root / str(project_doc.get("stackConfigDir", "."))
+    stack_file = config_dir / f"Pulumi.{stack}.yaml"
+    if not stack_file.is_file():
+        known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in config_dir.glob("Pulumi.*.yaml"))
+        raise PlanInputError(f"no stack {stack!r}: {stack_file} not found (stacks: {', '.join(known)})")
+    doc = yaml.safe_load(stack_file.read_text()) or {}
+    raw_config: dict[str, Any] = doc.get("config") or {}
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    placeholders: dict[str, str] = {}
+    for key, value in raw_config.items():
+        full = key if ":" in key else f"{project}:{key}"
+        if isinstance(value, dict) and "secure" in value:
+            placeholders[full] = f"{PLACEHOLDER_PREFIX}{full.replace(':', '-')}"
+            config[full] = placeholders[full]
+            secret_keys.append(full)
+        else:
+            config[full] = _config_value(value)
+    for key in sorted(SECRET_KEYS):
+        full = f"{PROJECT}:{key}"
+        if full not in config:
+            placeholders[full] = f"{PLACEHOLDER_PREFIX}{full.replace(':', '-')}"
+            config[full] = placeholders[full]
+            secret_keys.append(full)
+    return ProgramInput(
+        project=project,
+        main=main,
+        stack=stack,
+        stack_file=stack_file,
+        config=config,
+        secret_keys=secret_keys,
+        region=config.get(REGION_KEY, "us-east-1"),
+        placeholders=placeholders,
+    )
+
+
+def run_program(inp: ProgramInput) -> Capture:
+    """Execute the `main` Pulumi.yaml names on the mock runtime and record it."""
+
+    def program() -> None:
+        runpy.run_path(str(inp.main), run_name="__main__")
+
+    return run(
+        program,
+        project=inp.project,
+        stack=inp.stack,
+        config=inp.config,
+        secret_keys=inp.secret_keys,
+        region=inp.region,
+    )

@@ -1,0 +1,121 @@
+"""Write a plan under out/<stack>/, atomically: a failed plan leaves the old one in place."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stacks.plan.checks import Finding
+from stacks.plan.model import Plan
+from stacks.plan.summary import Summary
+
+
+class SecretLeakError(RuntimeError):
+    """A secret value was about to be written; nothing is written."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump_yaml(doc: Any) -> str:
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9.-]+", "-", text.lower()).strip("-")
+
+
+def _files(plan: Plan, findings: list[Finding], summary: Summary) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for i, m in enumerate(plan.manifests, start=1):
+        where = m.namespace or "cluster"
+        name = f"manifests/{i:03d}-{_slug(where)}-{_slug(m.kind)}-{_slug(m.name or m.registration.name)}.yaml"
+        files[name] = dump_yaml(m.body)
+    for release in plan.releases:
+        files[f"helm/{_slug(release.name or release.registration.name)}.yaml"] = dump_yaml(
+            release.document()
+        )
+    files["aws-resources.yaml"] = dump_yaml(
+        [{"type": r.type, "name": r.name, "inputs": r.inputs} for r in plan.aws]
+    )
+    files["tree.json"] = (
+        json.dumps(
+            [
+                {
+                    "urn": r.urn,
+                    "type": r.type,
+                    "name": r.name,
+                    "parent": r.parent or None,
+                    "provider": r.provider or None,
+                    "dependencies": r.dependencies,
+                    "component": r.is_component,
+                }
+                for r in plan.capture.registrations
+            ],
+            indent=2,
+        )
+        + "\n"
+    )
+    files["outputs.json"] = json.dumps(plan.capture.outputs, indent=2, sort_keys=True) + "\n"
+    files["checks.json"] = (
+        json.dumps(
+            [
+                {"severity": f.severity, "check": f.check, "resource": f.resource, "message": f.message}
+                for f in findings
+            ],
+            indent=2,
+        )
+        + "\n"
+    )
+    files["summary.json"] = json.dumps(summary.as_dict(), indent=2) + "\n"
+    files["summary.txt"] = summary.render()
+    return files
+
+
+def write_plan(
+    plan: Plan,
+    findings: list[Finding],
+    summary: Summary,
+    destination: Path,
+    forbidden: list[str],
+) -> Path:
+    """Render every file, refuse any that holds a forbidden (secret) value, then swap in."""
+    files = _files(plan, findings, summary)
+    for path, text in files.items():
+        for secret in forbidden:
+            if secret and secret in text:
+                raise SecretLeakError(f"{path} would contain a secret value; nothing was written")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
+    try:
+        for rel, text in files.items():
+            target = staging / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        old = None
+        if destination.exists():
+            old = destination.with_name(f".{destination.name}-old-{os.getpid()}")
+            destination.rename(old)
+        staging.rename(destination)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return destination

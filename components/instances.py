@@ -66,3 +66,5 @@ CPU_INSTANCE_TYPES = sorted(n for n, t in INSTANCE_TYPES.items() if not t.gpus)
 # Fixed hourly charges of an EKS cluster (us-east-1).
 EKS_CONTROL_PLANE_USD_PER_HOUR = 0.10
 NAT_GATEWAY_USD_PER_HOUR = 0.045
+# An interface VPC endpoint is charged per AZ it has a network interface in.
+INTERFACE_ENDPOINT_USD_PER_AZ_HOUR = 0.01

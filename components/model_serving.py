@@ -17,7 +17,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.nodes import GPU_TAINT, POOL_LABEL
+from components.cluster import irsa_trust_policy
+from components.nodes import GPU_TAINT, POOL_LABEL, aws_tags
 from components.specs import CostLabels, ImageRef, ModelSpec, S3Weights, VolumeWeights
 from components.tenancy import MODEL_PORT, MODEL_SERVER_COMPONENT
 from components.vllm import ServerArgs, render_server_args, startup_probe_failure_threshold
@@ -219,28 +220,6 @@ class Irsa:
     oidc_issuer: pulumi.Input[str]  # host/path, without https://
 
 
-def irsa_trust_policy(provider_arn: str, issuer: str, namespace: str, account: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Federated": provider_arn},
-                    "Action": "sts:AssumeRoleWithWebIdentity",
-                    "Condition": {
-                        "StringEquals": {
-                            f"{issuer}:sub": f"system:serviceaccount:{namespace}:{account}",
-                            f"{issuer}:aud": "sts.amazonaws.com",
-                        }
-                    },
-                }
-            ],
-        },
-        sort_keys=True,
-    )
-
-
 def s3_read_policy(uri: str) -> str:
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     prefix = prefix.strip("/")
@@ -379,15 +358,13 @@ class ModelServing(pulumi.ComponentResource):
         self, name: str, args: ModelServingArgs, irsa: Irsa, weights: S3Weights
     ) -> pulumi.Output[str]:
         trust = pulumi.Output.all(irsa.oidc_provider_arn, irsa.oidc_issuer).apply(
-            lambda v: irsa_trust_policy(
-                str(v[0]), str(v[1]), args.namespace_name, args.spec.name
-            )
+            lambda v: irsa_trust_policy(str(v[0]), str(v[1]), args.namespace_name, args.spec.name)
         )
         role = aws.iam.Role(
             f"{name}-weights-role",
             description=f"Read {weights.uri} for model {args.spec.name} (IRSA)",
             assume_role_policy=trust,
-            tags={**args.cost_labels.as_labels(), "managed-by": "swarmstack"},
+            tags=aws_tags(args.cost_labels.as_labels(), model=args.spec.name),
             opts=pulumi.ResourceOptions(parent=self),
         )
         aws.iam.RolePolicy(

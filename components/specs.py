@@ -231,7 +231,9 @@ class GpuPoolSpec(Spec):
         if self.min_size > self.max_size:
             raise ValueError(f"minSize {self.min_size} is above maxSize {self.max_size}")
         if self.capacity_reservation_id and not self.availability_zone:
-            raise ValueError("capacityReservationId needs availabilityZone (reservations are zonal)")
+            raise ValueError(
+                "capacityReservationId needs availabilityZone (reservations are zonal)"
+            )
         return self
 
 
@@ -289,12 +291,16 @@ class Slo(Spec):
     tier: Literal["interactive", "batch"] = Field(description="Latency tier.")
     ttft_p99_ms: int = Field(ge=1, le=600_000, description="P99 time to first token, ms.")
     itl_p99_ms: int = Field(ge=1, le=60_000, description="P99 inter-token latency, ms.")
-    e2e_p99_s: int = Field(alias="e2eP99S", ge=1, le=3600, description="P99 end-to-end request latency, s.")
+    e2e_p99_s: int = Field(
+        alias="e2eP99S", ge=1, le=3600, description="P99 end-to-end request latency, s."
+    )
 
 
 class S3Weights(Spec):
     source: Literal["s3"] = Field(description="Stream weights from S3 through an IRSA role.")
-    uri: str = Field(pattern=r"^s3://[a-z0-9.\-]{3,63}(/[^\s]*)?$", description="s3://bucket/prefix")
+    uri: str = Field(
+        pattern=r"^s3://[a-z0-9.\-]{3,63}(/[^\s]*)?$", description="s3://bucket/prefix"
+    )
 
 
 class VolumeWeights(Spec):

@@ -13,6 +13,7 @@ from stacks.plan.model import Plan
 from stacks.plan.runner import PlanInputError, read_program_input, run_program
 from stacks.plan.summary import summarize
 from stacks.plan.writer import write_plan
+from stacks.reference import generate
 
 EXIT_CONFIG = 2
 EXIT_CHECKS = 1
@@ -28,7 +29,9 @@ def plan(stack: str, root: Path, out: Path) -> int:
         capture = run_program(inp)
     except pulumi.RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        print(f"plan stopped before declaring anything; {out / stack} is unchanged", file=sys.stderr)
+        print(
+            f"plan stopped before declaring anything; {out / stack} is unchanged", file=sys.stderr
+        )
         return EXIT_CONFIG
     model = Plan.from_capture(capture)
     findings = run_checks(model)
@@ -62,15 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_plan = sub.add_parser("plan", help="offline plan of a stack (no cloud account needed)")
     p_plan.add_argument("stack", nargs="?", default="pilot", help="stack name (default: pilot)")
-    p_plan.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
+    p_plan.add_argument(
+        "--out", type=Path, default=Path("out"), help="output folder (default: out)"
+    )
     p_plan.add_argument("--root", type=Path, default=Path("."), help="project root (Pulumi.yaml)")
     p_gen = sub.add_parser("generate", help="regenerate config schema and README reference")
     p_gen.add_argument("--root", type=Path, default=Path("."))
     args = parser.parse_args(argv)
     if args.command == "plan":
         return plan(args.stack, args.root.resolve(), args.out)
-    from stacks.reference import generate
-
     for path in generate(args.root.resolve()):
         print(f"updated {path}")
     return 0

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pulumi.runtime import config as runtime_config
 from pydantic import Field, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -54,7 +55,7 @@ class StackConfig(Spec):
     models: list[ModelSpec] = Field(min_length=1, description="Models served with vLLM.")
     images: Images = Field(description="Container images (version-pinned).")
     namespaces: Namespaces = Field(
-        default_factory=lambda: Namespaces(), description="Namespaces swarmstack creates."
+        default_factory=Namespaces, description="Namespaces swarmstack creates."
     )
 
     def pool(self, name: str) -> GpuPoolSpec:
@@ -85,8 +86,6 @@ class ConfigError(ValueError):
 
 def raw_from_pulumi_config() -> tuple[dict[str, Any], str]:
     """The stack's `swarmstack:*` values (secrets left out) and its region."""
-    from pulumi.runtime import config as runtime_config
-
     merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     raw: dict[str, Any] = {}
     for full_key, value in merged.items():
@@ -340,7 +339,9 @@ def accelerator_resource(model: ModelSpec, config: StackConfig) -> tuple[str, in
     return "nvidia.com/gpu", model.tensor_parallel_size
 
 
-def pool_offers(pool: GpuPoolSpec, strategy: Literal["single", "mixed"], nodes: int) -> Counter[str]:
+def pool_offers(
+    pool: GpuPoolSpec, strategy: Literal["single", "mixed"], nodes: int
+) -> Counter[str]:
     """Extended resources a pool offers with `nodes` nodes."""
     itype = INSTANCE_TYPES[pool.instance_type]
     if pool.mig is None:

@@ -89,7 +89,9 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
         endpoints[model.name] = serving.endpoint
 
     pulumi.export("phase", config.phase)
-    pulumi.export("kubeconfig", cluster.kubeconfig)
+    if cluster.eks is not None:
+        pulumi.export("clusterName", cluster.eks.cluster_name)
+        pulumi.export("kubeconfig", cluster.eks.kubeconfig)
     pulumi.export("modelEndpoints", endpoints)
     pulumi.export(
         "slos",

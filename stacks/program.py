@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pulumi
+from pulumi.runtime.config import get_config, is_config_secret
 
 from stacks import pilot
 from stacks.config import (
@@ -21,8 +22,6 @@ PHASES: dict[str, Phase] = {"pilot": pilot.build}
 
 
 def _secret_problems(config: StackConfig, hf_token_set: bool) -> list[Problem]:
-    from pulumi.runtime.config import get_config, is_config_secret
-
     problems: list[Problem] = []
     for key in sorted(SECRET_KEYS):
         full = f"{pulumi.get_project()}:{key}"

@@ -58,7 +58,8 @@ MISTAKES: list[tuple[str, Callable[[Raw], None], str]] = [
     (
         "profile over its maximum count",
         _set("gpuPools[0].mig.profiles", ["4g.40gb", "4g.40gb"]),
-        "gpuPools[0].mig.profiles[1]: 2 x 4g.40gb exceeds that profile's maximum of 1 per H100-80GB",
+        "gpuPools[0].mig.profiles[1]: 2 x 4g.40gb exceeds that profile's maximum of 1 "
+        "per H100-80GB",
     ),
     (
         "MIG on a GPU without MIG",
@@ -160,7 +161,9 @@ MISTAKES: list[tuple[str, Callable[[Raw], None], str]] = [
 @pytest.mark.parametrize(
     "mutate,expected", [(m, e) for _, m, e in MISTAKES], ids=[n for n, _, _ in MISTAKES]
 )
-def test_each_mistake_is_named(pilot_raw: Raw, mutate: Callable[[Raw], None], expected: str) -> None:
+def test_each_mistake_is_named(
+    pilot_raw: Raw, mutate: Callable[[Raw], None], expected: str
+) -> None:
     mutate(pilot_raw)
     problems = errors_of(pilot_raw)
     assert any(p.startswith(expected) for p in problems), problems

@@ -55,7 +55,9 @@ def test_unknown_profile_names_the_gpu_and_the_valid_profiles() -> None:
     with pytest.raises(MigLayoutError) as err:
         validate_layout("H100-80GB", ["3g.40gb", "3g.45gb"], "mixed")
     assert err.value.index == 1
-    assert "'3g.45gb' is not a MIG profile of H100-80GB (one of 1g.10gb, 1g.10gb+me" in str(err.value)
+    assert "'3g.45gb' is not a MIG profile of H100-80GB (one of 1g.10gb, 1g.10gb+me" in str(
+        err.value
+    )
 
 
 def test_over_maximum_count_gives_the_numbers() -> None:

@@ -89,13 +89,12 @@ def check_schemas(manifests: Iterable[Manifest], version: str) -> list[Finding]:
                 )
             )
         except kubernetes_validate.ValidationError as exc:
-            cause = exc.caused_by
             findings.append(
                 Finding(
                     "error",
                     "schema",
                     m.ref,
-                    f"{cause.json_path}: {cause.message} (Kubernetes {version})",
+                    f"{exc.json_path}: {exc.message} (Kubernetes {version})",
                 )
             )
     return findings
@@ -140,7 +139,9 @@ def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 def _template_labels(m: Manifest) -> dict[str, str]:
     template = m.pod_template() or {}
-    return {str(k): str(v) for k, v in ((template.get("metadata") or {}).get("labels") or {}).items()}
+    return {
+        str(k): str(v) for k, v in ((template.get("metadata") or {}).get("labels") or {}).items()
+    }
 
 
 def check_selectors(manifests: list[Manifest]) -> list[Finding]:
@@ -149,7 +150,9 @@ def check_selectors(manifests: list[Manifest]) -> list[Finding]:
     for w in workloads:
         selector = ((w.body.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         if not selector:
-            findings.append(Finding("error", "selector", w.ref, "spec.selector.matchLabels is empty"))
+            findings.append(
+                Finding("error", "selector", w.ref, "spec.selector.matchLabels is empty")
+            )
         elif not _matches(selector, _template_labels(w)):
             findings.append(
                 Finding(
@@ -223,9 +226,7 @@ def check_scheduling(manifests: list[Manifest], pools: list[NodePool]) -> list[F
         selector = {str(k): str(v) for k, v in (pod.get("nodeSelector") or {}).items()}
         tolerations: list[dict[str, Any]] = list(pod.get("tolerations") or [])
         for t in tolerations:
-            if not any(
-                _tolerates([t], taint) for _, taint in all_taints
-            ):
+            if not any(_tolerates([t], taint) for _, taint in all_taints):
                 findings.append(
                     Finding(
                         "error",

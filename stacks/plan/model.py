@@ -43,6 +43,15 @@ class Manifest:
     def body(self) -> dict[str, Any]:
         return self.registration.inputs
 
+    def document(self) -> dict[str, Any]:
+        """The manifest as kubectl users read it: apiVersion, kind, metadata first."""
+        head = ("apiVersion", "kind", "metadata")
+        body = self.body
+        return {
+            **{k: body[k] for k in head if k in body},
+            **{k: v for k, v in body.items() if k not in head},
+        }
+
     @property
     def kind(self) -> str:
         return str(self.body.get("kind", ""))
@@ -112,7 +121,9 @@ class NodePool:
 
     @property
     def gpus_per_node(self) -> int:
-        return INSTANCE_TYPES[self.instance_type].gpus if self.instance_type in INSTANCE_TYPES else 0
+        return (
+            INSTANCE_TYPES[self.instance_type].gpus if self.instance_type in INSTANCE_TYPES else 0
+        )
 
     @property
     def usd_per_node_hour(self) -> float:
@@ -176,7 +187,9 @@ class Plan:
                     devices: Counter[str] = Counter()
                     for entry in entries:
                         if entry.get("mig-enabled"):
-                            devices.update({str(k): int(v) for k, v in entry["mig-devices"].items()})
+                            devices.update(
+                                {str(k): int(v) for k, v in entry["mig-devices"].items()}
+                            )
                     configs[name] = devices
         return configs
 

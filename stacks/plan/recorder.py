@@ -70,7 +70,7 @@ def decode(value: Any) -> tuple[Any, bool]:
             return decode(value["value"]) if "value" in value else (UNKNOWN, False)
         out: dict[str, Any] = {}
         secret = False
-        for k, v in value.items():
+        for k, v in sorted(value.items()):  # the wire map has no stable order
             out[k], s = decode(v)
             secret = secret or s
         return out, secret
@@ -116,7 +116,9 @@ class PlanMocks(pulumi_mocks.Mocks):
     def __init__(self, region: str) -> None:
         self.region = region
 
-    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+    def new_resource(
+        self, args: pulumi_mocks.MockResourceArgs
+    ) -> tuple[str | None, dict[str, Any]]:
         state: dict[str, Any] = dict(args.inputs)
         rid = f"{args.name}-id"
         if args.typ == "aws:eks/cluster:Cluster":
@@ -131,14 +133,18 @@ class PlanMocks(pulumi_mocks.Mocks):
         if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
             state.setdefault("latestVersion", 1)
         if args.typ.startswith("aws:"):
-            state.setdefault("arn", f"arn:aws:{args.typ.split(':')[1]}:{self.region}:{ACCOUNT_ID}:{rid}")
+            state.setdefault(
+                "arn", f"arn:aws:{args.typ.split(':')[1]}:{self.region}:{ACCOUNT_ID}:{rid}"
+            )
         if args.typ.startswith("kubernetes:"):
             meta = dict(state.get("metadata") or {})
             meta.setdefault("name", args.name)
             state["metadata"] = meta
         return rid, state
 
-    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    def call(
+        self, args: pulumi_mocks.MockCallArgs
+    ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         lookup = LOOKUPS.get(args.token)
         if lookup is None:
             raise NotImplementedError(f"the offline plan has no fixed answer for {args.token}")
@@ -218,7 +224,9 @@ def run(
         pulumi.runtime.set_all_config(config or {}, secret_keys or [])
         mocks = PlanMocks(region)
         monitor = RecordingMonitor(mocks)
-        pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
+        pulumi.runtime.set_mocks(
+            mocks, project=project, stack=stack, preview=False, monitor=monitor
+        )
         outputs: dict[str, Any] = {}
 
         def body() -> None:
@@ -233,10 +241,9 @@ def run(
 
 
 def _resolve(value: Any) -> Any:
-    if isinstance(value, pulumi.Output):
-        out: pulumi.Output[Any] = value  # pyright: ignore[reportUnknownVariableType]
-        is_secret = _sync_await(out.is_secret())
-        if is_secret:
-            return REDACTED
-        return json.loads(json.dumps(_sync_await(out.future()), default=str))
-    return value
+    """A stack output's value, nested Outputs included; secrets come back redacted."""
+    out: pulumi.Output[Any] = pulumi.Output.from_input(value)
+    if _sync_await(out.is_secret()):
+        return REDACTED
+    resolved = _sync_await(out.future())
+    return json.loads(json.dumps(resolved, default=str))

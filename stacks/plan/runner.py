@@ -57,8 +57,12 @@ def read_program_input(root: Path, stack: str) -> ProgramInput:
     config_dir = root / str(project_doc.get("stackConfigDir", "."))
     stack_file = config_dir / f"Pulumi.{stack}.yaml"
     if not stack_file.is_file():
-        known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in config_dir.glob("Pulumi.*.yaml"))
-        raise PlanInputError(f"no stack {stack!r}: {stack_file} not found (stacks: {', '.join(known)})")
+        known = sorted(
+            p.name[len("Pulumi.") : -len(".yaml")] for p in config_dir.glob("Pulumi.*.yaml")
+        )
+        raise PlanInputError(
+            f"no stack {stack!r}: {stack_file} not found (stacks: {', '.join(known)})"
+        )
     doc = yaml.safe_load(stack_file.read_text()) or {}
     raw_config: dict[str, Any] = doc.get("config") or {}
     config: dict[str, str] = {}

@@ -6,7 +6,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.instances import EKS_CONTROL_PLANE_USD_PER_HOUR, NAT_GATEWAY_USD_PER_HOUR
+from components.instances import (
+    EKS_CONTROL_PLANE_USD_PER_HOUR,
+    INTERFACE_ENDPOINT_USD_PER_AZ_HOUR,
+    NAT_GATEWAY_USD_PER_HOUR,
+)
 from stacks.plan.model import Plan
 
 
@@ -42,7 +46,9 @@ class Summary:
             "resourcesByType": dict(sorted(self.resources_by_type.items())),
             "min": scale(self.minimum),
             "max": scale(self.maximum),
-            "modelReplicas": {k: {"min": v[0], "max": v[1]} for k, v in self.model_replicas.items()},
+            "modelReplicas": {
+                k: {"min": v[0], "max": v[1]} for k, v in self.model_replicas.items()
+            },
             "fixedUsdPerHour": round(self.fixed_usd_per_hour, 3),
             "warnings": self.warnings,
         }
@@ -59,15 +65,13 @@ class Summary:
         lines.append(f"{'GPUs':<22}{self.minimum.gpus:>14}{self.maximum.gpus:>14}")
         for key in sorted(set(self.minimum.accelerators) | set(self.maximum.accelerators)):
             label = key.removeprefix("nvidia.com/")
-            lines.append(
-                f"  {label:<20}{self.minimum.accelerators[key]:>14}{self.maximum.accelerators[key]:>14}"
-            )
-        lines.append(
-            f"{'cost $/hour':<22}{self.minimum.usd_per_hour:>14.2f}{self.maximum.usd_per_hour:>14.2f}"
-        )
+            low, high = self.minimum.accelerators[key], self.maximum.accelerators[key]
+            lines.append(f"  {label:<20}{low:>14}{high:>14}")
+        low_usd, high_usd = self.minimum.usd_per_hour, self.maximum.usd_per_hour
+        lines.append(f"{'cost $/hour':<22}{low_usd:>14.2f}{high_usd:>14.2f}")
         lines.append(
             f"  (on-demand list prices; includes ${self.fixed_usd_per_hour:.2f}/h for the EKS "
-            "control plane and NAT gateways; data transfer and storage not included)"
+            "control plane, NAT gateways and VPC endpoints; data transfer and storage not included)"
         )
         if self.model_replicas:
             lines.append("")
@@ -94,6 +98,12 @@ def summarize(plan: Plan, stack: str, warnings: list[str]) -> Summary:
     if counts["aws:eks/cluster:Cluster"]:
         fixed += EKS_CONTROL_PLANE_USD_PER_HOUR * counts["aws:eks/cluster:Cluster"]
     fixed += NAT_GATEWAY_USD_PER_HOUR * counts["aws:ec2/natGateway:NatGateway"]
+    for r in plan.aws:
+        if (
+            r.type == "aws:ec2/vpcEndpoint:VpcEndpoint"
+            and r.inputs.get("vpcEndpointType") == "Interface"
+        ):
+            fixed += INTERFACE_ENDPOINT_USD_PER_AZ_HOUR * len(r.inputs.get("subnetIds") or [])
     minimum.usd_per_hour += fixed
     maximum.usd_per_hour += fixed
     replicas: dict[str, tuple[int, int]] = {}

@@ -44,9 +44,9 @@ def _slug(text: str) -> str:
 def _files(plan: Plan, findings: list[Finding], summary: Summary) -> dict[str, str]:
     files: dict[str, str] = {}
     for i, m in enumerate(plan.manifests, start=1):
-        where = m.namespace or "cluster"
-        name = f"manifests/{i:03d}-{_slug(where)}-{_slug(m.kind)}-{_slug(m.name or m.registration.name)}.yaml"
-        files[name] = dump_yaml(m.body)
+        parts = [m.namespace or "cluster", m.kind, m.name or m.registration.name]
+        name = f"manifests/{i:03d}-{'-'.join(_slug(p) for p in parts)}.yaml"
+        files[name] = dump_yaml(m.document())
     for release in plan.releases:
         files[f"helm/{_slug(release.name or release.registration.name)}.yaml"] = dump_yaml(
             release.document()
@@ -66,7 +66,7 @@ def _files(plan: Plan, findings: list[Finding], summary: Summary) -> dict[str, s
                     "dependencies": r.dependencies,
                     "component": r.is_component,
                 }
-                for r in plan.capture.registrations
+                for r in sorted(plan.capture.registrations, key=lambda r: r.urn)
             ],
             indent=2,
         )
@@ -76,7 +76,12 @@ def _files(plan: Plan, findings: list[Finding], summary: Summary) -> dict[str, s
     files["checks.json"] = (
         json.dumps(
             [
-                {"severity": f.severity, "check": f.check, "resource": f.resource, "message": f.message}
+                {
+                    "severity": f.severity,
+                    "check": f.check,
+                    "resource": f.resource,
+                    "message": f.message,
+                }
                 for f in findings
             ],
             indent=2,

@@ -1,0 +1,312 @@
+"""The offline plan end to end: the program Pulumi.yaml names, on the mock runtime."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import components.model_serving as serving
+from stacks.cli import EXIT_CHECKS, EXIT_CONFIG, main
+from stacks.plan.checks import check_scheduling, check_schemas, check_selectors
+from stacks.plan.model import Manifest, NodePool
+from stacks.plan.recorder import REDACTED, Registration
+from stacks.plan.runner import PLACEHOLDER_PREFIX
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_root(tmp_path: Path, mutate: Any = None, stack: str = "pilot") -> Path:
+    """A project root with the real Pulumi.yaml and program and a (changed) stack file."""
+    root = tmp_path / "project"
+    (root / "stacks").mkdir(parents=True)
+    shutil.copy(ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
+    shutil.copy(ROOT / "stacks" / "__main__.py", root / "stacks" / "__main__.py")
+    doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.pilot.yaml").read_text())
+    if mutate is not None:
+        mutate(doc["config"])
+    (root / "stacks" / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(doc))
+    return root
+
+
+@pytest.fixture(scope="module")
+def pilot_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("plan")
+    assert main(["plan", "pilot", "--root", str(ROOT), "--out", str(out)]) == 0
+    return out / "pilot"
+
+
+def test_plan_writes_every_artefact(pilot_out: Path) -> None:
+    for name in ("aws-resources.yaml", "tree.json", "summary.txt", "summary.json", "checks.json"):
+        assert (pilot_out / name).is_file(), name
+    manifests = sorted((pilot_out / "manifests").glob("*.yaml"))
+    kinds = [yaml.safe_load(p.read_text())["kind"] for p in manifests]
+    assert kinds[:2] == ["Namespace", "Namespace"] or kinds[0] == "Namespace"
+    assert kinds.count("Deployment") == 2
+    assert kinds.count("NetworkPolicy") == 7
+    assert "StorageClass" in kinds
+    helm = yaml.safe_load((pilot_out / "helm" / "gpu-operator.yaml").read_text())
+    assert helm["chart"] == "gpu-operator" and helm["version"] == "v25.3.0"
+    assert helm["values"]["driver"]["enabled"] is False
+
+
+def test_numbers_are_integers_in_manifests(pilot_out: Path) -> None:
+    text = "\n".join(p.read_text() for p in (pilot_out / "manifests").glob("*deployment*"))
+    assert "containerPort: 8000\n" in text
+    assert "8000.0" not in text
+
+
+def test_summary_counts_gpus_slices_and_cost(pilot_out: Path) -> None:
+    summary = json.loads((pilot_out / "summary.json").read_text())
+    assert summary["min"]["gpus"] == 1 and summary["max"]["gpus"] == 2
+    assert summary["min"]["accelerators"] == {"nvidia.com/mig-3g.40gb": 2}
+    assert summary["max"]["accelerators"] == {"nvidia.com/mig-3g.40gb": 4}
+    # p5.4xlarge x1 + m7i.xlarge x2 + EKS + one NAT gateway + 6 interface endpoints in 2 AZs
+    fixed = 0.10 + 0.045 + 6 * 2 * 0.01
+    assert summary["fixedUsdPerHour"] == round(fixed, 3)
+    assert summary["min"]["usdPerHour"] == round(6.88 + 2 * 0.2016 + fixed, 2)
+    assert summary["max"]["usdPerHour"] == round(2 * 6.88 + 3 * 0.2016 + fixed, 2)
+    assert summary["modelReplicas"] == {
+        "llama31-8b": {"min": 1, "max": 2},
+        "qwen25-7b": {"min": 1, "max": 2},
+    }
+    text = (pilot_out / "summary.txt").read_text()
+    assert "offline plan, nothing was deployed" in text
+    assert "mig-3g.40gb" in text
+
+
+def test_tree_records_parents_and_dependencies(pilot_out: Path) -> None:
+    tree = json.loads((pilot_out / "tree.json").read_text())
+    by_urn = {r["urn"]: r for r in tree}
+    deployments = [r for r in tree if r["type"] == "kubernetes:apps/v1:Deployment"]
+    for d in deployments:
+        assert by_urn[d["parent"]]["type"] == "swarmstack:serving:Model"
+        assert d["provider"], "Kubernetes resources are declared with the cluster's provider"
+    node_groups = [r for r in tree if r["type"] == "aws:eks/nodeGroup:NodeGroup"]
+    assert len(node_groups) == 2
+    assert all(r["dependencies"] for r in node_groups)
+
+
+def test_no_secret_value_anywhere_under_out(pilot_out: Path) -> None:
+    texts = [p.read_text() for p in pilot_out.rglob("*") if p.is_file()]
+    assert not any(PLACEHOLDER_PREFIX in t for t in texts)
+    outputs = json.loads((pilot_out / "outputs.json").read_text())
+    assert outputs["kubeconfig"] == REDACTED
+    secret = next(yaml.safe_load(p.read_text()) for p in (pilot_out / "manifests").glob("*secret*"))
+    assert secret["stringData"] == REDACTED
+
+
+def test_encrypted_config_value_is_redacted(tmp_path: Path) -> None:
+    def add_secret(config: dict[str, Any]) -> None:
+        config["swarmstack:huggingFaceToken"] = {"secure": "AAABAHq1d5Zq4fQ9c2VjcmV0LXRva2Vu"}
+
+    root = make_root(tmp_path, add_secret)
+    out = tmp_path / "out"
+    assert main(["plan", "pilot", "--root", str(root), "--out", str(out)]) == 0
+    texts = "".join(p.read_text() for p in (out / "pilot").rglob("*") if p.is_file())
+    assert "AAABAHq1d5Zq4fQ9c2VjcmV0LXRva2Vu" not in texts
+    assert PLACEHOLDER_PREFIX not in texts
+
+
+def test_clear_text_secret_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_root(tmp_path, lambda c: c.update({"swarmstack:huggingFaceToken": "hf_plain"}))
+    assert main(["plan", "pilot", "--root", str(root), "--out", str(tmp_path / "o")]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "huggingFaceToken: is stored in clear" in err
+    assert "hf_plain" not in err
+
+
+BAD_CONFIGS = [
+    (
+        "wrong MIG profile",
+        lambda c: c["swarmstack:gpuPools"][0]["mig"].update(profiles=["3g.40gb", "3g.45gb"]),
+        "gpuPools[0].mig.profiles[1]: '3g.45gb' is not a MIG profile of H100-80GB",
+    ),
+    (
+        "layout over budget",
+        lambda c: c["swarmstack:gpuPools"][0]["mig"].update(
+            profiles=["4g.40gb", "3g.40gb", "1g.10gb"]
+        ),
+        "needs 8 compute and 9 memory slices",
+    ),
+    (
+        "MIG on a GPU without MIG",
+        lambda c: c["swarmstack:gpuPools"][0].update(instanceType="g5.12xlarge"),
+        "gpuPools[0].mig: g5.12xlarge has 4 x A10G-24GB, which does not support MIG",
+    ),
+    (
+        "oversize model",
+        lambda c: c["swarmstack:models"][0]["architecture"].update(parametersB=70),
+        "models[0].architecture: Qwen/Qwen2.5-7B-Instruct does not fit a MIG 3g.40gb slice",
+    ),
+    (
+        "tensor parallel on MIG",
+        lambda c: c["swarmstack:models"][1].update(tensorParallelSize=4),
+        "models[1].tensorParallelSize: 4 is not possible on MIG pool 'h100-mig'",
+    ),
+    (
+        "unknown key",
+        lambda c: c["swarmstack:cluster"].update(nodeCount=3),
+        "cluster.nodeCount: unknown key (valid keys here: addonVersions"
+        if False
+        else "cluster.nodeCount: unknown key",
+    ),
+    (
+        "wrong type",
+        lambda c: c["swarmstack:cluster"].update(availabilityZones="several"),
+        "cluster.availabilityZones: 'several' is not valid",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "mutate,expected", [(m, e) for _, m, e in BAD_CONFIGS], ids=[n for n, _, _ in BAD_CONFIGS]
+)
+def test_bad_config_stops_the_plan_and_keeps_previous_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mutate: Any, expected: str
+) -> None:
+    out = tmp_path / "out"
+    previous = out / "pilot"
+    previous.mkdir(parents=True)
+    (previous / "summary.txt").write_text("previous plan\n")
+    root = make_root(tmp_path, mutate)
+    assert main(["plan", "pilot", "--root", str(root), "--out", str(out)]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "stacks/Pulumi.pilot.yaml" in err
+    assert (previous / "summary.txt").read_text() == "previous plan\n"
+    assert sorted(p.name for p in out.iterdir()) == ["pilot"]
+
+
+def test_unknown_stack_lists_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "nosuch", "--root", str(ROOT), "--out", "/nonexistent"]) == EXIT_CONFIG
+    assert "no stack 'nosuch'" in capsys.readouterr().err
+
+
+def test_a_successful_plan_replaces_the_previous_one(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "pilot").mkdir(parents=True)
+    (out / "pilot" / "stale.yaml").write_text("old\n")
+    assert main(["plan", "pilot", "--root", str(ROOT), "--out", str(out)]) == 0
+    assert not (out / "pilot" / "stale.yaml").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["pilot"]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _manifest(body: dict[str, Any], name: str = "r") -> Manifest:
+    return Manifest(Registration("kubernetes:x", name, f"urn:{name}", "", True, "", [], body))
+
+
+def test_schema_check_catches_snake_case_keys() -> None:
+    bad = _manifest(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "s", "namespace": "n"},
+            "spec": {"ports": [{"port": 80, "target_port": 8080}]},
+        }
+    )
+    findings = check_schemas([bad], "1.33")
+    assert len(findings) == 1
+    assert findings[0].severity == "error"
+    assert "target_port" in findings[0].message
+    assert findings[0].resource == "Service n/s (r)"
+
+
+def _deployment(labels: dict[str, str], selector: dict[str, str], pod: dict[str, Any]) -> Manifest:
+    return _manifest(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "d", "namespace": "n"},
+            "spec": {
+                "selector": {"matchLabels": selector},
+                "template": {"metadata": {"labels": labels}, "spec": pod},
+            },
+        },
+        "d",
+    )
+
+
+def test_selector_check() -> None:
+    pod = {"containers": [{"name": "c", "image": "i:1"}]}
+    ok = _deployment({"app": "a"}, {"app": "a"}, pod)
+    bad = _deployment({"app": "a"}, {"app": "b"}, pod)
+    service = _manifest(
+        {
+            "kind": "Service",
+            "metadata": {"name": "s", "namespace": "n"},
+            "spec": {"selector": {"app": "z"}},
+        }
+    )
+    assert check_selectors([ok]) == []
+    messages = [str(f) for f in check_selectors([bad, service])]
+    assert any("does not match its pod template labels" in m for m in messages)
+    assert any("Service n/s" in m and "matches no pod template" in m for m in messages)
+
+
+def test_scheduling_and_accelerator_checks() -> None:
+    pool = NodePool(
+        "gpu",
+        "p5.4xlarge",
+        1,
+        2,
+        {"swarmstack.io/pool": "gpu"},
+        [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}],
+        Counter({"nvidia.com/mig-3g.40gb": 2}),
+    )
+    system = NodePool("system", "m7i.xlarge", 2, 3, {"swarmstack.io/pool": "system"}, [], Counter())
+    toleration = {
+        "key": "nvidia.com/gpu",
+        "operator": "Equal",
+        "value": "present",
+        "effect": "NoSchedule",
+    }
+
+    def pod(selector: dict[str, str], tolerations: list[dict[str, str]], resource: str) -> Manifest:
+        return _deployment(
+            {"a": "b"},
+            {"a": "b"},
+            {
+                "nodeSelector": selector,
+                "tolerations": tolerations,
+                "containers": [{"name": "c", "resources": {"limits": {resource: "1"}}}],
+            },
+        )
+
+    good = pod({"swarmstack.io/pool": "gpu"}, [toleration], "nvidia.com/mig-3g.40gb")
+    assert check_scheduling([good], [pool, system]) == []
+    untolerated = pod({"swarmstack.io/pool": "gpu"}, [], "nvidia.com/mig-3g.40gb")
+    assert "no node pool accepts it" in str(check_scheduling([untolerated], [pool, system])[0])
+    wrong_slice = pod({"swarmstack.io/pool": "gpu"}, [toleration], "nvidia.com/mig-1g.10gb")
+    finding = check_scheduling([wrong_slice], [pool, system])[0]
+    assert finding.check == "accelerators" and "nvidia.com/mig-1g.10gb" in finding.message
+    stray = pod({"swarmstack.io/pool": "system"}, [{**toleration, "key": "other"}], "cpu")
+    assert "matches no taint of any node pool" in str(check_scheduling([stray], [pool, system])[0])
+
+
+def test_a_check_failure_fails_the_plan_and_keeps_previous_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = serving.pod_template
+
+    def off_pool(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        template = original(*args, **kwargs)
+        template["spec"]["nodeSelector"] = {"swarmstack.io/pool": "missing"}
+        return template
+
+    monkeypatch.setattr(serving, "pod_template", off_pool)
+    out = tmp_path / "out"
+    (out / "pilot").mkdir(parents=True)
+    (out / "pilot" / "summary.txt").write_text("previous\n")
+    assert main(["plan", "pilot", "--root", str(ROOT), "--out", str(out)]) == EXIT_CHECKS
+    err = capsys.readouterr().err
+    assert "[scheduling] Deployment swarmstack-models/qwen25-7b" in err
+    assert (out / "pilot" / "summary.txt").read_text() == "previous\n"

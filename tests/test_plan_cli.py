@@ -1,0 +1,77 @@
+"""The installed `swarmstack` command, as a user runs it, and the existing-cluster mode."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stacks.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXE = Path(sys.executable).parent / "swarmstack"
+
+
+def test_console_script_plans_the_pilot(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(EXE), "plan", "pilot", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "GPUs                               1             2" in result.stdout
+    assert f"Wrote {tmp_path / 'pilot'}" in result.stdout
+    assert (tmp_path / "pilot" / "summary.txt").read_text() in result.stdout
+
+
+def test_console_script_reports_config_errors_without_a_traceback(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    (root / "stacks").mkdir(parents=True)
+    shutil.copy(ROOT / "Pulumi.yaml", root)
+    shutil.copy(ROOT / "stacks" / "__main__.py", root / "stacks")
+    doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.pilot.yaml").read_text())
+    doc["config"]["swarmstack:models"][0]["migProfile"] = "7g.80gb"
+    (root / "stacks" / "Pulumi.pilot.yaml").write_text(yaml.safe_dump(doc))
+    result = subprocess.run(
+        [str(EXE), "plan", "pilot", "--root", str(root), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "models[0].migProfile: '7g.80gb' is not in pool 'h100-mig''s layout" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_cluster_mode_declares_no_aws_resources(tmp_path: Path) -> None:
+    def existing(config: dict[str, Any]) -> None:
+        config["swarmstack:cluster"]["mode"] = "existing"
+        config["swarmstack:cluster"]["kubeconfigContext"] = "platform-admin@gpu-cluster"
+
+    root = tmp_path / "project"
+    (root / "stacks").mkdir(parents=True)
+    shutil.copy(ROOT / "Pulumi.yaml", root)
+    shutil.copy(ROOT / "stacks" / "__main__.py", root / "stacks")
+    doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.pilot.yaml").read_text())
+    existing(doc["config"])
+    (root / "stacks" / "Pulumi.pilot.yaml").write_text(yaml.safe_dump(doc))
+    out = tmp_path / "out"
+    assert main(["plan", "pilot", "--root", str(root), "--out", str(out)]) == 0
+    assert yaml.safe_load((out / "pilot" / "aws-resources.yaml").read_text()) == []
+    tree = json.loads((out / "pilot" / "tree.json").read_text())
+    provider = next(r for r in tree if r["type"] == "pulumi:providers:kubernetes")
+    deployments = [r for r in tree if r["type"] == "kubernetes:apps/v1:Deployment"]
+    assert len(deployments) == 2
+    assert all(d["provider"].startswith(provider["urn"]) for d in deployments)
+    checks = json.loads((out / "pilot" / "checks.json").read_text())
+    assert any(c["check"] == "scheduling" and c["severity"] == "warning" for c in checks)

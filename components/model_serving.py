@@ -212,6 +212,15 @@ def pod_template(
     }
 
 
+def _wire_form(spec: dict[str, Any]) -> Any:
+    """A spec in Kubernetes wire form (camelCase keys), which the SDK sends as written.
+
+    The SDK's `*SpecArgsDict` types spell their keys in snake_case, so a wire-form
+    dict is passed untyped rather than checked against them.
+    """
+    return spec
+
+
 @dataclass(frozen=True)
 class Irsa:
     """The cluster's OIDC provider, for IAM roles for service accounts."""
@@ -305,42 +314,48 @@ class ModelServing(pulumi.ComponentResource):
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=metadata,
-            spec={
-                "replicas": spec.replicas.min,
-                "selector": {"matchLabels": selector_labels(spec)},
-                # Surge would need a spare GPU slice; replace one replica at a time instead.
-                "strategy": {
-                    "type": "RollingUpdate",
-                    "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
-                },
-                "progressDeadlineSeconds": spec.model_load_timeout_s + 300,
-                "template": template,
-            },
+            spec=_wire_form(
+                {
+                    "replicas": spec.replicas.min,
+                    "selector": {"matchLabels": selector_labels(spec)},
+                    # Surge would need a spare GPU slice; replace one replica at a time instead.
+                    "strategy": {
+                        "type": "RollingUpdate",
+                        "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+                    },
+                    "progressDeadlineSeconds": spec.model_load_timeout_s + 300,
+                    "template": template,
+                }
+            ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
         )
         self.service = k8s.core.v1.Service(
             f"{name}-service",
             metadata=metadata,
-            spec={
-                "type": "ClusterIP",
-                "selector": selector_labels(spec),
-                "ports": [
-                    {
-                        "name": "http",
-                        "port": MODEL_PORT,
-                        "targetPort": "http",
-                        "protocol": "TCP",
-                        "appProtocol": "http",
-                    }
-                ],
-            },
+            spec=_wire_form(
+                {
+                    "type": "ClusterIP",
+                    "selector": selector_labels(spec),
+                    "ports": [
+                        {
+                            "name": "http",
+                            "port": MODEL_PORT,
+                            "targetPort": "http",
+                            "protocol": "TCP",
+                            "appProtocol": "http",
+                        }
+                    ],
+                }
+            ),
             opts=child,
         )
         # Allows one disruption: maxUnavailable 0 would block every node drain.
         self.pdb = k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
             metadata=metadata,
-            spec={"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(spec)}},
+            spec=_wire_form(
+                {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(spec)}}
+            ),
             opts=child,
         )
         self.endpoint = pulumi.Output.from_input(args.namespace).apply(

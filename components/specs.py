@@ -10,7 +10,7 @@ components live in `stacks/config.py`.
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -24,8 +24,14 @@ LABEL_VALUE = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
 LabelValue = Annotated[str, Field(pattern=LABEL_VALUE, max_length=63)]
 
-CpuInstanceType = Literal[tuple(CPU_INSTANCE_TYPES)]  # type: ignore[valid-type]
-GpuInstanceType = Literal[tuple(GPU_INSTANCE_TYPES)]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    # A Literal built from a runtime list is no static type; type checkers see a str.
+    CpuInstanceType = str
+    GpuInstanceType = str
+else:
+    # pydantic validates against (and its JSON schema lists) every known instance type.
+    CpuInstanceType = Literal[tuple(CPU_INSTANCE_TYPES)]
+    GpuInstanceType = Literal[tuple(GPU_INSTANCE_TYPES)]
 
 
 def _cidr(value: str) -> str:

@@ -46,8 +46,8 @@ def _type_name(annotation: Any) -> str:
         return f"list of {_type_name(get_args(annotation)[0])}"
     if annotation is type(None):
         return "null"
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return "object"
+    if isinstance(annotation, type):
+        return "object" if issubclass(annotation, BaseModel) else annotation.__name__
     return getattr(annotation, "__name__", str(annotation))
 
 

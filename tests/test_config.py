@@ -42,7 +42,8 @@ def _set(path: str, value: Any) -> Callable[[Raw], None]:
     return apply
 
 
-MISTAKES: list[tuple[str, Callable[[Raw], None], str]] = [
+# A mutator edits the raw config in place; what it returns is ignored.
+MISTAKES: list[tuple[str, Callable[[Raw], object], str]] = [
     (
         "wrong MIG profile",
         _set("gpuPools[0].mig.profiles[1]", "3g.45gb"),
@@ -162,7 +163,7 @@ MISTAKES: list[tuple[str, Callable[[Raw], None], str]] = [
     "mutate,expected", [(m, e) for _, m, e in MISTAKES], ids=[n for n, _, _ in MISTAKES]
 )
 def test_each_mistake_is_named(
-    pilot_raw: Raw, mutate: Callable[[Raw], None], expected: str
+    pilot_raw: Raw, mutate: Callable[[Raw], object], expected: str
 ) -> None:
     mutate(pilot_raw)
     problems = errors_of(pilot_raw)

@@ -12,9 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import kubernetes_validate
+# kubernetes_validate ships no stubs or py.typed marker; its inferred types are enough here.
+import kubernetes_validate  # pyright: ignore[reportMissingTypeStubs]
 
-from stacks.plan.model import Manifest, NodePool, Plan
+from stacks.plan.model import Manifest, NodePool, Plan, as_dict, as_list
 from stacks.plan.recorder import REDACTED
 
 Severity = Literal["error", "warning"]
@@ -140,7 +141,7 @@ def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 def _template_labels(m: Manifest) -> dict[str, str]:
     template = m.pod_template() or {}
     return {
-        str(k): str(v) for k, v in ((template.get("metadata") or {}).get("labels") or {}).items()
+        str(k): str(v) for k, v in as_dict(as_dict(template.get("metadata")).get("labels")).items()
     }
 
 
@@ -148,7 +149,7 @@ def check_selectors(manifests: list[Manifest]) -> list[Finding]:
     findings: list[Finding] = []
     workloads = [m for m in manifests if m.pod_template() is not None]
     for w in workloads:
-        selector = ((w.body.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        selector = as_dict(as_dict(as_dict(w.body.get("spec")).get("selector")).get("matchLabels"))
         if not selector:
             findings.append(
                 Finding("error", "selector", w.ref, "spec.selector.matchLabels is empty")
@@ -164,11 +165,11 @@ def check_selectors(manifests: list[Manifest]) -> list[Finding]:
                 )
             )
     for m in manifests:
-        spec = m.body.get("spec") or {}
+        spec = as_dict(m.body.get("spec"))
         if m.kind == "Service":
-            selector = spec.get("selector") or {}
+            selector = as_dict(spec.get("selector"))
         elif m.kind == "PodDisruptionBudget":
-            selector = (spec.get("selector") or {}).get("matchLabels") or {}
+            selector = as_dict(as_dict(spec.get("selector")).get("matchLabels"))
         else:
             continue
         if not selector:
@@ -206,10 +207,10 @@ def _tolerates(tolerations: list[dict[str, Any]], taint: dict[str, str]) -> bool
 
 def _requests(template: dict[str, Any]) -> dict[str, int]:
     total: dict[str, int] = {}
-    for c in (template.get("spec") or {}).get("containers") or []:
-        resources = c.get("resources") or {}
+    for c in as_list(as_dict(template.get("spec")).get("containers")):
+        resources = as_dict(as_dict(c).get("resources"))
         for source in ("limits", "requests"):
-            for k, v in (resources.get(source) or {}).items():
+            for k, v in as_dict(resources.get(source)).items():
                 if str(k).startswith("nvidia.com/"):
                     total[str(k)] = max(total.get(str(k), 0), int(v))
     return total
@@ -222,9 +223,9 @@ def check_scheduling(manifests: list[Manifest], pools: list[NodePool]) -> list[F
         template = m.pod_template()
         if template is None:
             continue
-        pod = template.get("spec") or {}
-        selector = {str(k): str(v) for k, v in (pod.get("nodeSelector") or {}).items()}
-        tolerations: list[dict[str, Any]] = list(pod.get("tolerations") or [])
+        pod = as_dict(template.get("spec"))
+        selector = {str(k): str(v) for k, v in as_dict(pod.get("nodeSelector")).items()}
+        tolerations: list[dict[str, Any]] = list(as_list(pod.get("tolerations")))
         for t in tolerations:
             if not any(_tolerates([t], taint) for _, taint in all_taints):
                 findings.append(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -35,6 +35,16 @@ KIND_ORDER = [
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 
 
+def as_dict(value: object) -> dict[str, Any]:
+    """`value` if it is a mapping of the plan's decoded JSON, else an empty dict."""
+    return cast(dict[str, Any], value) if isinstance(value, dict) else {}
+
+
+def as_list(value: object) -> list[Any]:
+    """`value` if it is a list of the plan's decoded JSON, else an empty list."""
+    return cast(list[Any], value) if isinstance(value, list) else []
+
+
 @dataclass(frozen=True)
 class Manifest:
     registration: Registration
@@ -58,7 +68,7 @@ class Manifest:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        return dict(self.body.get("metadata") or {})
+        return dict(as_dict(self.body.get("metadata")))
 
     @property
     def name(self) -> str:
@@ -81,10 +91,10 @@ class Manifest:
     def pod_template(self) -> dict[str, Any] | None:
         if self.kind not in WORKLOAD_KINDS:
             return None
-        spec = self.body.get("spec") or {}
+        spec = as_dict(self.body.get("spec"))
         if self.kind == "Job":
-            return dict(spec.get("template") or {})
-        return dict(spec.get("template") or {})
+            return dict(as_dict(spec.get("template")))
+        return dict(as_dict(spec.get("template")))
 
 
 @dataclass(frozen=True)
@@ -102,7 +112,7 @@ class HelmRelease:
             "namespace": inputs.get("namespace"),
             "chart": inputs.get("chart"),
             "version": inputs.get("version"),
-            "repository": (inputs.get("repositoryOpts") or {}).get("repo"),
+            "repository": as_dict(inputs.get("repositoryOpts")).get("repo"),
             "values": inputs.get("values") or {},
         }
 
@@ -163,8 +173,8 @@ class Plan:
 
     def mig_strategy(self) -> str:
         for release in self.releases:
-            values = release.document()["values"]
-            strategy = (values.get("mig") or {}).get("strategy")
+            values = as_dict(release.document()["values"])
+            strategy = as_dict(values.get("mig")).get("strategy")
             if strategy:
                 return str(strategy)
         return "single"
@@ -175,21 +185,20 @@ class Plan:
         for m in self.manifests:
             if m.kind != "ConfigMap":
                 continue
-            for text in (m.body.get("data") or {}).values():
+            for text in as_dict(m.body.get("data")).values():
                 try:
                     doc = yaml.safe_load(str(text))
                 except yaml.YAMLError:
                     continue
                 if not isinstance(doc, dict) or "mig-configs" not in doc:
                     continue
-                mig_configs: dict[str, list[dict[str, Any]]] = doc["mig-configs"]
+                mig_configs = cast(dict[str, list[dict[str, Any]]], doc["mig-configs"])
                 for name, entries in mig_configs.items():
                     devices: Counter[str] = Counter()
                     for entry in entries:
                         if entry.get("mig-enabled"):
-                            devices.update(
-                                {str(k): int(v) for k, v in entry["mig-devices"].items()}
-                            )
+                            mig_devices = cast(dict[str, Any], entry["mig-devices"])
+                            devices.update({str(k): int(v) for k, v in mig_devices.items()})
                     configs[name] = devices
         return configs
 
@@ -200,9 +209,9 @@ class Plan:
         for r in self.aws:
             if r.type != NODE_GROUP:
                 continue
-            labels = {str(k): str(v) for k, v in (r.inputs.get("labels") or {}).items()}
+            labels = {str(k): str(v) for k, v in as_dict(r.inputs.get("labels")).items()}
             itype = str((r.inputs.get("instanceTypes") or [""])[0])
-            scaling = r.inputs.get("scalingConfig") or {}
+            scaling = as_dict(r.inputs.get("scalingConfig"))
             gpus = INSTANCE_TYPES[itype].gpus if itype in INSTANCE_TYPES else 0
             offers: Counter[str] = Counter()
             devices = mig_configs.get(labels.get(MIG_CONFIG_LABEL, ""), Counter[str]())
@@ -218,7 +227,7 @@ class Plan:
                     "value": str(t.get("value", "")),
                     "effect": _k8s_effect(str(t.get("effect"))),
                 }
-                for t in (r.inputs.get("taints") or [])
+                for t in map(as_dict, as_list(r.inputs.get("taints")))
             ]
             pools.append(
                 NodePool(

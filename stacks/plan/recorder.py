@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 from google.protobuf import json_format
@@ -59,23 +59,24 @@ class Registration:
 def decode(value: Any) -> tuple[Any, bool]:
     """Decode a wire value; returns (value, contained_a_secret)."""
     if isinstance(value, dict):
-        sig = value.get(_SIG)
+        wire = cast(dict[str, Any], value)
+        sig = wire.get(_SIG)
         if sig == _SECRET:
             return REDACTED, True
         if sig == _RESOURCE:
-            return value.get("urn", ""), False
+            return wire.get("urn", ""), False
         if sig == _OUTPUT:
-            if value.get("secret"):
+            if wire.get("secret"):
                 return REDACTED, True
-            return decode(value["value"]) if "value" in value else (UNKNOWN, False)
+            return decode(wire["value"]) if "value" in wire else (UNKNOWN, False)
         out: dict[str, Any] = {}
         secret = False
-        for k, v in sorted(value.items()):  # the wire map has no stable order
+        for k, v in sorted(wire.items()):  # the wire map has no stable order
             out[k], s = decode(v)
             secret = secret or s
         return out, secret
     if isinstance(value, list):
-        items = [decode(v) for v in value]
+        items = [decode(v) for v in cast(list[Any], value)]
         return [v for v, _ in items], any(s for _, s in items)
     if value == rpc.UNKNOWN:
         return UNKNOWN, False
@@ -119,7 +120,9 @@ class PlanMocks(pulumi_mocks.Mocks):
     def new_resource(
         self, args: pulumi_mocks.MockResourceArgs
     ) -> tuple[str | None, dict[str, Any]]:
-        state: dict[str, Any] = dict(args.inputs)
+        # MockResourceArgs.inputs is annotated as a bare `dict` by the SDK.
+        inputs = cast(dict[str, Any], args.inputs)  # pyright: ignore[reportUnknownMemberType]
+        state: dict[str, Any] = dict(inputs)
         rid = f"{args.name}-id"
         if args.typ == "aws:eks/cluster:Cluster":
             state.update(
@@ -128,7 +131,7 @@ class PlanMocks(pulumi_mocks.Mocks):
                 identities=[
                     {"oidcs": [{"issuer": f"https://oidc.eks.{self.region}.amazonaws.com/id/PLAN"}]}
                 ],
-                name=args.inputs.get("name", args.name),
+                name=inputs.get("name", args.name),
             )
         if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
             state.setdefault("latestVersion", 1)
@@ -148,7 +151,9 @@ class PlanMocks(pulumi_mocks.Mocks):
         lookup = LOOKUPS.get(args.token)
         if lookup is None:
             raise NotImplementedError(f"the offline plan has no fixed answer for {args.token}")
-        return lookup(dict(args.args), self.region), []
+        # MockCallArgs.args is annotated as a bare `dict` by the SDK.
+        call_args = cast(dict[str, Any], args.args)  # pyright: ignore[reportUnknownMemberType]
+        return lookup(dict(call_args), self.region), []
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -157,7 +162,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.registrations: list[Registration] = []
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
-        response = super().RegisterResource(request)
+        # MockMonitor.RegisterResource leaves its `request` parameter unannotated.
+        response = super().RegisterResource(request)  # pyright: ignore[reportUnknownMemberType]
         if request.type != "pulumi:pulumi:Stack":
             raw = json_format.MessageToDict(request.object)
             inputs, secret = decode(raw)
@@ -179,8 +185,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
 @dataclass
 class Capture:
-    registrations: list[Registration] = field(default_factory=list)
-    outputs: dict[str, Any] = field(default_factory=dict)
+    registrations: list[Registration] = field(default_factory=list[Registration])
+    outputs: dict[str, Any] = field(default_factory=dict[str, Any])
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
@@ -196,7 +202,7 @@ class Capture:
 
 
 @contextlib.contextmanager
-def _fresh_loop() -> Iterator[None]:
+def _fresh_loop() -> Generator[None, None, None]:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -207,7 +213,7 @@ def _fresh_loop() -> Iterator[None]:
 
 
 def run(
-    program: Callable[[], None],
+    program: Callable[[], object],
     *,
     project: str = "swarmstack",
     stack: str = "test",

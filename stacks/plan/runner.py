@@ -51,7 +51,7 @@ def read_program_input(root: Path, stack: str) -> ProgramInput:
     project_file = root / "Pulumi.yaml"
     if not project_file.is_file():
         raise PlanInputError(f"{project_file} not found: run from the swarmstack checkout")
-    project_doc = yaml.safe_load(project_file.read_text()) or {}
+    project_doc: dict[str, Any] = yaml.safe_load(project_file.read_text()) or {}
     project = str(project_doc.get("name", ""))
     main = root / str(project_doc.get("main", "."))
     config_dir = root / str(project_doc.get("stackConfigDir", "."))
@@ -63,7 +63,7 @@ def read_program_input(root: Path, stack: str) -> ProgramInput:
         raise PlanInputError(
             f"no stack {stack!r}: {stack_file} not found (stacks: {', '.join(known)})"
         )
-    doc = yaml.safe_load(stack_file.read_text()) or {}
+    doc: dict[str, Any] = yaml.safe_load(stack_file.read_text()) or {}
     raw_config: dict[str, Any] = doc.get("config") or {}
     config: dict[str, str] = {}
     secret_keys: list[str] = []

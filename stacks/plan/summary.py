@@ -11,7 +11,7 @@ from components.instances import (
     INTERFACE_ENDPOINT_USD_PER_AZ_HOUR,
     NAT_GATEWAY_USD_PER_HOUR,
 )
-from stacks.plan.model import Plan
+from stacks.plan.model import Plan, as_dict
 
 
 @dataclass
@@ -108,7 +108,7 @@ def summarize(plan: Plan, stack: str, warnings: list[str]) -> Summary:
     maximum.usd_per_hour += fixed
     replicas: dict[str, tuple[int, int]] = {}
     for m in plan.manifests:
-        annotations = m.metadata.get("annotations") or {}
+        annotations = as_dict(m.metadata.get("annotations"))
         if m.kind == "Deployment" and "swarmstack.io/replicas-max" in annotations:
             replicas[m.name] = (
                 int(annotations["swarmstack.io/replicas-min"]),

@@ -36,7 +36,8 @@ def plan(stack: str, root: Path, out: Path) -> int:
     model = Plan.from_capture(capture)
     findings = run_checks(model)
     errors = [f for f in findings if f.severity == "error"]
-    warnings = [str(f) for f in findings if f.severity == "warning"]
+    warnings = [f"[program] {w}" for w in capture.warnings]
+    warnings += [str(f) for f in findings if f.severity == "warning"]
     warnings += [
         f"{key} is a secret the plan cannot read; a redacted placeholder stood in for it"
         for key in sorted(inp.placeholders)

@@ -71,6 +71,11 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
 
     endpoints: dict[str, pulumi.Output[str]] = {}
     for model in config.models:
+        if irsa is None and model.weights.source == "s3":
+            pulumi.log.warn(
+                f"model {model.name} reads weights from S3 but the cluster is not managed here, "
+                "so no IRSA role is created: the pods use the nodes' own AWS identity"
+            )
         resource, count = accelerator_resource(model, config)
         serving = ModelServing(
             f"model-{model.name}",

@@ -73,5 +73,13 @@ def test_existing_cluster_mode_declares_no_aws_resources(tmp_path: Path) -> None
     deployments = [r for r in tree if r["type"] == "kubernetes:apps/v1:Deployment"]
     assert len(deployments) == 2
     assert all(d["provider"].startswith(provider["urn"]) for d in deployments)
+    summary = json.loads((out / "pilot" / "summary.json").read_text())
+    assert any(
+        w.startswith(
+            "[program] model qwen25-7b reads weights from S3 but the cluster is not managed"
+        )
+        for w in summary["warnings"]
+    )
+    assert any(w.startswith("[program] cluster.mode is 'existing'") for w in summary["warnings"])
     checks = json.loads((out / "pilot" / "checks.json").read_text())
     assert any(c["check"] == "scheduling" and c["severity"] == "warning" for c in checks)

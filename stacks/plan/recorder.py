@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -111,6 +112,29 @@ LOOKUPS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
 }
 
 
+GLOBAL_SERVICES = frozenset({"iam", "cloudfront", "route53"})
+
+
+def mock_arn(type_: str, resource_id: str, region: str) -> str:
+    """An ARN shaped like the real one: arn:aws:<service>:<region>:<account>:<kind>/<id>."""
+    service = type_.split(":")[1].split("/", maxsplit=1)[0]
+    kind = type_.rsplit(":", 1)[-1]
+    kind = kind[:1].lower() + kind[1:]
+    where = "" if service in GLOBAL_SERVICES else region
+    return f"arn:aws:{service}:{where}:{ACCOUNT_ID}:{kind}/{resource_id}"
+
+
+class _WarningCollector(logging.Handler):
+    """Keeps what the program logs at warning level or above (pulumi.log.warn)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage().strip())
+
+
 class PlanMocks(pulumi_mocks.Mocks):
     """Deterministic ids and outputs: every resource echoes its inputs."""
 
@@ -136,9 +160,7 @@ class PlanMocks(pulumi_mocks.Mocks):
         if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
             state.setdefault("latestVersion", 1)
         if args.typ.startswith("aws:"):
-            state.setdefault(
-                "arn", f"arn:aws:{args.typ.split(':')[1]}:{self.region}:{ACCOUNT_ID}:{rid}"
-            )
+            state.setdefault("arn", mock_arn(args.typ, rid, self.region))
         if args.typ.startswith("kubernetes:"):
             meta = dict(state.get("metadata") or {})
             meta.setdefault("name", args.name)
@@ -187,6 +209,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 class Capture:
     registrations: list[Registration] = field(default_factory=list[Registration])
     outputs: dict[str, Any] = field(default_factory=dict[str, Any])
+    warnings: list[str] = field(default_factory=list[str])
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
@@ -230,8 +253,12 @@ def run(
         pulumi.runtime.set_all_config(config or {}, secret_keys or [])
         mocks = PlanMocks(region)
         monitor = RecordingMonitor(mocks)
+        logger = logging.getLogger(f"swarmstack.plan.{stack}")
+        logger.propagate = False
+        collector = _WarningCollector()
+        logger.handlers = [collector]
         pulumi.runtime.set_mocks(
-            mocks, project=project, stack=stack, preview=False, monitor=monitor
+            mocks, project=project, stack=stack, preview=False, monitor=monitor, logger=logger
         )
         outputs: dict[str, Any] = {}
 
@@ -243,7 +270,7 @@ def run(
         if root is not None:
             stack_outputs = getattr(root, "outputs", {})  # set by pulumi.export
             outputs = {k: _resolve(v) for k, v in dict(stack_outputs).items()}
-        return Capture(monitor.registrations, outputs)
+        return Capture(monitor.registrations, outputs, collector.messages)
 
 
 def _resolve(value: Any) -> Any:

@@ -51,6 +51,8 @@ class Registration:
     dependencies: list[str]
     inputs: dict[str, Any]
     has_secrets: bool = False
+    # The wire form, secrets included: only the policy pack reads it, nothing writes it.
+    wire: dict[str, Any] = field(default_factory=dict[str, Any], repr=False)
 
     @property
     def is_component(self) -> bool:
@@ -200,6 +202,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     dependencies=sorted(set(request.dependencies)),
                     inputs=inputs,
                     has_secrets=secret,
+                    wire=raw,
                 )
             )
         return response

@@ -1,0 +1,1 @@
+"""swarmstack's CrossGuard policy pack (see PulumiPolicy.yaml and __main__.py)."""

@@ -1,0 +1,270 @@
+"""How a swarmstack rule is written: one validator, one kebab-case name, a remediation hint.
+
+Rules depend on pulumi-policy and the standard library only, so the Pulumi CLI
+can load the pack from `policies/requirements.txt` alone. Validators read
+Kubernetes' and the controllers' defaults where a field is absent (a missing
+namespace is `default`, a container without securityContext runs as the
+image's user), and tolerate values unknown at preview: reading one raises the
+SDK's UnknownValueError, which the analyzer reports as "could not run".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+from pulumi_policy import (
+    EnforcementLevel,
+    Policy,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+Level = Literal["advisory", "mandatory", "disabled"]
+Domain = Literal[
+    "kubernetes-security",
+    "supply-chain",
+    "gpu",
+    "traffic",
+    "scaling",
+    "data",
+    "aws",
+    "cost",
+]
+
+ResourceCheck = Callable[[ResourceValidationArgs, ReportViolation], None]
+StackCheck = Callable[[StackValidationArgs, ReportViolation], None]
+
+KEBAB = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One policy: what it checks, why, how to fix it, and its default level."""
+
+    name: str
+    domain: Domain
+    description: str
+    remediation: str
+    level: Level = "mandatory"
+    check: ResourceCheck | None = None
+    check_stack: StackCheck | None = None
+    config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict[str, Mapping[str, Any]])
+
+    def __post_init__(self) -> None:
+        if not KEBAB.match(self.name):
+            raise ValueError(f"rule name {self.name!r} is not kebab-case")
+        if (self.check is None) == (self.check_stack is None):
+            raise ValueError(f"rule {self.name} needs exactly one of check / check_stack")
+
+    @property
+    def scope(self) -> str:
+        return "resource" if self.check is not None else "stack"
+
+    def defaults(self) -> dict[str, Any]:
+        return {k: v["default"] for k, v in self.config.items() if "default" in v}
+
+    def policy(self) -> Policy:
+        """The pulumi-policy object the Pulumi CLI runs."""
+        schema = (
+            PolicyConfigSchema(properties={k: dict(v) for k, v in self.config.items()})
+            if self.config
+            else None
+        )
+        level = EnforcementLevel(self.level)
+        if self.check is not None:
+            return ResourceValidationPolicy(
+                name=self.name,
+                description=self.description,
+                validate=_with_defaults_resource(self.check, self.defaults()),
+                enforcement_level=level,
+                config_schema=schema,
+                remediation_steps=self.remediation,
+            )
+        assert self.check_stack is not None
+        return StackValidationPolicy(
+            name=self.name,
+            description=self.description,
+            validate=_with_defaults_stack(self.check_stack, self.defaults()),
+            enforcement_level=level,
+            config_schema=schema,
+            remediation_steps=self.remediation,
+        )
+
+
+def _with_defaults_resource(check: ResourceCheck, defaults: dict[str, Any]) -> ResourceCheck:
+    def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
+        config = {**defaults, **dict(args.get_config())}
+        merged = ResourceValidationArgs(
+            args.resource_type,
+            args.props,
+            args.urn,
+            args.name,
+            args.opts,
+            args.provider,
+            config,
+            args.stack_tags,
+        )
+        check(merged, report)
+
+    return validate
+
+
+def _with_defaults_stack(check: StackCheck, defaults: dict[str, Any]) -> StackCheck:
+    def validate(args: StackValidationArgs, report: ReportViolation) -> None:
+        config = {**defaults, **dict(args.get_config())}
+        check(StackValidationArgs(args.resources, config, args.stack_tags), report)
+
+    return validate
+
+
+# --------------------------------------------------------------------------- reading props
+
+
+EMPTY: Mapping[str, Any] = {}
+
+
+def as_dict(value: object) -> Mapping[str, Any]:
+    """A mapping view (not a copy: copying would read values the rule never needs,
+    and reading a value unknown at preview raises)."""
+    if isinstance(value, Mapping):
+        return cast(Mapping[str, Any], value)
+    return EMPTY
+
+
+def as_list(value: object) -> Sequence[Any]:
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return cast(Sequence[Any], value)
+    return ()
+
+
+def k8s_kind(resource_type: str) -> str:
+    """`kubernetes:apps/v1:Deployment` -> `Deployment`."""
+    if not resource_type.startswith("kubernetes:"):
+        return ""
+    return resource_type.rsplit(":", 1)[-1]
+
+
+CLUSTER_SCOPED = {
+    "Namespace",
+    "StorageClass",
+    "PriorityClass",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "PersistentVolume",
+    "Node",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "RuntimeClass",
+}
+
+
+def describe(resource_type: str, props: Mapping[str, Any], name: str) -> str:
+    """How a violation names a resource: `Deployment swarmstack-models/qwen (model-qwen)`."""
+    kind = k8s_kind(resource_type)
+    if kind:
+        meta = as_dict(props.get("metadata"))
+        ns = meta.get("namespace")
+        where = f"{ns}/" if ns else ("" if kind in CLUSTER_SCOPED else "default/")
+        return f"{kind} {where}{meta.get('name') or name} ({name})"
+    return f"{resource_type.rsplit(':', 1)[-1]} {name}"
+
+
+def reporter(
+    resource_type: str, props: Mapping[str, Any], name: str, report: ReportViolation
+) -> Callable[[str], None]:
+    label = describe(resource_type, props, name)
+    return lambda message: report(f"{label}: {message}", None)
+
+
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
+
+
+def pod_spec(kind: str, props: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The pod spec inside a workload (None for kinds that carry no pods)."""
+    spec = as_dict(props.get("spec"))
+    if kind == "Pod":
+        return spec
+    if kind == "CronJob":
+        job = as_dict(as_dict(spec.get("jobTemplate")).get("spec"))
+        return as_dict(as_dict(job.get("template")).get("spec"))
+    if kind in WORKLOAD_KINDS:
+        return as_dict(as_dict(spec.get("template")).get("spec"))
+    return None
+
+
+def pod_metadata(kind: str, props: Mapping[str, Any]) -> Mapping[str, Any]:
+    spec = as_dict(props.get("spec"))
+    if kind == "Pod":
+        return as_dict(props.get("metadata"))
+    if kind == "CronJob":
+        job = as_dict(as_dict(spec.get("jobTemplate")).get("spec"))
+        return as_dict(as_dict(job.get("template")).get("metadata"))
+    return as_dict(as_dict(spec.get("template")).get("metadata"))
+
+
+def containers(pod: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every container of a pod, init containers included, with a label for messages."""
+    for key, label in (("initContainers", "init container"), ("containers", "container")):
+        for c in as_list(pod.get(key)):
+            container = as_dict(c)
+            yield f"{label} {container.get('name', '?')}", container
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A pod-bearing Kubernetes resource as a rule sees it."""
+
+    kind: str
+    props: Mapping[str, Any]
+    pod: Mapping[str, Any]
+    report: Callable[[str], None]
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        return as_dict(self.props.get("metadata"))
+
+    @property
+    def pod_labels(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in as_dict(pod_metadata(self.kind, self.props).get("labels")).items()}
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        merged = {
+            **as_dict(self.metadata.get("annotations")),
+            **as_dict(pod_metadata(self.kind, self.props).get("annotations")),
+        }
+        return {str(k): str(v) for k, v in merged.items()}
+
+    @property
+    def is_model_server(self) -> bool:
+        return self.pod_labels.get("app.kubernetes.io/component") == "model-server"
+
+    @property
+    def config_name(self) -> str:
+        return str(self.metadata.get("name") or "")
+
+
+def for_workloads(
+    check: Callable[[Workload, Mapping[str, Any]], None],
+) -> ResourceCheck:
+    """Lift a check of one workload into a resource validator (other kinds pass)."""
+
+    def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
+        kind = k8s_kind(args.resource_type)
+        pod = pod_spec(kind, args.props)
+        if pod is None:
+            return
+        workload = Workload(
+            kind, args.props, pod, reporter(args.resource_type, args.props, args.name, report)
+        )
+        check(workload, args.get_config())
+
+    return validate

@@ -1,0 +1,1 @@
+"""Rules grouped by domain; each module exports RULES."""

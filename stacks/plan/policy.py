@@ -1,0 +1,183 @@
+"""Run the policy pack over a captured plan the way the Pulumi analyzer would.
+
+Properties are deserialized with pulumi-policy's own deserializer and wrapped
+in its unknown-checking proxy, so secrets are unwrapped for checking (never
+written: messages name variables, not values) and a value unknown at preview
+raises the same way. Rules run through the very `Policy` objects the pack's
+entry point hands to the CLI, with the same `--policy-pack-config` file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+from pulumi_policy.deserialize import deserialize_properties
+from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
+
+from policies.framework import Rule
+from policies.pack import RULES
+from stacks.plan.recorder import Registration
+
+Level = Literal["advisory", "mandatory", "disabled"]
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    level: str
+    resource: str  # URN, or "stack"
+    message: str
+    remediation: str
+
+    def __str__(self) -> str:
+        return f"[{self.level}] {self.rule}: {self.message}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "rule": self.rule,
+            "level": self.level,
+            "resource": self.resource,
+            "message": self.message,
+            "remediation": self.remediation,
+        }
+
+
+class PolicyConfigError(ValueError):
+    pass
+
+
+def load_config(path: Path | None) -> dict[str, Any]:
+    if path is None or not path.is_file():
+        return {}
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PolicyConfigError(f"{path}: not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise PolicyConfigError(f"{path}: expected an object of rule names")
+    return dict[str, Any](doc)
+
+
+def settings(rule: Rule, config: dict[str, Any]) -> tuple[Level, dict[str, Any]]:
+    """A rule's enforcement level and its config, as `--policy-pack-config` sets them."""
+    level: str = rule.level
+    if isinstance(config.get("all"), str):
+        level = str(config["all"])
+    entry = config.get(rule.name)
+    values: dict[str, Any] = {}
+    if isinstance(entry, str):
+        level = entry
+    elif isinstance(entry, dict):
+        values = {str(k): v for k, v in dict[str, Any](entry).items() if k != "enforcementLevel"}
+        level = str(entry.get("enforcementLevel", level))
+    if level not in ("advisory", "mandatory", "disabled"):
+        raise PolicyConfigError(f"{rule.name}: enforcement level {level!r} is not one of advisory, mandatory, disabled")
+    unknown = sorted(set(values) - set(rule.config))
+    if unknown:
+        raise PolicyConfigError(
+            f"{rule.name}: unknown config {unknown} (valid: {sorted(rule.config) or 'none'})"
+        )
+    return level, values  # type: ignore[return-value]
+
+
+def _props(r: Registration) -> Any:
+    return unknown_checking_proxy(deserialize_properties(r.wire))
+
+
+def _options(r: Registration) -> PolicyResourceOptions:
+    return PolicyResourceOptions(
+        protect=False,
+        ignore_changes=[],
+        delete_before_replace=None,
+        aliases=[],
+        custom_timeouts=PolicyCustomTimeouts(0, 0, 0),
+        additional_secret_outputs=[],
+        parent=r.parent or None,
+    )
+
+
+def evaluate(
+    registrations: list[Registration],
+    config: dict[str, Any],
+    rules: list[Rule] | None = None,
+) -> list[Violation]:
+    """Every violation of every enabled rule, resources first, then the stack."""
+    rules = RULES if rules is None else rules
+    violations: list[Violation] = []
+    props = {r.urn: _props(r) for r in registrations}
+    for rule in rules:
+        level, values = settings(rule, config)
+        if level == "disabled":
+            continue
+        policy = rule.policy()
+
+        def report(message: str, urn: str | None = None, *, _rule: Rule = rule, _level: str = level,
+                   _where: str = "stack") -> None:
+            violations.append(Violation(_rule.name, _level, urn or _where, message, _rule.remediation))
+
+        if isinstance(policy, ResourceValidationPolicy):
+            for r in registrations:
+                args = ResourceValidationArgs(
+                    r.type, props[r.urn], r.urn, r.name, _options(r), None, values, {}
+                )
+                try:
+                    policy.validate(
+                        args, lambda m, u=None, _u=r.urn: report(m, u, _where=_u)  # noqa: B023
+                    )
+                except UnknownValueError as exc:
+                    violations.append(
+                        Violation(rule.name, "advisory", r.urn, f"could not run: {exc.message}", "")
+                    )
+        elif isinstance(policy, StackValidationPolicy):
+            resources = _stack_resources(registrations, props)
+            try:
+                policy.validate(StackValidationArgs(resources, values, {}), report)
+            except UnknownValueError as exc:
+                violations.append(Violation(rule.name, "advisory", "stack", f"could not run: {exc.message}", ""))
+    return violations
+
+
+def _stack_resources(registrations: list[Registration], props: dict[str, Any]) -> list[PolicyResource]:
+    by_urn = {
+        r.urn: PolicyResource(r.type, props[r.urn], r.urn, r.name, _options(r), None, None, [], {})
+        for r in registrations
+    }
+    for r in registrations:
+        resource = by_urn[r.urn]
+        resource.parent = by_urn.get(r.parent)
+        resource.dependencies = [by_urn[d] for d in r.dependencies if d in by_urn]
+    return list(by_urn.values())
+
+
+def enforcement_of(level: str) -> EnforcementLevel:
+    return EnforcementLevel(level)
+
+
+def report_markdown(violations: list[Violation], config_path: str) -> str:
+    lines = [
+        "# Policy report",
+        "",
+        f"Pack `swarmstack`, config `{config_path}`. Offline plan: nothing was deployed.",
+        "",
+    ]
+    if not violations:
+        lines.append("No violations.")
+        return "\n".join(lines) + "\n"
+    lines += ["| level | rule | resource | message | remediation |", "|---|---|---|---|---|"]
+    for v in violations:
+        cells = [v.level, f"`{v.rule}`", v.resource.rsplit("::", 1)[-1], v.message, v.remediation]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"

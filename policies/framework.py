@@ -25,6 +25,7 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.proxy import UnknownValueError
 
 Level = Literal["advisory", "mandatory", "disabled"]
 Domain = Literal[
@@ -166,14 +167,25 @@ CLUSTER_SCOPED = {
 }
 
 
+def _known(read: Callable[[], Any]) -> Any:
+    """A value for a message; one still unknown at preview reads as `<unknown>`."""
+    try:
+        return read()
+    except UnknownValueError:
+        return "<unknown>"
+
+
 def describe(resource_type: str, props: Mapping[str, Any], name: str) -> str:
     """How a violation names a resource: `Deployment swarmstack-models/qwen (model-qwen)`."""
     kind = k8s_kind(resource_type)
+    if resource_type == "kubernetes:helm.sh/v3:Release":  # no metadata: name/namespace inputs
+        ns = _known(lambda: props.get("namespace")) or "default"
+        return f"Release {ns}/{_known(lambda: props.get('name')) or name} ({name})"
     if kind:
         meta = as_dict(props.get("metadata"))
-        ns = meta.get("namespace")
+        ns = _known(lambda: meta.get("namespace"))
         where = f"{ns}/" if ns else ("" if kind in CLUSTER_SCOPED else "default/")
-        return f"{kind} {where}{meta.get('name') or name} ({name})"
+        return f"{kind} {where}{_known(lambda: meta.get('name')) or name} ({name})"
     return f"{resource_type.rsplit(':', 1)[-1]} {name}"
 
 
@@ -233,7 +245,10 @@ class Workload:
 
     @property
     def pod_labels(self) -> dict[str, str]:
-        return {str(k): str(v) for k, v in as_dict(pod_metadata(self.kind, self.props).get("labels")).items()}
+        return {
+            str(k): str(v)
+            for k, v in as_dict(pod_metadata(self.kind, self.props).get("labels")).items()
+        }
 
     @property
     def annotations(self) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -10,11 +11,20 @@ import pulumi
 
 from stacks.plan.checks import run_checks
 from stacks.plan.model import Plan
+from stacks.plan.policy import (
+    PolicyConfigError,
+    Violation,
+    evaluate,
+    load_config,
+    report_markdown,
+    unknown_rules,
+)
 from stacks.plan.runner import PlanInputError, read_program_input, run_program
 from stacks.plan.summary import summarize
 from stacks.plan.writer import write_plan
 from stacks.reference import generate
 
+POLICY_CONFIG_DIR = Path("policies/config")
 EXIT_CONFIG = 2
 EXIT_CHECKS = 1
 
@@ -43,22 +53,63 @@ def plan(stack: str, root: Path, out: Path) -> int:
         for key in sorted(inp.placeholders)
     ]
     summary = summarize(model, stack, warnings)
-    if errors:
-        print(f"plan of stack {stack} failed {len(errors)} check(s):", file=sys.stderr)
-        for f in errors:
-            print(f"  {f}", file=sys.stderr)
+    policy_file = root / POLICY_CONFIG_DIR / f"{stack}.json"
+    try:
+        policy_config = load_config(policy_file)
+        unknown = unknown_rules(policy_config)
+        if unknown:
+            raise PolicyConfigError(f"{policy_file}: no such rule(s) {unknown}")
+        violations = evaluate(capture.registrations, policy_config)
+    except PolicyConfigError as exc:
+        print(f"error: policy config {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    mandatory = [v for v in violations if v.level == "mandatory"]
+    if errors or mandatory:
+        if errors:
+            print(f"plan of stack {stack} failed {len(errors)} check(s):", file=sys.stderr)
+            for f in errors:
+                print(f"  {f}", file=sys.stderr)
+        if mandatory:
+            print(
+                f"plan of stack {stack} violates {len(mandatory)} mandatory polic"
+                f"{'y' if len(mandatory) == 1 else 'ies'}:",
+                file=sys.stderr,
+            )
+            for v in mandatory:
+                print(f"  {v}\n    fix: {v.remediation}", file=sys.stderr)
         print(f"{out / stack} is unchanged", file=sys.stderr)
         return EXIT_CHECKS
+    shown_config = policy_file.relative_to(root) if policy_file.is_file() else "(pack defaults)"
     destination = write_plan(
-        model, findings, summary, out / stack, forbidden=list(inp.placeholders.values())
+        model,
+        findings,
+        summary,
+        out / stack,
+        forbidden=list(inp.placeholders.values()),
+        extra={
+            "policy.md": report_markdown(violations, str(shown_config)),
+            "policy.json": json.dumps([v.as_dict() for v in violations], indent=2) + "\n",
+        },
     )
     print(summary.render(), end="")
+    print(policy_summary(violations, str(shown_config)), end="")
     print(
         f"\nWrote {destination}: {len(model.manifests)} Kubernetes manifests, "
         f"{len(model.releases)} Helm release(s), {len(model.aws)} AWS resources, tree.json, "
-        "summary.txt"
+        "summary.txt, policy.md"
     )
     return 0
+
+
+def policy_summary(violations: list[Violation], config: str) -> str:
+    advisory = [v for v in violations if v.level == "advisory"]
+    lines = [
+        "",
+        f"Policies (pack swarmstack, config {config}): 0 mandatory violations, "
+        f"{len(advisory)} advisory finding(s)",
+    ]
+    lines += [f"  - {v.rule}: {v.message}" for v in advisory]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

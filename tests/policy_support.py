@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pulumi_kubernetes as k8s
 
@@ -63,14 +63,17 @@ def deployment(
     return k8s.apps.v1.Deployment(
         name,
         metadata={"name": name, "namespace": namespace, "annotations": annotations or {}},
-        spec={
-            "replicas": 1,
-            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
-            "template": {
-                "metadata": {"labels": pod_labels, "annotations": annotations or {}},
-                "spec": pod if pod is not None else restricted_pod(),
+        spec=cast(
+            Any,
+            {  # wire form (camelCase), which the SDK sends as written
+                "replicas": 1,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                "template": {
+                    "metadata": {"labels": pod_labels, "annotations": annotations or {}},
+                    "spec": pod if pod is not None else restricted_pod(),
+                },
             },
-        },
+        ),
     )
 
 
@@ -82,5 +85,7 @@ def violations(
     return evaluate(capture.registrations, config or {}, [rules_by_name()[rule]])
 
 
-def messages(program: Callable[[], object], rule: str, config: dict[str, Any] | None = None) -> list[str]:
+def messages(
+    program: Callable[[], object], rule: str, config: dict[str, Any] | None = None
+) -> list[str]:
     return [v.message for v in violations(program, rule, config)]

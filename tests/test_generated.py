@@ -16,7 +16,7 @@ def test_config_schema_is_current() -> None:
 
 def test_readme_config_reference_is_current() -> None:
     readme = (ROOT / README_PATH).read_text()
-    assert readme == readme_with_reference(readme), "run `make generate`"
+    assert readme == readme_with_reference(readme, ROOT), "run `make generate`"
 
 
 def test_reference_documents_every_key_with_a_description() -> None:

@@ -25,7 +25,7 @@ from policies.framework import (
     reporter,
 )
 
-EXEMPT_WORKLOADS = {
+EXEMPT_WORKLOADS: dict[str, Any] = {
     "type": "array",
     "items": {"type": "string"},
     "default": [],
@@ -154,9 +154,17 @@ def _bare_pods(args: ResourceValidationArgs, report: ReportViolation) -> None:
 
 def _default_namespace(args: ResourceValidationArgs, report: ReportViolation) -> None:
     kind = k8s_kind(args.resource_type)
-    if not kind or kind in CLUSTER_SCOPED or kind.endswith("List") or "helm.sh" in args.resource_type:
+    if (
+        not kind
+        or kind in CLUSTER_SCOPED
+        or kind.endswith("List")
+        or "helm.sh" in args.resource_type
+    ):
         return
-    if args.resource_type.startswith("kubernetes:yaml") or args.resource_type == "pulumi:providers:kubernetes":
+    if (
+        args.resource_type.startswith("kubernetes:yaml")
+        or args.resource_type == "pulumi:providers:kubernetes"
+    ):
         return
     namespace = as_dict(args.props.get("metadata")).get("namespace")
     if namespace in (None, "", "default"):

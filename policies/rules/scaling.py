@@ -1,7 +1,332 @@
-"""scaling rules (see policies/framework.py for how a rule is written)."""
+"""Scaling: KEDA bounds that fit the work, no cold starts for interactive models, drainable PDBs.
+
+Fields that are absent mean what the controllers do without them: a KEDA
+ScaledObject scales between minReplicaCount 0 and maxReplicaCount 100 and
+targets a Deployment unless scaleTargetRef.kind says otherwise; a Strimzi
+KafkaTopic is named metadata.name unless spec.topicName is set, and without
+spec.partitions gets the cluster's num.partitions (Kafka's default is 1); a
+policy/v1 PodDisruptionBudget without a selector selects no pods, and one with
+an empty selector selects every pod of its namespace.
+"""
 
 from __future__ import annotations
 
-from policies.framework import Rule
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
-RULES: list[Rule] = []
+from pulumi_policy import (
+    PolicyResource,
+    ReportViolation,
+    ResourceValidationArgs,
+    StackValidationArgs,
+)
+
+from policies.framework import (
+    Rule,
+    Workload,
+    as_dict,
+    as_list,
+    describe,
+    k8s_kind,
+    pod_spec,
+    reporter,
+)
+
+COMPONENT_LABEL = "app.kubernetes.io/component"
+PROTECTED_COMPONENTS = ("model-server", "agent-worker")
+TIER_ANNOTATION = "swarmstack.io/latency-tier"
+ENVIRONMENT_LABEL = "environment"
+
+KEDA_PREFIX = "kubernetes:keda.sh/"
+STRIMZI_PREFIX = "kubernetes:kafka.strimzi.io/"
+KAFKA_TRIGGERS = ("kafka", "apache-kafka")
+KEDA_DEFAULT_MIN = 0
+KEDA_DEFAULT_MAX = 100
+KAFKA_DEFAULT_PARTITIONS = 1
+CLUSTER_LABEL = "strimzi.io/cluster"
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _metadata(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    return as_dict(props.get("metadata"))
+
+
+def _namespace(props: Mapping[str, Any]) -> str:
+    return str(_metadata(props).get("namespace") or "default")
+
+
+def _name(r: PolicyResource) -> str:
+    return str(_metadata(r.props).get("name") or r.name)
+
+
+def _of_kind(
+    resources: Sequence[PolicyResource], kind: str, prefix: str = "kubernetes:"
+) -> Iterator[PolicyResource]:
+    for r in resources:
+        if r.resource_type.startswith(prefix) and k8s_kind(r.resource_type) == kind:
+            yield r
+
+
+def _stack_reporter(r: PolicyResource, report: ReportViolation) -> Callable[[str], None]:
+    """Like `reporter`, for stack rules: the message names the resource and carries its URN."""
+    label = describe(r.resource_type, r.props, r.name)
+    return lambda message: report(f"{label}: {message}", r.urn)
+
+
+def _workload(r: PolicyResource, report: ReportViolation) -> Workload | None:
+    kind = k8s_kind(r.resource_type)
+    if kind not in ("Deployment", "StatefulSet"):
+        return None
+    pod = pod_spec(kind, r.props)
+    return Workload(kind, r.props, pod, _stack_reporter(r, report)) if pod is not None else None
+
+
+def _count(value: Any, default: int) -> int:
+    """An integer field, or the controller's default when it is absent (or not a number)."""
+    try:
+        return default if value is None else int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _show(value: Any) -> str:
+    """A field as written (the wire form turns every number into a float)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _scaled_objects(resources: Sequence[PolicyResource]) -> Iterator[PolicyResource]:
+    return _of_kind(resources, "ScaledObject", KEDA_PREFIX)
+
+
+def _selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Whether a LabelSelector selects pods with these labels ({} selects all)."""
+    for k, v in as_dict(selector.get("matchLabels")).items():
+        if labels.get(str(k)) != str(v):
+            return False
+    for e in as_list(selector.get("matchExpressions")):
+        expr = as_dict(e)
+        key, op = str(expr.get("key")), str(expr.get("operator"))
+        values = {str(v) for v in as_list(expr.get("values"))}
+        present = key in labels
+        ok = {
+            "In": present and labels.get(key) in values,
+            "NotIn": not present or labels.get(key) not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }.get(op, False)
+        if not ok:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------- KEDA and Kafka
+
+
+def _partitions(
+    resources: Sequence[PolicyResource],
+) -> dict[str, list[tuple[str, int, str]]]:
+    """Topic name -> (Strimzi cluster, partitions, how it is known) per KafkaTopic."""
+    cluster_default: dict[str, int] = {}
+    for k in _of_kind(resources, "Kafka", STRIMZI_PREFIX):
+        config = as_dict(as_dict(as_dict(k.props.get("spec")).get("kafka")).get("config"))
+        if config.get("num.partitions") is not None:
+            cluster_default[_name(k)] = _count(config["num.partitions"], KAFKA_DEFAULT_PARTITIONS)
+    topics: dict[str, list[tuple[str, int, str]]] = {}
+    for t in _of_kind(resources, "KafkaTopic", STRIMZI_PREFIX):
+        spec = as_dict(t.props.get("spec"))
+        cluster = str(as_dict(_metadata(t.props).get("labels")).get(CLUSTER_LABEL) or "")
+        label = describe(t.resource_type, t.props, t.name)
+        if spec.get("partitions") is not None:
+            count, how = _count(spec["partitions"], KAFKA_DEFAULT_PARTITIONS), label
+        elif cluster in cluster_default:
+            count, how = cluster_default[cluster], f"{label}, cluster {cluster}'s num.partitions"
+        else:
+            count, how = KAFKA_DEFAULT_PARTITIONS, f"{label}, spec.partitions unset: Kafka default"
+        topics.setdefault(str(spec.get("topicName") or _name(t)), []).append((cluster, count, how))
+    return topics
+
+
+def _kafka_max_replicas(args: StackValidationArgs, report: ReportViolation) -> None:
+    topics = _partitions(args.resources)
+    for so in _scaled_objects(args.resources):
+        spec = as_dict(so.props.get("spec"))
+        maximum = _count(spec.get("maxReplicaCount"), KEDA_DEFAULT_MAX)
+        shown = (
+            f"maxReplicaCount {maximum}"
+            if spec.get("maxReplicaCount") is not None
+            else f"maxReplicaCount unset (KEDA default {KEDA_DEFAULT_MAX})"
+        )
+        say = _stack_reporter(so, report)
+        for t in as_list(spec.get("triggers")):
+            trigger = as_dict(t)
+            if trigger.get("type") not in KAFKA_TRIGGERS:
+                continue
+            meta = as_dict(trigger.get("metadata"))
+            topic = str(meta.get("topic") or "")
+            if not topic:
+                say(
+                    f"partition count unknown: the kafka trigger names no topic (KEDA then "
+                    f"scales on every topic of consumer group {meta.get('consumerGroup')}); "
+                    f"check {shown} against the partitions"
+                )
+                continue
+            known = topics.get(topic, [])
+            servers = str(meta.get("bootstrapServers") or "")
+            same_cluster = [k for k in known if k[0] and f"{k[0]}-kafka-bootstrap" in servers]
+            candidates = same_cluster or known
+            if not candidates:
+                say(
+                    f"partition count unknown for topic {topic}: no KafkaTopic in the stack "
+                    f"declares it; check {shown} against its partitions"
+                )
+                continue
+            _, partitions, how = min(candidates, key=lambda k: k[1])
+            if maximum > partitions:
+                say(
+                    f"{shown} exceeds the {partitions} partition(s) of topic {topic} ({how}): "
+                    "replicas beyond one per partition sit idle"
+                )
+
+
+def _scale_to_zero(args: StackValidationArgs, report: ReportViolation) -> None:
+    # Simple on purpose: the rule applies to Deployments whose pod template label
+    # `environment` (the stack's cost label) equals config `environment`.
+    environment = str(args.get_config().get("environment") or "production")
+    deployments: dict[tuple[str, str], Workload] = {}
+    for r in args.resources:
+        w = _workload(r, report)
+        if w is not None and w.kind == "Deployment":
+            deployments[(_namespace(r.props), _name(r))] = w
+    for so in _scaled_objects(args.resources):
+        spec = as_dict(so.props.get("spec"))
+        target = as_dict(spec.get("scaleTargetRef"))
+        if str(target.get("kind") or "Deployment") != "Deployment":
+            continue
+        key = (_namespace(so.props), str(target.get("name") or ""))
+        w = deployments.get(key)
+        if w is None or w.annotations.get(TIER_ANNOTATION) != "interactive":
+            continue
+        if w.pod_labels.get(ENVIRONMENT_LABEL) != environment:
+            continue
+        say = _stack_reporter(so, report)
+        target_name = f"interactive Deployment {key[0]}/{key[1]}"
+        if spec.get("minReplicaCount") is None:
+            say(
+                f"scales {target_name} to zero (minReplicaCount unset: KEDA default "
+                f"{KEDA_DEFAULT_MIN}); its first request waits for a model to load"
+            )
+        elif _count(spec.get("minReplicaCount"), KEDA_DEFAULT_MIN) < 1:
+            say(
+                f"scales {target_name} to zero (minReplicaCount "
+                f"{_show(spec.get('minReplicaCount'))}); its first request waits for a model "
+                "to load"
+            )
+        if spec.get("idleReplicaCount") is not None:
+            say(
+                f"scales {target_name} to idleReplicaCount {_show(spec.get('idleReplicaCount'))} "
+                "when its triggers are idle; its first request waits for a model to load"
+            )
+
+
+# --------------------------------------------------------------------------- disruption budgets
+
+_ZERO = re.compile(r"^0+(\.0*)?%?$")
+
+
+def _is_zero(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return value == 0
+    return isinstance(value, str) and bool(_ZERO.match(value.strip()))
+
+
+def _is_all(value: object) -> bool:
+    if not isinstance(value, str) or not value.strip().endswith("%"):
+        return False
+    try:
+        return float(value.strip()[:-1]) >= 100
+    except ValueError:
+        return False
+
+
+def _pdb_disruption(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if k8s_kind(args.resource_type) != "PodDisruptionBudget":
+        return
+    spec = as_dict(args.props.get("spec"))
+    say = reporter(args.resource_type, args.props, args.name, report)
+    hang = "blocks every eviction: node drains and upgrades hang"
+    if "maxUnavailable" in spec and _is_zero(spec.get("maxUnavailable")):
+        say(f"maxUnavailable {_show(spec.get('maxUnavailable'))} {hang}")
+    if "minAvailable" in spec and _is_all(spec.get("minAvailable")):
+        say(f"minAvailable {_show(spec.get('minAvailable'))} {hang}")
+
+
+def _pdb_required(args: StackValidationArgs, report: ReportViolation) -> None:
+    selectors: dict[str, list[Mapping[str, Any]]] = {}
+    for p in _of_kind(args.resources, "PodDisruptionBudget"):
+        spec = as_dict(p.props.get("spec"))
+        if spec.get("selector") is not None:  # policy/v1: no selector selects no pods
+            selectors.setdefault(_namespace(p.props), []).append(as_dict(spec.get("selector")))
+    for r in args.resources:
+        w = _workload(r, report)
+        if w is None:
+            continue
+        component = w.pod_labels.get(COMPONENT_LABEL)
+        if component not in PROTECTED_COMPONENTS:
+            continue
+        ns = _namespace(r.props)
+        if not any(_selects(s, w.pod_labels) for s in selectors.get(ns, [])):
+            w.report(
+                f"runs {component} pods but no PodDisruptionBudget in namespace {ns} selects "
+                "them: a node drain can evict every replica at once"
+            )
+
+
+RULES: list[Rule] = [
+    Rule(
+        "keda-kafka-max-replicas-within-partitions",
+        "scaling",
+        "A KEDA ScaledObject with a kafka trigger scales to at most the topic's partition "
+        "count (maxReplicaCount defaults to 100); consumers beyond it sit idle.",
+        "Set maxReplicaCount to at most the KafkaTopic's spec.partitions, or add partitions; "
+        "declare the KafkaTopic in the stack so the count is known.",
+        check_stack=_kafka_max_replicas,
+    ),
+    Rule(
+        "no-scale-to-zero-interactive",
+        "scaling",
+        "In the configured environment, KEDA never scales an interactive model Deployment to "
+        "zero (minReplicaCount defaults to 0; idleReplicaCount scales to it when idle).",
+        "Set minReplicaCount: 1 or more and remove idleReplicaCount on the ScaledObject.",
+        check_stack=_scale_to_zero,
+        config={
+            "environment": {
+                "type": "string",
+                "default": "production",
+                "description": "The Deployments' pod label `environment` this rule applies to.",
+            }
+        },
+    ),
+    Rule(
+        "pdb-allows-disruption",
+        "scaling",
+        "A PodDisruptionBudget allows at least one eviction (maxUnavailable 0 or minAvailable "
+        "100% blocks every drain).",
+        "Set maxUnavailable: 1 (or a percentage above 0).",
+        check=_pdb_disruption,
+    ),
+    Rule(
+        "pdb-required",
+        "scaling",
+        "Every model-server and agent-worker Deployment or StatefulSet is selected by a "
+        "PodDisruptionBudget in its namespace.",
+        "Declare a PodDisruptionBudget whose selector matches the workload's pod labels, with "
+        "maxUnavailable: 1.",
+        check_stack=_pdb_required,
+    ),
+]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -68,7 +68,13 @@ def load_config(path: Path | None) -> dict[str, Any]:
         raise PolicyConfigError(f"{path}: not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise PolicyConfigError(f"{path}: expected an object of rule names")
-    return dict[str, Any](doc)
+    return cast(dict[str, Any], doc)
+
+
+def unknown_rules(config: dict[str, Any]) -> list[str]:
+    """Names in a policy config that are neither `all` nor a rule of the pack."""
+    known = {r.name for r in RULES}
+    return sorted(k for k in config if k != "all" and k not in known)
 
 
 def settings(rule: Rule, config: dict[str, Any]) -> tuple[Level, dict[str, Any]]:
@@ -81,10 +87,13 @@ def settings(rule: Rule, config: dict[str, Any]) -> tuple[Level, dict[str, Any]]
     if isinstance(entry, str):
         level = entry
     elif isinstance(entry, dict):
-        values = {str(k): v for k, v in dict[str, Any](entry).items() if k != "enforcementLevel"}
-        level = str(entry.get("enforcementLevel", level))
+        options = cast(dict[str, Any], entry)
+        values = {k: v for k, v in options.items() if k != "enforcementLevel"}
+        level = str(options.get("enforcementLevel", level))
     if level not in ("advisory", "mandatory", "disabled"):
-        raise PolicyConfigError(f"{rule.name}: enforcement level {level!r} is not one of advisory, mandatory, disabled")
+        raise PolicyConfigError(
+            f"{rule.name}: enforcement level {level!r} is not one of advisory, mandatory, disabled"
+        )
     unknown = sorted(set(values) - set(rule.config))
     if unknown:
         raise PolicyConfigError(
@@ -116,6 +125,7 @@ def evaluate(
 ) -> list[Violation]:
     """Every violation of every enabled rule, resources first, then the stack."""
     rules = RULES if rules is None else rules
+    registrations = sorted(registrations, key=lambda r: r.urn)  # capture order is not stable
     violations: list[Violation] = []
     props = {r.urn: _props(r) for r in registrations}
     for rule in rules:
@@ -124,9 +134,17 @@ def evaluate(
             continue
         policy = rule.policy()
 
-        def report(message: str, urn: str | None = None, *, _rule: Rule = rule, _level: str = level,
-                   _where: str = "stack") -> None:
-            violations.append(Violation(_rule.name, _level, urn or _where, message, _rule.remediation))
+        def report(
+            message: str,
+            urn: str | None = None,
+            *,
+            _rule: Rule = rule,
+            _level: str = level,
+            _where: str = "stack",
+        ) -> None:
+            violations.append(
+                Violation(_rule.name, _level, urn or _where, message, _rule.remediation)
+            )
 
         if isinstance(policy, ResourceValidationPolicy):
             for r in registrations:
@@ -134,8 +152,9 @@ def evaluate(
                     r.type, props[r.urn], r.urn, r.name, _options(r), None, values, {}
                 )
                 try:
-                    policy.validate(
-                        args, lambda m, u=None, _u=r.urn: report(m, u, _where=_u)  # noqa: B023
+                    # pulumi_policy types validate's return as a bare Awaitable
+                    policy.validate(  # pyright: ignore[reportUnknownMemberType]
+                        args, lambda m, u=None, _u=r.urn: report(m, u, _where=_u)
                     )
                 except UnknownValueError as exc:
                     violations.append(
@@ -144,13 +163,19 @@ def evaluate(
         elif isinstance(policy, StackValidationPolicy):
             resources = _stack_resources(registrations, props)
             try:
-                policy.validate(StackValidationArgs(resources, values, {}), report)
+                policy.validate(  # pyright: ignore[reportUnknownMemberType] (bare Awaitable)
+                    StackValidationArgs(resources, values, {}), report
+                )
             except UnknownValueError as exc:
-                violations.append(Violation(rule.name, "advisory", "stack", f"could not run: {exc.message}", ""))
+                violations.append(
+                    Violation(rule.name, "advisory", "stack", f"could not run: {exc.message}", "")
+                )
     return violations
 
 
-def _stack_resources(registrations: list[Registration], props: dict[str, Any]) -> list[PolicyResource]:
+def _stack_resources(
+    registrations: list[Registration], props: dict[str, Any]
+) -> list[PolicyResource]:
     by_urn = {
         r.urn: PolicyResource(r.type, props[r.urn], r.urn, r.name, _options(r), None, None, [], {})
         for r in registrations

@@ -101,10 +101,12 @@ def write_plan(
     findings: list[Finding],
     summary: Summary,
     destination: Path,
+    *,
     forbidden: list[str],
+    extra: dict[str, str] | None = None,
 ) -> Path:
     """Render every file, refuse any that holds a forbidden (secret) value, then swap in."""
-    files = _files(plan, findings, summary)
+    files = {**_files(plan, findings, summary), **(extra or {})}
     for path, text in files.items():
         for secret in forbidden:
             if secret and secret in text:

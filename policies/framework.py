@@ -13,12 +13,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 from pulumi_policy import (
     EnforcementLevel,
     Policy,
     PolicyConfigSchema,
+    PolicyResource,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
@@ -145,6 +146,58 @@ def as_list(value: object) -> Sequence[Any]:
     return ()
 
 
+def string_map(value: object) -> dict[str, str]:
+    """A mapping (labels, annotations, a selector) as strings to strings; {} if not a mapping."""
+    return {str(k): str(v) for k, v in as_dict(value).items()}
+
+
+def metadata_of(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A Kubernetes resource's metadata ({} when absent)."""
+    return as_dict(props.get("metadata"))
+
+
+def namespace_of(props: Mapping[str, Any]) -> str:
+    """A Kubernetes resource's namespace: metadata.namespace, else `default`."""
+    return str(metadata_of(props).get("namespace") or "default")
+
+
+class Named(Protocol):
+    """A resource as a rule sees it: a PolicyResource or ResourceValidationArgs."""
+
+    props: Mapping[str, Any]
+    name: str
+
+
+def name_of(resource: Named) -> str:
+    """A Kubernetes resource's name: metadata.name, else the Pulumi resource name."""
+    return str(metadata_of(resource.props).get("name") or resource.name)
+
+
+def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Whether a LabelSelector (matchLabels and matchExpressions) selects these labels.
+
+    An empty selector selects everything; callers for which an empty selector selects
+    nothing (a Service's) check for that themselves.
+    """
+    for k, v in as_dict(selector.get("matchLabels")).items():
+        if labels.get(str(k)) != str(v):
+            return False
+    for e in as_list(selector.get("matchExpressions")):
+        expr = as_dict(e)
+        key, op = str(expr.get("key")), str(expr.get("operator"))
+        values = {str(v) for v in as_list(expr.get("values"))}
+        present = key in labels
+        ok = {
+            "In": present and labels.get(key) in values,
+            "NotIn": not present or labels.get(key) not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }.get(op, False)
+        if not ok:
+            return False
+    return True
+
+
 def k8s_kind(resource_type: str) -> str:
     """`kubernetes:apps/v1:Deployment` -> `Deployment`."""
     if not resource_type.startswith("kubernetes:"):
@@ -182,7 +235,7 @@ def describe(resource_type: str, props: Mapping[str, Any], name: str) -> str:
         ns = _known(lambda: props.get("namespace")) or "default"
         return f"Release {ns}/{_known(lambda: props.get('name')) or name} ({name})"
     if kind:
-        meta = as_dict(props.get("metadata"))
+        meta = metadata_of(props)
         ns = _known(lambda: meta.get("namespace"))
         where = f"{ns}/" if ns else ("" if kind in CLUSTER_SCOPED else "default/")
         return f"{kind} {where}{_known(lambda: meta.get('name')) or name} ({name})"
@@ -194,6 +247,21 @@ def reporter(
 ) -> Callable[[str], None]:
     label = describe(resource_type, props, name)
     return lambda message: report(f"{label}: {message}", None)
+
+
+def stack_reporter(resource: PolicyResource, report: ReportViolation) -> Callable[[str], None]:
+    """Like `reporter`, for stack rules: the message names the resource and carries its URN."""
+    label = describe(resource.resource_type, resource.props, resource.name)
+    return lambda message: report(f"{label}: {message}", resource.urn)
+
+
+def of_kind(
+    resources: Sequence[PolicyResource], kind: str, prefix: str = "kubernetes:"
+) -> Iterator[PolicyResource]:
+    """The stack's resources of one kind whose type starts with `prefix`."""
+    for r in resources:
+        if r.resource_type.startswith(prefix) and k8s_kind(r.resource_type) == kind:
+            yield r
 
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
@@ -215,7 +283,7 @@ def pod_spec(kind: str, props: Mapping[str, Any]) -> Mapping[str, Any] | None:
 def pod_metadata(kind: str, props: Mapping[str, Any]) -> Mapping[str, Any]:
     spec = as_dict(props.get("spec"))
     if kind == "Pod":
-        return as_dict(props.get("metadata"))
+        return metadata_of(props)
     if kind == "CronJob":
         job = as_dict(as_dict(spec.get("jobTemplate")).get("spec"))
         return as_dict(as_dict(job.get("template")).get("metadata"))
@@ -241,14 +309,11 @@ class Workload:
 
     @property
     def metadata(self) -> Mapping[str, Any]:
-        return as_dict(self.props.get("metadata"))
+        return metadata_of(self.props)
 
     @property
     def pod_labels(self) -> dict[str, str]:
-        return {
-            str(k): str(v)
-            for k, v in as_dict(pod_metadata(self.kind, self.props).get("labels")).items()
-        }
+        return string_map(pod_metadata(self.kind, self.props).get("labels"))
 
     @property
     def annotations(self) -> dict[str, str]:
@@ -256,7 +321,7 @@ class Workload:
             **as_dict(self.metadata.get("annotations")),
             **as_dict(pod_metadata(self.kind, self.props).get("annotations")),
         }
-        return {str(k): str(v) for k, v in merged.items()}
+        return string_map(merged)
 
     @property
     def is_model_server(self) -> bool:

@@ -15,6 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_policy
 import pytest
+from pulumi.runtime import rpc
 
 import components.model_serving as serving
 import policies.rules
@@ -23,7 +24,8 @@ import stacks.program
 from policies.framework import KEBAB, Rule
 from policies.pack import RULES, rules_by_name
 from stacks.cli import EXIT_CHECKS, main
-from stacks.plan.policy import PolicyConfigError, load_config, settings, unknown_rules
+from stacks.plan.policy import PolicyConfigError, evaluate, load_config, settings, unknown_rules
+from stacks.plan.recorder import Registration
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -196,3 +198,19 @@ def test_public_load_balancer_fails_the_plan(
         capsys,
         ["[mandatory] no-public-load-balancer: Service swarmstack-agents/chat (public-chat)"],
     )
+
+
+def test_values_unknown_at_preview_are_reported_as_not_run_not_as_crashes() -> None:
+    wire: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "app", "namespace": rpc.UNKNOWN},
+        "spec": rpc.UNKNOWN,
+    }
+    registration = Registration(
+        "kubernetes:apps/v1:Deployment", "app", "urn:app", "", True, "", [], {}, wire=wire
+    )
+    found = evaluate([registration], {}, [rules_by_name()["container-resources"]])
+    assert len(found) == 1
+    assert found[0].level == "advisory"
+    assert found[0].message.startswith("could not run: ")

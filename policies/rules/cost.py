@@ -17,7 +17,16 @@ from typing import Any
 
 from pulumi_policy import PolicyProviderResource, ReportViolation, ResourceValidationArgs
 
-from policies.framework import Rule, Workload, as_dict, as_list, for_workloads, k8s_kind, reporter
+from policies.framework import (
+    Rule,
+    Workload,
+    as_dict,
+    as_list,
+    for_workloads,
+    k8s_kind,
+    metadata_of,
+    reporter,
+)
 
 COST_KEYS = ["team", "cost-center", "environment"]
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
@@ -52,7 +61,7 @@ def _workload_labels(w: Workload, config: Mapping[str, Any]) -> None:
 def _namespace_labels(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if k8s_kind(args.resource_type) != "Namespace":
         return
-    labels = as_dict(as_dict(args.props.get("metadata")).get("labels"))
+    labels = as_dict(metadata_of(args.props).get("labels"))
     missing = _missing(labels, as_list(args.get_config().get("requiredLabels")))
     if missing:
         reporter(args.resource_type, args.props, args.name, report)(

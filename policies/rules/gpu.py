@@ -40,6 +40,8 @@ from policies.framework import (
     k8s_kind,
     pod_spec,
     reporter,
+    selects,
+    string_map,
 )
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -307,7 +309,7 @@ class _NodeGroup:
 
 def _node_groups(resources: Sequence[PolicyResource]) -> list[_NodeGroup]:
     groups = [
-        _NodeGroup(r.name, {str(k): str(v) for k, v in as_dict(r.props.get("labels")).items()})
+        _NodeGroup(r.name, string_map(r.props.get("labels")))
         for r in resources
         if r.resource_type == NODE_GROUP
     ]
@@ -344,10 +346,8 @@ def _candidates(pod: Mapping[str, Any], groups: list[_NodeGroup]) -> list[_NodeG
     kubernetes.io/arch, are set by the kubelet on every node); node affinity is not read.
     """
     declared = {k for g in groups for k in g.labels}
-    selector = {
-        str(k): str(v) for k, v in as_dict(pod.get("nodeSelector")).items() if str(k) in declared
-    }
-    return [g for g in groups if all(g.labels.get(k) == v for k, v in selector.items())]
+    selector = {k: v for k, v in string_map(pod.get("nodeSelector")).items() if k in declared}
+    return [g for g in groups if selects({"matchLabels": selector}, g.labels)]
 
 
 def _offered(profiles: set[str]) -> str:

@@ -22,6 +22,8 @@ from policies.framework import (
     containers,
     for_workloads,
     k8s_kind,
+    metadata_of,
+    namespace_of,
     reporter,
 )
 
@@ -34,7 +36,7 @@ EXEMPT_WORKLOADS: dict[str, Any] = {
 
 
 def _exempt(w: Workload, config: Mapping[str, Any]) -> bool:
-    key = f"{w.metadata.get('namespace') or 'default'}/{w.config_name}"
+    key = f"{namespace_of(w.props)}/{w.config_name}"
     return key in as_list(config.get("exemptions"))
 
 
@@ -166,7 +168,7 @@ def _default_namespace(args: ResourceValidationArgs, report: ReportViolation) ->
         or args.resource_type == "pulumi:providers:kubernetes"
     ):
         return
-    namespace = as_dict(args.props.get("metadata")).get("namespace")
+    namespace = metadata_of(args.props).get("namespace")
     if namespace in (None, "", "default"):
         reporter(args.resource_type, args.props, args.name, report)(
             "lands in the default namespace (metadata.namespace is "

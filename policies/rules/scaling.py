@@ -12,7 +12,7 @@ an empty selector selects every pod of its namespace.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pulumi_policy import (
@@ -29,8 +29,14 @@ from policies.framework import (
     as_list,
     describe,
     k8s_kind,
+    metadata_of,
+    name_of,
+    namespace_of,
+    of_kind,
     pod_spec,
     reporter,
+    selects,
+    stack_reporter,
 )
 
 COMPONENT_LABEL = "app.kubernetes.io/component"
@@ -49,38 +55,12 @@ CLUSTER_LABEL = "strimzi.io/cluster"
 # --------------------------------------------------------------------------- helpers
 
 
-def _metadata(props: Mapping[str, Any]) -> Mapping[str, Any]:
-    return as_dict(props.get("metadata"))
-
-
-def _namespace(props: Mapping[str, Any]) -> str:
-    return str(_metadata(props).get("namespace") or "default")
-
-
-def _name(r: PolicyResource) -> str:
-    return str(_metadata(r.props).get("name") or r.name)
-
-
-def _of_kind(
-    resources: Sequence[PolicyResource], kind: str, prefix: str = "kubernetes:"
-) -> Iterator[PolicyResource]:
-    for r in resources:
-        if r.resource_type.startswith(prefix) and k8s_kind(r.resource_type) == kind:
-            yield r
-
-
-def _stack_reporter(r: PolicyResource, report: ReportViolation) -> Callable[[str], None]:
-    """Like `reporter`, for stack rules: the message names the resource and carries its URN."""
-    label = describe(r.resource_type, r.props, r.name)
-    return lambda message: report(f"{label}: {message}", r.urn)
-
-
 def _workload(r: PolicyResource, report: ReportViolation) -> Workload | None:
     kind = k8s_kind(r.resource_type)
     if kind not in ("Deployment", "StatefulSet"):
         return None
     pod = pod_spec(kind, r.props)
-    return Workload(kind, r.props, pod, _stack_reporter(r, report)) if pod is not None else None
+    return Workload(kind, r.props, pod, stack_reporter(r, report)) if pod is not None else None
 
 
 def _count(value: Any, default: int) -> int:
@@ -99,28 +79,7 @@ def _show(value: Any) -> str:
 
 
 def _scaled_objects(resources: Sequence[PolicyResource]) -> Iterator[PolicyResource]:
-    return _of_kind(resources, "ScaledObject", KEDA_PREFIX)
-
-
-def _selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    """Whether a LabelSelector selects pods with these labels ({} selects all)."""
-    for k, v in as_dict(selector.get("matchLabels")).items():
-        if labels.get(str(k)) != str(v):
-            return False
-    for e in as_list(selector.get("matchExpressions")):
-        expr = as_dict(e)
-        key, op = str(expr.get("key")), str(expr.get("operator"))
-        values = {str(v) for v in as_list(expr.get("values"))}
-        present = key in labels
-        ok = {
-            "In": present and labels.get(key) in values,
-            "NotIn": not present or labels.get(key) not in values,
-            "Exists": present,
-            "DoesNotExist": not present,
-        }.get(op, False)
-        if not ok:
-            return False
-    return True
+    return of_kind(resources, "ScaledObject", KEDA_PREFIX)
 
 
 # --------------------------------------------------------------------------- KEDA and Kafka
@@ -131,14 +90,14 @@ def _partitions(
 ) -> dict[str, list[tuple[str, int, str]]]:
     """Topic name -> (Strimzi cluster, partitions, how it is known) per KafkaTopic."""
     cluster_default: dict[str, int] = {}
-    for k in _of_kind(resources, "Kafka", STRIMZI_PREFIX):
+    for k in of_kind(resources, "Kafka", STRIMZI_PREFIX):
         config = as_dict(as_dict(as_dict(k.props.get("spec")).get("kafka")).get("config"))
         if config.get("num.partitions") is not None:
-            cluster_default[_name(k)] = _count(config["num.partitions"], KAFKA_DEFAULT_PARTITIONS)
+            cluster_default[name_of(k)] = _count(config["num.partitions"], KAFKA_DEFAULT_PARTITIONS)
     topics: dict[str, list[tuple[str, int, str]]] = {}
-    for t in _of_kind(resources, "KafkaTopic", STRIMZI_PREFIX):
+    for t in of_kind(resources, "KafkaTopic", STRIMZI_PREFIX):
         spec = as_dict(t.props.get("spec"))
-        cluster = str(as_dict(_metadata(t.props).get("labels")).get(CLUSTER_LABEL) or "")
+        cluster = str(as_dict(metadata_of(t.props).get("labels")).get(CLUSTER_LABEL) or "")
         label = describe(t.resource_type, t.props, t.name)
         if spec.get("partitions") is not None:
             count, how = _count(spec["partitions"], KAFKA_DEFAULT_PARTITIONS), label
@@ -146,7 +105,8 @@ def _partitions(
             count, how = cluster_default[cluster], f"{label}, cluster {cluster}'s num.partitions"
         else:
             count, how = KAFKA_DEFAULT_PARTITIONS, f"{label}, spec.partitions unset: Kafka default"
-        topics.setdefault(str(spec.get("topicName") or _name(t)), []).append((cluster, count, how))
+        topic = str(spec.get("topicName") or name_of(t))
+        topics.setdefault(topic, []).append((cluster, count, how))
     return topics
 
 
@@ -160,7 +120,7 @@ def _kafka_max_replicas(args: StackValidationArgs, report: ReportViolation) -> N
             if spec.get("maxReplicaCount") is not None
             else f"maxReplicaCount unset (KEDA default {KEDA_DEFAULT_MAX})"
         )
-        say = _stack_reporter(so, report)
+        say = stack_reporter(so, report)
         for t in as_list(spec.get("triggers")):
             trigger = as_dict(t)
             if trigger.get("type") not in KAFKA_TRIGGERS:
@@ -200,19 +160,19 @@ def _scale_to_zero(args: StackValidationArgs, report: ReportViolation) -> None:
     for r in args.resources:
         w = _workload(r, report)
         if w is not None and w.kind == "Deployment":
-            deployments[(_namespace(r.props), _name(r))] = w
+            deployments[(namespace_of(r.props), name_of(r))] = w
     for so in _scaled_objects(args.resources):
         spec = as_dict(so.props.get("spec"))
         target = as_dict(spec.get("scaleTargetRef"))
         if str(target.get("kind") or "Deployment") != "Deployment":
             continue
-        key = (_namespace(so.props), str(target.get("name") or ""))
+        key = (namespace_of(so.props), str(target.get("name") or ""))
         w = deployments.get(key)
         if w is None or w.annotations.get(TIER_ANNOTATION) != "interactive":
             continue
         if w.pod_labels.get(ENVIRONMENT_LABEL) != environment:
             continue
-        say = _stack_reporter(so, report)
+        say = stack_reporter(so, report)
         target_name = f"interactive Deployment {key[0]}/{key[1]}"
         if spec.get("minReplicaCount") is None:
             say(
@@ -268,10 +228,10 @@ def _pdb_disruption(args: ResourceValidationArgs, report: ReportViolation) -> No
 
 def _pdb_required(args: StackValidationArgs, report: ReportViolation) -> None:
     selectors: dict[str, list[Mapping[str, Any]]] = {}
-    for p in _of_kind(args.resources, "PodDisruptionBudget"):
+    for p in of_kind(args.resources, "PodDisruptionBudget"):
         spec = as_dict(p.props.get("spec"))
         if spec.get("selector") is not None:  # policy/v1: no selector selects no pods
-            selectors.setdefault(_namespace(p.props), []).append(as_dict(spec.get("selector")))
+            selectors.setdefault(namespace_of(p.props), []).append(as_dict(spec.get("selector")))
     for r in args.resources:
         w = _workload(r, report)
         if w is None:
@@ -279,8 +239,8 @@ def _pdb_required(args: StackValidationArgs, report: ReportViolation) -> None:
         component = w.pod_labels.get(COMPONENT_LABEL)
         if component not in PROTECTED_COMPONENTS:
             continue
-        ns = _namespace(r.props)
-        if not any(_selects(s, w.pod_labels) for s in selectors.get(ns, [])):
+        ns = namespace_of(r.props)
+        if not any(selects(s, w.pod_labels) for s in selectors.get(ns, [])):
             w.report(
                 f"runs {component} pods but no PodDisruptionBudget in namespace {ns} selects "
                 "them: a node drain can evict every replica at once"

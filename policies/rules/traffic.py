@@ -36,8 +36,15 @@ from policies.framework import (
     as_list,
     describe,
     k8s_kind,
+    metadata_of,
+    name_of,
+    namespace_of,
+    of_kind,
     pod_spec,
     reporter,
+    selects,
+    stack_reporter,
+    string_map,
 )
 
 COMPONENT_LABEL = "app.kubernetes.io/component"
@@ -68,36 +75,6 @@ EXEMPT_SERVICES: dict[str, Any] = {
 # --------------------------------------------------------------------------- helpers
 
 
-def _metadata(props: Mapping[str, Any]) -> Mapping[str, Any]:
-    return as_dict(props.get("metadata"))
-
-
-def _namespace(props: Mapping[str, Any]) -> str:
-    return str(_metadata(props).get("namespace") or "default")
-
-
-def _name(r: PolicyResource) -> str:
-    return str(_metadata(r.props).get("name") or r.name)
-
-
-def _labels(value: object) -> dict[str, str]:
-    return {str(k): str(v) for k, v in as_dict(value).items()}
-
-
-def _of_kind(
-    resources: Sequence[PolicyResource], kind: str, prefix: str = "kubernetes:"
-) -> Iterator[PolicyResource]:
-    for r in resources:
-        if r.resource_type.startswith(prefix) and k8s_kind(r.resource_type) == kind:
-            yield r
-
-
-def _stack_reporter(r: PolicyResource, report: ReportViolation) -> Callable[[str], None]:
-    """Like `reporter`, for stack rules: the message names the resource and carries its URN."""
-    label = describe(r.resource_type, r.props, r.name)
-    return lambda message: report(f"{label}: {message}", r.urn)
-
-
 def _workloads(
     resources: Sequence[PolicyResource], report: ReportViolation
 ) -> Iterator[tuple[PolicyResource, Workload]]:
@@ -107,7 +84,7 @@ def _workloads(
             continue
         pod = pod_spec(kind, r.props)
         if pod is not None:
-            yield r, Workload(kind, r.props, pod, _stack_reporter(r, report))
+            yield r, Workload(kind, r.props, pod, stack_reporter(r, report))
 
 
 @dataclass(frozen=True)
@@ -120,33 +97,29 @@ class _ServingNamespace:
 def _serving_namespaces(
     resources: Sequence[PolicyResource], report: ReportViolation
 ) -> dict[str, _ServingNamespace]:
-    declared = {_name(r): r for r in _of_kind(resources, "Namespace")}
+    declared = {name_of(r): r for r in of_kind(resources, "Namespace")}
     found: dict[str, _ServingNamespace] = {}
     for name, r in declared.items():
-        role = _labels(_metadata(r.props).get("labels")).get(ROLE_LABEL)
+        role = string_map(metadata_of(r.props).get("labels")).get(ROLE_LABEL)
         if role in SERVING_ROLES:
             found[name] = _ServingNamespace(
-                name, f"labelled {ROLE_LABEL}={role}", _stack_reporter(r, report)
+                name, f"labelled {ROLE_LABEL}={role}", stack_reporter(r, report)
             )
     for r, w in _workloads(resources, report):
         component = w.pod_labels.get(COMPONENT_LABEL)
-        ns = _namespace(r.props)
+        ns = namespace_of(r.props)
         if component not in SERVING_COMPONENTS or ns in found:
             continue
         why = f"runs {component} {w.kind} {w.config_name or r.name}"
         subject = declared.get(ns)
         found[ns] = _ServingNamespace(
-            ns, why, _stack_reporter(subject, report) if subject is not None else w.report
+            ns, why, stack_reporter(subject, report) if subject is not None else w.report
         )
     return found
 
 
 def _ignore(_message: str, _urn: str | None = None) -> None:
     """A report for reading resources only."""
-
-
-def _selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
 # --------------------------------------------------------------------------- load balancers
@@ -158,11 +131,11 @@ def _public_load_balancer(args: ResourceValidationArgs, report: ReportViolation)
     spec = as_dict(args.props.get("spec"))
     if spec.get("type") != "LoadBalancer":
         return
-    meta = _metadata(args.props)
-    key = f"{_namespace(args.props)}/{meta.get('name') or args.name}"
+    meta = metadata_of(args.props)
+    key = f"{namespace_of(args.props)}/{name_of(args)}"
     if key in as_list(args.get_config().get("exemptions")):
         return
-    annotations = _labels(meta.get("annotations"))
+    annotations = string_map(meta.get("annotations"))
     scheme = annotations.get(SCHEME_ANNOTATION)
     # The AWS Load Balancer Controller reads the scheme first; the legacy annotation
     # only counts without it. With neither, the load balancer is internet-facing.
@@ -194,8 +167,8 @@ def _denies(spec: Mapping[str, Any]) -> set[str]:
 
 def _default_deny(args: StackValidationArgs, report: ReportViolation) -> None:
     denied: dict[str, set[str]] = {}
-    for r in _of_kind(args.resources, "NetworkPolicy"):
-        ns = _namespace(r.props)
+    for r in of_kind(args.resources, "NetworkPolicy"):
+        ns = namespace_of(r.props)
         denied.setdefault(ns, set()).update(_denies(as_dict(r.props.get("spec"))))
     for ns in _serving_namespaces(args.resources, report).values():
         missing = sorted({"Ingress", "Egress"} - denied.get(ns.name, set()))
@@ -245,13 +218,11 @@ def _mtls_strict(args: StackValidationArgs, report: ReportViolation) -> None:
     if not _mesh(args.resources):
         return
     root = str(args.get_config().get("rootNamespace") or "istio-system")
-    peer_auth = list(
-        _of_kind(args.resources, "PeerAuthentication", "kubernetes:security.istio.io/")
-    )
+    peer_auth = list(of_kind(args.resources, "PeerAuthentication", "kubernetes:security.istio.io/"))
     wide: dict[str, list[PolicyResource]] = {}
     for p in peer_auth:
         if not _has_selector(p):
-            wide.setdefault(_namespace(p.props), []).append(p)
+            wide.setdefault(namespace_of(p.props), []).append(p)
     mesh = _effective(wide.get(root, [])) or ("PERMISSIVE", "Istio's default, no mesh-wide policy")
     serving = _serving_namespaces(args.resources, report)
     for ns in serving.values():
@@ -262,7 +233,7 @@ def _mtls_strict(args: StackValidationArgs, report: ReportViolation) -> None:
                 f"(from {source}); declare a PeerAuthentication with mtls.mode STRICT"
             )
     for p in peer_auth:
-        if _namespace(p.props) not in serving or not _has_selector(p):
+        if namespace_of(p.props) not in serving or not _has_selector(p):
             continue
         spec = as_dict(p.props.get("spec"))
         weak = [f"mode {_mode(p)}"] if _mode(p) in ("PERMISSIVE", "DISABLE") else []
@@ -272,7 +243,7 @@ def _mtls_strict(args: StackValidationArgs, report: ReportViolation) -> None:
             if as_dict(v).get("mode") in ("PERMISSIVE", "DISABLE")
         ]
         if weak:
-            _stack_reporter(p, report)(f"weakens mTLS for the pods it selects ({', '.join(weak)})")
+            stack_reporter(p, report)(f"weakens mTLS for the pods it selects ({', '.join(weak)})")
 
 
 def _mesh_present(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -331,30 +302,32 @@ def _float(value: str | None) -> float | None:
 def _model_services(resources: Sequence[PolicyResource]) -> dict[tuple[str, str], float | None]:
     """(namespace, name) of every Service selecting model-server pods -> the P99 in seconds."""
     servers: list[tuple[str, Workload]] = [
-        (_namespace(r.props), w) for r, w in _workloads(resources, _ignore) if w.is_model_server
+        (namespace_of(r.props), w) for r, w in _workloads(resources, _ignore) if w.is_model_server
     ]
     found: dict[tuple[str, str], float | None] = {}
-    for svc in _of_kind(resources, "Service"):
-        ns = _namespace(svc.props)
-        selector = _labels(as_dict(svc.props.get("spec")).get("selector"))
+    for svc in of_kind(resources, "Service"):
+        ns = namespace_of(svc.props)
+        # A Service selects by a plain label map, and an empty one selects no pods.
+        match_labels = string_map(as_dict(svc.props.get("spec")).get("selector"))
+        selector = {"matchLabels": match_labels}
         p99s: list[float] = []
         selected = False
         for server_ns, w in servers:
-            if server_ns != ns or not _selector_matches(selector, w.pod_labels):
+            if server_ns != ns or not match_labels or not selects(selector, w.pod_labels):
                 continue
             selected = True
             p99 = _float(w.annotations.get(P99_ANNOTATION))
             if p99 is not None:
                 p99s.append(p99)
         if selected:
-            found[(ns, _name(svc))] = max(p99s) if p99s else None
+            found[(ns, name_of(svc))] = max(p99s) if p99s else None
     return found
 
 
 def _model_routes(args: StackValidationArgs, report: ReportViolation) -> Iterator[_ModelRoute]:
     services = _model_services(args.resources)
-    for vs in _of_kind(args.resources, "VirtualService", "kubernetes:networking.istio.io/"):
-        vs_ns = _namespace(vs.props)
+    for vs in of_kind(args.resources, "VirtualService", "kubernetes:networking.istio.io/"):
+        vs_ns = namespace_of(vs.props)
         label = describe(vs.resource_type, vs.props, vs.name)
         for i, h in enumerate(as_list(as_dict(vs.props.get("spec")).get("http"))):
             route = as_dict(h)

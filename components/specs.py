@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pydantic.alias_generators import to_camel
 
 from components.instances import CPU_INSTANCE_TYPES, GPU_INSTANCE_TYPES
-from components.vllm import KvCacheDtype, WeightDtype
+from components.vllm import KvCacheDtype, ToolCallParser, WeightDtype
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 LABEL_VALUE = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
@@ -289,6 +289,11 @@ class VllmSettings(Spec):
     )
     enable_prefix_caching: bool = Field(default=True, description="Automatic prefix caching.")
     kv_cache_dtype: KvCacheDtype = Field(default="auto", description="KV cache dtype.")
+    tool_call_parser: ToolCallParser | None = Field(
+        default=None,
+        description="vLLM tool-call parser for the model's chat format (hermes for Qwen2.5, "
+        "llama3_json for Llama 3.x); agents' tool turns need it. Unset: no tool calling.",
+    )
 
 
 class Slo(Spec):

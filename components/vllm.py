@@ -13,6 +13,8 @@ from typing import Literal
 
 WeightDtype = Literal["bfloat16", "float16", "fp8", "int8", "int4"]
 KvCacheDtype = Literal["auto", "fp8"]
+# vLLM's parsers for tool calls in a model's output (needed for `tool_choice`).
+ToolCallParser = Literal["hermes", "llama3_json", "mistral", "granite", "pythonic"]
 
 BYTES_PER_PARAM: dict[str, float] = {
     "bfloat16": 2.0,
@@ -99,6 +101,7 @@ class ServerArgs:
     kv_cache_dtype: KvCacheDtype
     load_format: str | None = None
     download_dir: str | None = None
+    tool_call_parser: ToolCallParser | None = None
 
 
 def render_server_args(a: ServerArgs) -> list[str]:
@@ -127,6 +130,9 @@ def render_server_args(a: ServerArgs) -> list[str]:
         a.kv_cache_dtype,
         "--enable-prefix-caching" if a.enable_prefix_caching else "--no-enable-prefix-caching",
     ]
+    if a.tool_call_parser:
+        # Agents send forced named tool_choice; vLLM refuses it without a parser.
+        args += ["--enable-auto-tool-choice", "--tool-call-parser", a.tool_call_parser]
     if a.load_format:
         args += ["--load-format", a.load_format]
     if a.download_dir:

@@ -90,6 +90,8 @@ def test_s3_model_declares_deployment_service_pdb_and_irsa_role(pilot_raw: dict[
     assert args[args.index("--model") + 1] == "s3://swarm-pilot-models/qwen2.5-7b-instruct"
     assert args[args.index("--load-format") + 1] == "runai_streamer"
     assert "--enable-prefix-caching" in args
+    assert args[args.index("--tool-call-parser") - 1] == "--enable-auto-tool-choice"
+    assert args[args.index("--tool-call-parser") + 1] == "hermes"
 
 
 def test_mig_slice_is_requested_exactly_once_with_limits_equal_requests(

@@ -1,0 +1,1 @@
+"""swarmstack agent worker: sessions, a tool loop, checkpoints in Redis, Kafka tasks."""

@@ -1,0 +1,260 @@
+"""The tool loop: runs one turn from its last checkpoint to `done`, checkpointing each step.
+
+Events go to an `emit` callback (SSE for HTTP, collected for event mode). Every step
+ends with a checkpoint before anything else happens, so a crash at any point resumes at
+the last completed step: model calls already checkpointed are not repeated and tool calls
+are answered from the journal (replayed=true) instead of running again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from agent_worker import state
+from agent_worker.config import Settings
+from agent_worker.faults import Faults
+from agent_worker.metrics import Metrics
+from agent_worker.model import ModelClient, ModelError, build_request
+from agent_worker.state import JSON, CallModel, Fail, Finish, RunTool
+from agent_worker.store import Store
+from agent_worker.tools import ToolRunner, openai_tool
+
+log = logging.getLogger("agent_worker.agent")
+Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+TOOL_STEP_MAX_TOKENS = 96  # room for the tool-call envelope and schema-bounded arguments
+
+
+class LeaseLostError(Exception):
+    """Another worker holds the session's turn lease; this one must stop writing."""
+
+
+class RetryableTurnError(Exception):
+    """The turn cannot continue now (model or store failure); it stays resumable."""
+
+
+class StepFailedError(Exception):
+    """The step produced something unusable; the turn is failed, not retried."""
+
+
+def system_prompt(agent: str) -> str:
+    return (
+        f"You are {agent}, a concise assistant on the swarmstack platform. "
+        "When a tool result is given, answer the user's question using it."
+    )
+
+
+class Agent:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        model: ModelClient,
+        tools: ToolRunner,
+        metrics: Metrics,
+        faults: Faults,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.model = model
+        self.tools = tools
+        self.metrics = metrics
+        self.faults = faults
+        self._first_model_done = True
+        self._first_tool_done = True
+        self.latest: dict[str, JSON] = {}  # last checkpointed document per running session
+
+    @property
+    def agent(self) -> str:
+        return self.settings.agent_name
+
+    async def checkpoint(self, session: JSON, token: str, phase: str) -> None:
+        if not await self.store.checkpoint(session, token):
+            raise LeaseLostError(f"session {session['session_id']} is held by another worker")
+        self.latest[session["session_id"]] = session
+        self.metrics.checkpoints.labels(self.agent, phase).inc()
+
+    async def replay_completed(self, session: JSON, turn_id: str, emit: Emit) -> None:
+        """A turn that already finished: send its recorded outcome, run nothing."""
+        turn = state.find_turn(session, turn_id)
+        if turn is None:  # current turn reported finished (not reachable with finish_turn)
+            turn = session["current"]
+        assert turn is not None
+        await self._emit_recorded_tools(turn["tool_results"], emit)
+        if turn.get("outcome") == "done":
+            if turn["output_text"]:
+                await emit("token", {"text": turn["output_text"]})
+            await emit(
+                "done",
+                {
+                    "turn_id": turn_id,
+                    "output_tokens": turn["output_tokens"],
+                    "steps": turn["steps"],
+                },
+            )
+        else:
+            await emit("error", {"message": turn.get("error") or f"turn {turn['outcome']}"})
+        self.metrics.turns.labels(self.agent, "replayed").inc()
+
+    async def _emit_recorded_tools(self, results: list[JSON], emit: Emit) -> None:
+        for item in results:
+            await emit(
+                "tool_call",
+                {
+                    "name": item["name"],
+                    "arguments": item["arguments"],
+                    "idempotency_key": item["idempotency_key"],
+                },
+            )
+            await emit(
+                "tool_result", {"name": item["name"], "result": item["result"], "replayed": True}
+            )
+
+    async def run(self, session: JSON, start: state.Start, token: str, emit: Emit) -> JSON:
+        """Drive the current turn to `done`/`failed`; returns the last checkpointed session."""
+        sid = session["session_id"]
+        turn = session["current"]
+        if start == "new":
+            await self.checkpoint(session, token, "accepted")
+        else:
+            from_phase = turn["phase"]
+            self.metrics.resumes.labels(self.agent, from_phase).inc()
+            await self.checkpoint(session, token, from_phase)
+            await emit(
+                "resumed",
+                {"turn_id": turn["turn_id"], "from_phase": from_phase, "steps": turn["steps"]},
+            )
+            await self._emit_recorded_tools(turn["tool_results"], emit)
+
+        while True:
+            turn = session["current"]
+            action = state.next_action(turn, self.settings.max_steps)
+            now = time.time()
+            if isinstance(action, CallModel):
+                try:
+                    session = await self._model_step(session, action, token, emit)
+                except StepFailedError as exc:
+                    action = Fail(str(exc))
+                else:
+                    continue
+            if isinstance(action, RunTool):
+                session = await self._tool_step(session, action, token, emit)
+            elif isinstance(action, Finish):
+                done = {
+                    "turn_id": turn["turn_id"],
+                    "output_tokens": turn["output_tokens"],
+                    "steps": turn["steps"],
+                }
+                session = state.finish_turn(session, now)
+                await self.checkpoint(session, token, "done")
+                self.metrics.turns.labels(self.agent, "done").inc()
+                await emit("done", done)
+                return session
+            else:
+                assert isinstance(action, Fail)
+                session = state.fail_turn(session, action.reason, now)
+                await self.checkpoint(session, token, "failed")
+                self.metrics.turns.labels(self.agent, "failed").inc()
+                await emit("error", {"message": action.reason})
+                log.warning("session %s turn failed: %s", sid, action.reason)
+                return session
+
+    async def _model_step(self, session: JSON, action: CallModel, token: str, emit: Emit) -> JSON:
+        turn = session["current"]
+        forced = action.tool_choice
+        tool_name = forced or turn["tool"]
+        messages = state.model_messages(session, system_prompt(session["agent"]))
+        body = build_request(
+            self.settings.model_name,
+            messages,
+            tool=openai_tool(tool_name) if tool_name else None,
+            force_tool=forced is not None,
+            max_tokens=TOOL_STEP_MAX_TOKENS if forced else int(turn["max_tokens"]),
+        )
+        if forced:
+            body["temperature"] = 0.0  # tool arguments: greedy, within the schema
+        started = time.monotonic()
+        sent = 0
+        crash_mid = self.faults.armed("crash_mid_stream") and not forced
+
+        async def on_text(text: str) -> None:
+            nonlocal sent
+            if forced:
+                return  # text beside a forced tool call is not part of the answer
+            await emit("token", {"text": text})
+            sent += 1
+            if crash_mid and sent >= self.settings.fault_after_tokens:
+                self.faults.hit("crash_mid_stream")
+
+        try:
+            result = await self.model.chat(body, on_text)
+        except ModelError as exc:
+            self.metrics.model_errors.labels(self.agent).inc()
+            if exc.rejected:
+                raise StepFailedError(str(exc)) from exc
+            raise RetryableTurnError(str(exc)) from exc
+        if crash_mid:
+            self.faults.hit("crash_mid_stream")  # the answer was shorter than the threshold
+        elapsed = time.monotonic() - started
+        self.metrics.step_latency.labels(self.agent, "model").observe(elapsed)
+        if result.ttft_s is not None:
+            self.metrics.ttft.labels(self.agent).observe(result.ttft_s)
+        self.metrics.model_call(
+            session["session_id"], session["user"], result.input_tokens, result.output_tokens
+        )
+
+        calls = result.tool_calls
+        if forced:
+            calls = [c for c in calls if c["function"]["name"] == forced][:1]
+            if not calls:
+                self.metrics.model_errors.labels(self.agent).inc()
+                raise StepFailedError(f"model returned no call to the forced tool {forced!r}")
+            for i, call in enumerate(calls):
+                call["id"] = call["id"] or f"call_{turn['turn_id']}_{action.step}_{i}"
+        else:
+            calls = []  # tool_choice none: any tool-call text is ignored, not executed
+        session = state.record_model_call(
+            session,
+            step=action.step,
+            content="" if forced else result.content,
+            tool_calls=calls,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            now=time.time(),
+        )
+        if not turn["tool"] and self._first_model_done:
+            self.faults.hit("crash_before_checkpoint")
+        await self.checkpoint(session, token, "model_done")
+        if self._first_model_done:
+            self._first_model_done = False
+            self.faults.hit("crash_after_model_call")
+        return session
+
+    async def _tool_step(self, session: JSON, action: RunTool, token: str, emit: Emit) -> JSON:
+        sid = session["session_id"]
+        key = state.idempotency_key(sid, session["current"]["turn_id"], action.step)
+        await emit(
+            "tool_call",
+            {"name": action.name, "arguments": action.arguments, "idempotency_key": key},
+        )
+        started = time.monotonic()
+        result, replayed, is_error = await self.tools.run(sid, key, action.name, action.arguments)
+        self.metrics.step_latency.labels(self.agent, "tool").observe(time.monotonic() - started)
+        outcome = "replayed" if replayed else ("error" if is_error else "ok")
+        self.metrics.tool_calls.labels(self.agent, action.name, outcome).inc()
+        if is_error and not replayed:
+            self.metrics.tool_errors.labels(self.agent, action.name).inc()
+        session, repeated = state.record_tool_result(
+            session, call=action, result=result, replayed=replayed, key=key, now=time.time()
+        )
+        if repeated:
+            self.metrics.tool_repeats.labels(self.agent, action.name).inc()
+        if self._first_tool_done:
+            self._first_tool_done = False
+            self.faults.hit("crash_before_checkpoint")
+        await self.checkpoint(session, token, "tool_done")
+        await emit("tool_result", {"name": action.name, "result": result, "replayed": replayed})
+        return session

@@ -1,0 +1,191 @@
+"""Worker configuration from environment variables, validated once at start.
+
+Every problem is reported as a `ConfigError` whose message names the variable, so a
+misconfigured pod fails fast with a line that says what to fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlparse
+
+FAULTS = (
+    "crash_before_checkpoint",
+    "crash_mid_stream",
+    "crash_after_model_call",
+    "crash_after_publish",
+)
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+class ConfigError(ValueError):
+    """A bad or missing environment variable; the message starts with its name."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_base_url: str
+    model_name: str
+    redis_url: str
+    qdrant_path: str | None
+    qdrant_url: str | None
+    qdrant_api_key: str | None
+    worker_host: str
+    worker_port: int
+    worker_mode: Literal["http", "events"]
+    kafka_bootstrap: str | None
+    task_topic: str | None
+    result_topic: str | None
+    consumer_group: str | None
+    session_ttl_s: int
+    max_steps: int
+    max_message_bytes: int
+    agent_name: str
+    grace_period_s: float
+    lease_s: float
+    model_timeout_s: float
+    default_max_tokens: int
+    fault: str | None
+    fault_after_tokens: int
+    kafka_session_timeout_ms: int
+
+    @property
+    def model_health_url(self) -> str:
+        """vLLM serves /health beside /v1, not under it."""
+        base = self.model_base_url.rstrip("/")
+        if base.endswith("/v1"):
+            base = base[: -len("/v1")]
+        return base + "/health"
+
+
+def _str(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip()
+
+
+def _required(env: Mapping[str, str], name: str, why: str = "") -> str:
+    value = _str(env, name)
+    if value is None:
+        raise ConfigError(f"{name} is required{why}")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = _str(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = _str(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo:g} and {hi:g}, got {value:g}")
+    return value
+
+
+def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or not parsed.netloc:
+        raise ConfigError(f"{name} must be a {'/'.join(schemes)} URL with a host, got {value!r}")
+    return value
+
+
+def _name(name: str, value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ConfigError(
+            f"{name} must be 1-63 characters of letters, digits, '.', '_' or '-', got {value!r}"
+        )
+    return value
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Read and validate the worker's settings; raises ConfigError naming the variable."""
+    model_base_url = _url(
+        "MODEL_BASE_URL", _required(env, "MODEL_BASE_URL"), ("http", "https")
+    ).rstrip("/")
+    model_name = _required(env, "MODEL_NAME")
+    redis_url = _url("REDIS_URL", _required(env, "REDIS_URL"), ("redis", "rediss", "unix"))
+
+    qdrant_path = _str(env, "QDRANT_PATH")
+    qdrant_url = _str(env, "QDRANT_URL")
+    qdrant_api_key = _str(env, "QDRANT_API_KEY")
+    if qdrant_path and qdrant_url:
+        raise ConfigError("QDRANT_PATH and QDRANT_URL are both set; set one of them")
+    if qdrant_url:
+        _url("QDRANT_URL", qdrant_url, ("http", "https"))
+    elif qdrant_api_key:
+        raise ConfigError("QDRANT_API_KEY is set but QDRANT_URL is not")
+    if not qdrant_path and not qdrant_url:
+        qdrant_path = ":memory:"
+
+    host = _str(env, "WORKER_HOST", "127.0.0.1") or "127.0.0.1"
+    port = _int(env, "WORKER_PORT", 8080, 1, 65535)
+    mode = _str(env, "WORKER_MODE", "http")
+    if mode not in ("http", "events"):
+        raise ConfigError(f"WORKER_MODE must be 'http' or 'events', got {mode!r}")
+
+    kafka_bootstrap = task_topic = result_topic = consumer_group = None
+    if mode == "events":
+        why = " when WORKER_MODE=events"
+        kafka_bootstrap = _required(env, "KAFKA_BOOTSTRAP", why)
+        for server in kafka_bootstrap.split(","):
+            host_part, _, port_part = server.strip().rpartition(":")
+            if not host_part or not port_part.isdigit():
+                raise ConfigError(f"KAFKA_BOOTSTRAP must be host:port[,host:port], got {server!r}")
+        task_topic = _name("TASK_TOPIC", _required(env, "TASK_TOPIC", why))
+        result_topic = _name("RESULT_TOPIC", _required(env, "RESULT_TOPIC", why))
+        consumer_group = _name("CONSUMER_GROUP", _required(env, "CONSUMER_GROUP", why))
+        if task_topic == result_topic:
+            raise ConfigError("RESULT_TOPIC must differ from TASK_TOPIC")
+
+    fault: str | None = None
+    if _str(env, "SWARM_FAULT_HOOKS") == "1":
+        fault = _str(env, "SWARM_FAULT")
+        if fault is not None and fault not in FAULTS:
+            raise ConfigError(f"SWARM_FAULT must be one of {', '.join(FAULTS)}, got {fault!r}")
+
+    grace = _float(env, "GRACE_PERIOD_S", 25.0, 1.0, 3600.0)
+    return Settings(
+        model_base_url=model_base_url,
+        model_name=model_name,
+        redis_url=redis_url,
+        qdrant_path=qdrant_path,
+        qdrant_url=qdrant_url,
+        qdrant_api_key=qdrant_api_key,
+        worker_host=host,
+        worker_port=port,
+        worker_mode="events" if mode == "events" else "http",
+        kafka_bootstrap=kafka_bootstrap,
+        task_topic=task_topic,
+        result_topic=result_topic,
+        consumer_group=consumer_group,
+        session_ttl_s=_int(env, "SESSION_TTL_S", 86400, 60, 30 * 86400),
+        max_steps=_int(env, "MAX_STEPS", 4, 2, 32),
+        max_message_bytes=_int(env, "MAX_MESSAGE_BYTES", 16384, 1, 1 << 20),
+        agent_name=_name("AGENT_NAME", _str(env, "AGENT_NAME", "agent") or "agent"),
+        grace_period_s=grace,
+        lease_s=_float(env, "LEASE_S", 10.0, 1.0, 600.0),
+        model_timeout_s=_float(env, "MODEL_TIMEOUT_S", 120.0, 1.0, 3600.0),
+        default_max_tokens=_int(env, "DEFAULT_MAX_TOKENS", 128, 1, 4096),
+        fault=fault,
+        fault_after_tokens=_int(env, "SWARM_FAULT_AFTER_TOKENS", 3, 1, 10000),
+        kafka_session_timeout_ms=_int(env, "KAFKA_SESSION_TIMEOUT_MS", 10000, 1000, 300000),
+    )

@@ -1,0 +1,38 @@
+"""Fault hooks for crash tests: off unless SWARM_FAULT_HOOKS=1 and SWARM_FAULT names one.
+
+Each hook fires once, at the first point of its kind, with `os._exit(137)`: no cleanup, no
+flush, no lease release, the same as the kernel's kill -9 as far as Redis and Kafka see.
+
+    crash_before_checkpoint  a tool has run (journal/ledger written), its tool_done checkpoint
+                             is not; in a turn without a tool, before the first model_done
+    crash_mid_stream         SWARM_FAULT_AFTER_TOKENS token events of the final answer have
+                             been sent to the client (or the stream ended sooner)
+    crash_after_model_call   right after the first model_done checkpoint
+    crash_after_publish      event mode: a result is acknowledged by the broker, its ledger
+                             mark and its offset commit are not
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+log = logging.getLogger("agent_worker.faults")
+EXIT_CODE = 137
+
+
+class Faults:
+    def __init__(self, fault: str | None) -> None:
+        self.fault = fault
+        if fault:
+            log.warning("fault hook armed: %s", fault)
+
+    def armed(self, name: str) -> bool:
+        return self.fault == name
+
+    def hit(self, name: str) -> None:
+        if self.fault == name:
+            log.error("fault hook %s: exiting with %d", name, EXIT_CODE)
+            sys.stderr.flush()
+            os._exit(EXIT_CODE)

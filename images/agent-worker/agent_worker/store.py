@@ -1,0 +1,185 @@
+"""Redis persistence: sessions (checkpoints), turn leases, the tool journal, the ledger
+and the task result ledger.
+
+Keys of one session share the hash tag `{<session_id>}` so the scripts below stay valid on
+a Redis Cluster:
+
+    swarm:{sid}:session   JSON session document (TTL SESSION_TTL_S, refreshed per checkpoint)
+    swarm:{sid}:lease     "<worker instance>:<turn_id>" while a worker runs a turn (PX lease)
+    swarm:{sid}:journal   hash idempotency key -> JSON tool call record (replays read it)
+    swarm:{sid}:ledger    list of ledger tool entries (the visible side effect)
+    swarm:task:{task_id}  JSON event-mode result record (publish intent, then published)
+    swarm:task:{task_id}:lease  held by the worker settling the task (PX lease)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+
+JSON = dict[str, Any]
+
+_CHECKPOINT = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('EXPIRE', KEYS[4], ARGV[3])
+return 1
+"""
+
+_REFRESH_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# Append a ledger entry and journal its result in one step: a replay of the same
+# idempotency key returns the recorded result and appends nothing.
+_LEDGER_APPEND = """
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+if existing then return {1, existing} end
+local entry = cjson.decode(ARGV[2])
+entry['entry_no'] = redis.call('LLEN', KEYS[2]) + 1
+redis.call('RPUSH', KEYS[2], cjson.encode(entry))
+local record = cjson.decode(ARGV[3])
+record['result']['entry_no'] = entry['entry_no']
+local encoded = cjson.encode(record)
+redis.call('HSET', KEYS[1], ARGV[1], encoded)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return {0, encoded}
+"""
+
+
+def session_key(sid: str) -> str:
+    return f"swarm:{{{sid}}}:session"
+
+
+def lease_key(sid: str) -> str:
+    return f"swarm:{{{sid}}}:lease"
+
+
+def journal_key(sid: str) -> str:
+    return f"swarm:{{{sid}}}:journal"
+
+
+def ledger_key(sid: str) -> str:
+    return f"swarm:{{{sid}}}:ledger"
+
+
+def task_key(task_id: str) -> str:
+    return f"swarm:task:{task_id}"
+
+
+def task_lease_key(task_id: str) -> str:
+    return f"swarm:task:{task_id}:lease"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class Store:
+    def __init__(self, client: aioredis.Redis, ttl_s: int) -> None:
+        self.redis = client
+        self.ttl_s = ttl_s
+        self._checkpoint = client.register_script(_CHECKPOINT)
+        self._refresh = client.register_script(_REFRESH_LEASE)
+        self._release = client.register_script(_RELEASE_LEASE)
+        self._ledger = client.register_script(_LEDGER_APPEND)
+
+    @classmethod
+    def from_url(cls, url: str, ttl_s: int) -> Store:
+        client = aioredis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=5,
+            socket_connect_timeout=3,
+            health_check_interval=10,
+        )
+        return cls(client, ttl_s)
+
+    async def ping(self) -> None:
+        await self.redis.ping()  # pyright: ignore[reportUnknownMemberType]
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    # sessions ---------------------------------------------------------------------------
+    async def create_session(self, session: JSON) -> bool:
+        done = await self.redis.set(
+            session_key(session["session_id"]), _dumps(session), ex=self.ttl_s, nx=True
+        )
+        return bool(done)
+
+    async def load_session(self, sid: str) -> JSON | None:
+        raw = await self.redis.get(session_key(sid))
+        return None if raw is None else cast(JSON, json.loads(raw))
+
+    async def checkpoint(self, session: JSON, lease_token: str) -> bool:
+        """Write the session if this worker still holds the turn lease (fencing)."""
+        sid = session["session_id"]
+        session["checkpoints"] = int(session.get("checkpoints", 0)) + 1
+        ok = await self._checkpoint(
+            keys=[session_key(sid), lease_key(sid), journal_key(sid), ledger_key(sid)],
+            args=[lease_token, _dumps(session), self.ttl_s],
+        )
+        return bool(ok)
+
+    # leases (a session's turn lease, an event-mode task's lease) --------------------------
+    async def acquire_lease(self, key: str, token: str, lease_ms: int) -> bool:
+        return bool(await self.redis.set(key, token, px=lease_ms, nx=True))
+
+    async def refresh_lease(self, key: str, token: str, lease_ms: int) -> bool:
+        return bool(await self._refresh(keys=[key], args=[token, lease_ms]))
+
+    async def release_lease(self, key: str, token: str) -> None:
+        await self._release(keys=[key], args=[token])
+
+    async def lease_ttl_ms(self, key: str) -> int:
+        return int(await self.redis.pttl(key))
+
+    # tool journal and ledger --------------------------------------------------------------
+    async def journal_get(self, sid: str, key: str) -> JSON | None:
+        raw = await self.redis.hget(journal_key(sid), key)  # pyright: ignore[reportGeneralTypeIssues]
+        return None if raw is None else cast(JSON, json.loads(cast(str, raw)))
+
+    async def journal_put(self, sid: str, key: str, record: JSON) -> JSON:
+        """Record a tool result unless one exists; returns the record that holds."""
+        jkey = journal_key(sid)
+        created = await self.redis.hsetnx(jkey, key, _dumps(record))  # pyright: ignore[reportGeneralTypeIssues]
+        await self.redis.expire(jkey, self.ttl_s)
+        if created:
+            return record
+        existing = await self.journal_get(sid, key)
+        return existing if existing is not None else record
+
+    async def ledger_append(
+        self, sid: str, key: str, entry: JSON, record: JSON
+    ) -> tuple[bool, JSON]:
+        """Append `entry` once per idempotency key; returns (replayed, journal record)."""
+        replayed, raw = await self._ledger(
+            keys=[journal_key(sid), ledger_key(sid)],
+            args=[key, _dumps(entry), _dumps(record), self.ttl_s],
+        )
+        return bool(replayed), cast(JSON, json.loads(raw))
+
+    async def ledger_entries(self, sid: str) -> list[JSON]:
+        raw = await self.redis.lrange(ledger_key(sid), 0, -1)  # pyright: ignore[reportGeneralTypeIssues]
+        return [cast(JSON, json.loads(item)) for item in cast(list[str], raw)]
+
+    # event-mode result ledger -----------------------------------------------------------
+    async def task_get(self, task_id: str) -> JSON | None:
+        raw = await self.redis.get(task_key(task_id))
+        return None if raw is None else cast(JSON, json.loads(raw))
+
+    async def task_put(self, task_id: str, record: JSON) -> None:
+        await self.redis.set(task_key(task_id), _dumps(record), ex=self.ttl_s)

@@ -1,0 +1,81 @@
+"""Agent worker configuration: defaults, and errors that name the variable."""
+
+from __future__ import annotations
+
+import pytest
+from agent_worker.config import ConfigError, load_settings
+
+BASE = {
+    "MODEL_BASE_URL": "http://127.0.0.1:8000/v1",
+    "MODEL_NAME": "smollm2-135m-instruct",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+}
+EVENTS = {
+    **BASE,
+    "WORKER_MODE": "events",
+    "KAFKA_BOOTSTRAP": "127.0.0.1:9092",
+    "TASK_TOPIC": "agent-tasks",
+    "RESULT_TOPIC": "agent-results",
+    "CONSUMER_GROUP": "agents",
+}
+
+
+def test_defaults() -> None:
+    s = load_settings(BASE)
+    assert (s.worker_host, s.worker_port, s.worker_mode) == ("127.0.0.1", 8080, "http")
+    assert (s.session_ttl_s, s.max_steps, s.max_message_bytes) == (86400, 4, 16384)
+    assert s.grace_period_s == 25.0
+    assert s.qdrant_path == ":memory:" and s.qdrant_url is None
+    assert s.fault is None
+    assert s.model_health_url == "http://127.0.0.1:8000/health"
+
+
+def test_events_mode() -> None:
+    s = load_settings(EVENTS)
+    assert s.worker_mode == "events"
+    assert (s.task_topic, s.result_topic, s.consumer_group) == (
+        "agent-tasks",
+        "agent-results",
+        "agents",
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({**BASE, "MODEL_BASE_URL": ""}, "MODEL_BASE_URL"),
+        ({**BASE, "MODEL_BASE_URL": "ftp://x"}, "MODEL_BASE_URL"),
+        ({k: v for k, v in BASE.items() if k != "MODEL_NAME"}, "MODEL_NAME"),
+        ({**BASE, "REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({**BASE, "WORKER_PORT": "eighty"}, "WORKER_PORT"),
+        ({**BASE, "WORKER_PORT": "70000"}, "WORKER_PORT"),
+        ({**BASE, "WORKER_MODE": "grpc"}, "WORKER_MODE"),
+        ({**BASE, "SESSION_TTL_S": "-1"}, "SESSION_TTL_S"),
+        ({**BASE, "MAX_STEPS": "1"}, "MAX_STEPS"),
+        ({**BASE, "MAX_MESSAGE_BYTES": "0"}, "MAX_MESSAGE_BYTES"),
+        ({**BASE, "GRACE_PERIOD_S": "soon"}, "GRACE_PERIOD_S"),
+        ({**BASE, "AGENT_NAME": "bad name!"}, "AGENT_NAME"),
+        ({**BASE, "QDRANT_PATH": "/tmp/q", "QDRANT_URL": "http://q:6333"}, "QDRANT_PATH"),
+        ({**BASE, "QDRANT_API_KEY": "k"}, "QDRANT_API_KEY"),
+        ({**BASE, "WORKER_MODE": "events"}, "KAFKA_BOOTSTRAP"),
+        ({**EVENTS, "KAFKA_BOOTSTRAP": "nohostport"}, "KAFKA_BOOTSTRAP"),
+        ({**EVENTS, "TASK_TOPIC": ""}, "TASK_TOPIC"),
+        ({**EVENTS, "RESULT_TOPIC": "agent-tasks"}, "RESULT_TOPIC"),
+        ({**BASE, "SWARM_FAULT_HOOKS": "1", "SWARM_FAULT": "explode"}, "SWARM_FAULT"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    assert str(info.value).startswith(variable)
+
+
+def test_fault_hooks_are_off_unless_enabled() -> None:
+    assert load_settings({**BASE, "SWARM_FAULT": "crash_mid_stream"}).fault is None
+    on = load_settings({**BASE, "SWARM_FAULT_HOOKS": "1", "SWARM_FAULT": "crash_mid_stream"})
+    assert on.fault == "crash_mid_stream"
+
+
+def test_remote_qdrant() -> None:
+    s = load_settings({**BASE, "QDRANT_URL": "https://qdrant:6333", "QDRANT_API_KEY": "k"})
+    assert (s.qdrant_path, s.qdrant_url, s.qdrant_api_key) == (None, "https://qdrant:6333", "k")

@@ -1,0 +1,54 @@
+"""SSE framing (worker -> client) and parsing (model -> worker)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from agent_worker.sse import SSEParser, format_comment, format_event, parse_events
+from hypothesis import given
+from hypothesis import strategies as st
+
+
+def test_frame_layout() -> None:
+    frame = format_event("token", {"text": "hi\nthere"})
+    assert frame == b'event: token\ndata: {"text":"hi\\nthere"}\n\n'
+
+
+def test_rejects_bad_event_names() -> None:
+    for name in ("", "a\nb", "a:b"):
+        with pytest.raises(ValueError, match="invalid SSE event name"):
+            format_event(name, {})
+
+
+def test_parser_joins_data_lines_and_ignores_comments() -> None:
+    parser = SSEParser()
+    lines = [": keep-alive", "", "event: x", "data: a", "data: b", "", "data: [DONE]", ""]
+    messages = [m for m in (parser.feed(line) for line in lines) if m is not None]
+    assert [(m.event, m.data) for m in messages] == [("x", "a\nb"), ("message", "[DONE]")]
+
+
+def test_parser_handles_crlf_and_trailing_message() -> None:
+    parser = SSEParser()
+    assert parser.feed("data: 1\r") is None
+    msg = parser.close()
+    assert msg is not None and msg.data == "1"
+
+
+def test_comment_frame() -> None:
+    assert format_comment("ping") == b": ping\n\n"
+    assert parse_events(format_comment("ping").decode()) == []
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["token", "tool_call", "tool_result", "done", "error"]),
+            st.dictionaries(st.text(max_size=8), st.text(max_size=20), max_size=3),
+        ),
+        max_size=5,
+    )
+)
+def test_round_trip(events: list[tuple[str, dict[str, str]]]) -> None:
+    body = b"".join(format_event(name, data) for name, data in events).decode()
+    assert parse_events(body) == [(name, json.loads(json.dumps(data))) for name, data in events]

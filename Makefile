@@ -8,7 +8,8 @@ SERVE_STAMP := $(VENV)/.serve-installed
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: setup setup-serve system-deps plan test lint typecheck check generate bench loadtest clean
+.PHONY: setup setup-serve system-deps plan test test-fast lint typecheck check generate bench \
+	bench-worker loadtest loadtest-smoke clean
 
 setup: $(STAMP)
 
@@ -44,8 +45,13 @@ system-deps:
 plan: setup ## offline plan of a stack (STACK=pilot)
 	$(BIN)/swarmstack plan $(STACK)
 
-test: setup
+# Every test, the real-service ones (tests/e2e: vLLM on CPU, Redis, Tansu) included.
+test: setup-serve
 	$(BIN)/pytest
+
+# Without the real services: seconds instead of minutes.
+test-fast: setup
+	$(BIN)/pytest -m "not e2e"
 
 lint: setup
 	$(BIN)/ruff check .
@@ -54,7 +60,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/pyright
 
-check: lint typecheck test
+check: lint typecheck test loadtest-smoke
 
 generate: setup ## regenerate the config schema, README config reference and golden plans
 	$(BIN)/swarmstack generate
@@ -65,6 +71,15 @@ bench: setup
 
 loadtest: setup-serve ## real vLLM on CPU + Redis + agent worker, bounded Locust run
 	$(BIN)/python -m loadtests.local_target --vllm-python $(VLLM_VENV)/bin/python
+
+# The short version CI runs for real.
+loadtest-smoke: setup-serve
+	$(BIN)/python -m loadtests.local_target --vllm-python $(VLLM_VENV)/bin/python \
+		--duration 20 --users 4 --out out/loadtest-ci
+
+bench-worker: setup-serve ## latency the agent worker adds over calling vLLM directly
+	$(BIN)/python benchmarks/worker_overhead.py --pairs 40
+	$(BIN)/python benchmarks/ttft_agreement.py
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache

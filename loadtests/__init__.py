@@ -1,0 +1,1 @@
+"""Locust load tests, the local target and the service launchers they share."""

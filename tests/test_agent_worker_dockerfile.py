@@ -7,21 +7,15 @@ import re
 import tomllib
 from pathlib import Path
 
+from tests.test_dockerfiles import instructions as dockerfile_instructions
+
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = ROOT / "images" / "agent-worker"
 DOCKERFILE = IMAGE / "Dockerfile"
 
 
 def instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
-    out: list[tuple[str, str]] = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            keyword, _, rest = line.partition(" ")
-            out.append((keyword.upper(), rest.strip()))
-    return out
+    return dockerfile_instructions(DOCKERFILE)
 
 
 def test_base_images_pinned_to_a_version_tag() -> None:

@@ -53,11 +53,12 @@ test: setup-serve
 test-fast: setup
 	$(BIN)/pytest -m "not e2e"
 
-lint: setup
+# Lint and types cover the worker and load tests too, so they need the serve packages.
+lint: $(SERVE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: setup
+typecheck: $(SERVE_STAMP)
 	$(BIN)/pyright
 
 check: lint typecheck test loadtest-smoke

@@ -89,3 +89,13 @@ def messages(
     program: Callable[[], object], rule: str, config: dict[str, Any] | None = None
 ) -> list[str]:
     return [v.message for v in violations(program, rule, config)]
+
+
+def only(
+    program: Callable[[], object], rule: str, config: dict[str, Any] | None = None
+) -> Violation:
+    """The one violation of `rule` the program's resources cause (fails on none or several)."""
+    found = violations(program, rule, config)
+    assert len(found) == 1, [v.message for v in found]
+    assert found[0].rule == rule
+    return found[0]

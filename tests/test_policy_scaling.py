@@ -10,23 +10,14 @@ import pulumi_kubernetes as k8s
 import pytest
 
 from policies.rules.scaling import RULES
-from stacks.plan.policy import Violation, evaluate
+from stacks.plan.policy import evaluate
 from stacks.plan.runner import read_program_input, run_program
-from tests.policy_support import deployment, messages, restricted_pod, violations
+from tests.policy_support import deployment, messages, only, restricted_pod
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_SERVER = {"app.kubernetes.io/component": "model-server"}
 AGENT_WORKER = {"app.kubernetes.io/component": "agent-worker"}
 INTERACTIVE = {"swarmstack.io/latency-tier": "interactive", "swarmstack.io/slo-e2e-p99-s": "60"}
-
-
-def only(
-    program: Callable[[], object], rule: str, config: dict[str, Any] | None = None
-) -> Violation:
-    found = violations(program, rule, config)
-    assert len(found) == 1, [v.message for v in found]
-    assert found[0].rule == rule
-    return found[0]
 
 
 def scaled_object(

@@ -12,21 +12,12 @@ import pytest
 from policies.rules.traffic import RULES, parse_duration
 from stacks.plan.policy import Violation, evaluate
 from stacks.plan.runner import read_program_input, run_program
-from tests.policy_support import deployment, messages, violations
+from tests.policy_support import deployment, messages, only, violations
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_SERVER = {"app.kubernetes.io/component": "model-server"}
 AGENT_WORKER = {"app.kubernetes.io/component": "agent-worker"}
 DEFAULT_DENY = {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
-
-
-def only(
-    program: Callable[[], object], rule: str, config: dict[str, Any] | None = None
-) -> Violation:
-    found = violations(program, rule, config)
-    assert len(found) == 1, [v.message for v in found]
-    assert found[0].rule == rule
-    return found[0]
 
 
 def istio(

@@ -48,12 +48,12 @@ import httpx  # noqa: E402
 from agent_worker.agent import (  # noqa: E402  # pyright: ignore[reportMissingImports]
     system_prompt,  # pyright: ignore[reportUnknownVariableType]
 )
+from agent_worker.sse import SSEStream  # noqa: E402
 from machine import machine  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 from loadtests import services  # noqa: E402
 from loadtests.metrics import percentile  # noqa: E402
 from loadtests.prompts import chat_prompt  # noqa: E402
-from loadtests.sse import SseParser  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class Timing:
 
 
 def _events(response: httpx.Response, t0: float) -> Iterator[tuple[float, str, str]]:
-    parser = SseParser()
+    parser = SSEStream()
     for chunk in response.iter_bytes():
         now = time.perf_counter() - t0
         for event in parser.feed(chunk):

@@ -201,12 +201,6 @@ def profile_for_at(gpu: str, name: str, index: int) -> MigProfile:
         raise MigLayoutError(str(exc), index) from None
 
 
-def slices_per_node(names: Sequence[str], gpus_per_node: int) -> Counter[str]:
-    """How many instances of each profile one node offers (same layout on every GPU)."""
-    per_gpu = Counter(names)
-    return Counter({name: count * gpus_per_node for name, count in per_gpu.items()})
-
-
 def mig_resource_name(profile: str, strategy: Literal["single", "mixed"]) -> str:
     """The extended resource the NVIDIA device plugin advertises for a MIG slice."""
     return "nvidia.com/gpu" if strategy == "single" else f"nvidia.com/mig-{profile}"

@@ -30,6 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from agent_worker.sse import SSEMessage, SSEStream
 from locust import HttpUser, events, task
 from locust.env import Environment
 from locust.exception import StopUser
@@ -37,7 +38,6 @@ from locust.runners import WorkerRunner
 
 from loadtests.metrics import RequestSample, inter_token_latencies, tpot
 from loadtests.prompts import TOOLS, chat_prompt, filler_prompt, tool_prompt
-from loadtests.sse import Event, SseParser
 
 # Samples of this process: a local run or the master keeps them all; a worker keeps
 # them until its next report to the master.
@@ -119,7 +119,7 @@ def record(environment: Environment, request_type: str, sample: RequestSample) -
 # --------------------------------------------------------------------------- streaming
 
 
-def _stream(response: Any, parser: SseParser) -> Any:
+def _stream(response: Any, parser: SSEStream) -> Any:
     """Yield (arrival offset from `time.perf_counter`, event) as the body streams in."""
     for chunk in response.iter_content(chunk_size=None):
         now = time.perf_counter()
@@ -206,7 +206,7 @@ class AgentSessionUser(HttpUser):
             if response.status_code != 200:
                 error = f"status {response.status_code}: {response.text[:200]}"
             else:
-                for at, event in _stream(response, SseParser()):
+                for at, event in _stream(response, SSEStream()):
                     data = _json(event)
                     if event.event == "token" and data.get("text"):
                         offset = at - t0
@@ -244,7 +244,7 @@ class AgentSessionUser(HttpUser):
         )
 
 
-def _json(event: Event) -> dict[str, Any]:
+def _json(event: SSEMessage) -> dict[str, Any]:
     try:
         value = json.loads(event.data)
     except json.JSONDecodeError:
@@ -304,7 +304,7 @@ class ModelUser(HttpUser):
             if response.status_code != 200:
                 error = f"status {response.status_code}: {response.text[:200]}"
             else:
-                for at, event in _stream(response, SseParser()):
+                for at, event in _stream(response, SSEStream()):
                     if event.data == "[DONE]":
                         finished = True
                         continue

@@ -37,7 +37,6 @@ from loadtests.slo import (
     parse_overrides,
     resolve,
 )
-from loadtests.sse import SseParser
 
 finite = st.floats(min_value=0, max_value=1e4, allow_nan=False, allow_infinity=False)
 
@@ -181,41 +180,6 @@ def test_sample_json_round_trip(ttft: float, e2e: float) -> None:
 
 
 # --------------------------------------------------------------------------- SSE
-
-
-def test_sse_parser_reads_worker_and_openai_streams() -> None:
-    stream = (
-        b'event: token\ndata: {"text": "Hi"}\n\n'
-        b": keep-alive\n\n"
-        b'event: done\r\ndata: {"output_tokens": 1}\r\n\r\n'
-        b'data: {"choices": []}\n\n'
-        b"data: [DONE]\n\n"
-    )
-    events = SseParser().feed(stream)
-    assert [(e.event, e.data) for e in events] == [
-        ("token", '{"text": "Hi"}'),
-        ("done", '{"output_tokens": 1}'),
-        ("message", '{"choices": []}'),
-        ("message", "[DONE]"),
-    ]
-
-
-@given(st.lists(st.integers(min_value=0, max_value=200), max_size=8))
-def test_sse_parser_does_not_depend_on_chunk_boundaries(cuts: list[int]) -> None:
-    stream = (
-        "".join(f'event: token\ndata: {{"text": "t{i}"}}\n\n' for i in range(5))
-        + 'event: done\ndata: {"a":\ndata: 1}'
-    )
-    parser = SseParser()
-    events = []
-    previous = 0
-    for cut in sorted(c % (len(stream) + 1) for c in cuts):
-        events += parser.feed(stream[previous:cut].encode())
-        previous = cut
-    events += parser.feed(stream[previous:].encode())
-    events += parser.close()  # the last event has no blank line after it
-    assert [e.event for e in events] == ["token"] * 5 + ["done"]
-    assert events[-1].data == '{"a":\n1}'
 
 
 # --------------------------------------------------------------------------- SLOs

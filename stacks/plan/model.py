@@ -91,10 +91,7 @@ class Manifest:
     def pod_template(self) -> dict[str, Any] | None:
         if self.kind not in WORKLOAD_KINDS:
             return None
-        spec = as_dict(self.body.get("spec"))
-        if self.kind == "Job":
-            return dict(as_dict(spec.get("template")))
-        return dict(as_dict(spec.get("template")))
+        return dict(as_dict(as_dict(self.body.get("spec")).get("template")))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from pulumi_policy import (
-    EnforcementLevel,
     PolicyCustomTimeouts,
     PolicyResource,
     PolicyResourceOptions,
@@ -99,7 +98,7 @@ def settings(rule: Rule, config: dict[str, Any]) -> tuple[Level, dict[str, Any]]
         raise PolicyConfigError(
             f"{rule.name}: unknown config {unknown} (valid: {sorted(rule.config) or 'none'})"
         )
-    return level, values  # type: ignore[return-value]
+    return level, values
 
 
 def _props(r: Registration) -> Any:
@@ -185,10 +184,6 @@ def _stack_resources(
         resource.parent = by_urn.get(r.parent)
         resource.dependencies = [by_urn[d] for d in r.dependencies if d in by_urn]
     return list(by_urn.values())
-
-
-def enforcement_of(level: str) -> EnforcementLevel:
-    return EnforcementLevel(level)
 
 
 def report_markdown(violations: list[Violation], config_path: str) -> str:

@@ -140,14 +140,6 @@ class WorkerFactory:
             self._redis = self.redis_factory(workdir=self.base / "redis")
         return self._redis
 
-    def base_env(self) -> dict[str, str]:
-        return {
-            "MODEL_BASE_URL": f"{self.vllm.url}/v1",
-            "MODEL_NAME": services.MODEL_NAME,
-            "REDIS_URL": self.redis.url,
-            "QDRANT_PATH": str(self.base / "qdrant"),
-        }
-
     def __call__(
         self,
         env_overrides: Mapping[str, str] | None = None,

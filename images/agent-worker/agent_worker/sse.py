@@ -64,6 +64,33 @@ class SSEParser:
         return self.feed("")
 
 
+class SSEStream:
+    """Feed bytes or text as they arrive (any chunking); complete messages come out.
+
+    Load generators read raw chunks to time each one; this splits them into lines for
+    `SSEParser`, keeping a partial line until its newline arrives.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._lines = SSEParser()
+
+    def feed(self, chunk: bytes | str) -> list[SSEMessage]:
+        text = chunk.decode("utf-8", errors="replace") if isinstance(chunk, bytes) else chunk
+        self._buffer += text
+        *lines, self._buffer = self._buffer.split("\n")
+        return [m for m in (self._lines.feed(line) for line in lines) if m is not None]
+
+    def close(self) -> list[SSEMessage]:
+        """Dispatch what the stream ended with, even without a final blank line."""
+        out = (
+            [m for m in (self._lines.feed(self._buffer),) if m is not None] if self._buffer else []
+        )
+        self._buffer = ""
+        last = self._lines.close()
+        return [*out, *([last] if last is not None else [])]
+
+
 def parse_events(text: str) -> list[tuple[str, Any]]:
     """Parse a whole SSE body into (event, decoded JSON data) pairs."""
     parser = SSEParser()

@@ -51,7 +51,7 @@ def test_plan_writes_every_artefact(pilot_out: Path) -> None:
     assert kinds.count("NetworkPolicy") == 7
     assert "StorageClass" in kinds
     helm = yaml.safe_load((pilot_out / "helm" / "gpu-operator.yaml").read_text())
-    assert helm["chart"] == "gpu-operator" and helm["version"] == "v25.3.0"
+    assert helm["chart"] == "gpu-operator" and helm["version"] == "v26.7.0"
     assert helm["values"]["driver"]["enabled"] is False
 
 

@@ -1,4 +1,4 @@
-"""The GPU catalogue: B200 and L4 instance types, MIG resource names, dated prices."""
+"""The GPU catalogue: B200 and L4 types, MIG resource names, one GPU table for pack and stack."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from components.instances import PRICES_CHECKED_ON
+from components.instances import INSTANCE_TYPES, PRICES_CHECKED_ON
 from components.mig import MIG_PROFILES, MigLayoutError, mig_resource_name, validate_layout
-from policies.rules.gpu import RULES, mig_resource_suffix
+from policies.rules.gpu import GPU_FAMILY, GPUS_PER_INSTANCE, RULES, mig_resource_suffix
 from stacks.config import ConfigError, StackConfig, accelerator_resource, load, pool_offers
 from stacks.plan.policy import evaluate
 from stacks.plan.runner import read_program_input, run_program
@@ -21,7 +21,26 @@ SOURCE = "stacks/Pulumi.pilot.yaml"
 Raw = dict[str, Any]
 
 
-# --- MIG resource names ----------------------------------------------------------------
+# --- one table of GPUs per instance type: the policy pack and the components ----------
+
+
+def test_the_pack_counts_the_gpus_the_components_know() -> None:
+    for name, itype in INSTANCE_TYPES.items():
+        if itype.gpus:
+            assert GPUS_PER_INSTANCE.get(name) == itype.gpus, (
+                f"{name}: the policy pack counts {GPUS_PER_INSTANCE.get(name)} GPUs, "
+                f"components/instances.py {itype.gpus}"
+            )
+            assert GPU_FAMILY.match(name), f"the pack would not see {name} as a GPU type"
+        else:
+            assert name not in GPUS_PER_INSTANCE, name
+            assert not GPU_FAMILY.match(name), f"the pack would take {name} for a GPU type"
+
+
+def test_every_type_of_the_pack_is_an_nvidia_gpu_type_of_a_known_family() -> None:
+    families = {name.split(".")[0] for name, t in INSTANCE_TYPES.items() if t.gpus}
+    for name, gpus in GPUS_PER_INSTANCE.items():
+        assert gpus > 0 and name.split(".")[0] in families, name
 
 
 def test_the_pack_names_mig_resources_as_the_device_plugin_does() -> None:

@@ -59,6 +59,9 @@ GPU_AMI = re.compile(r"NVIDIA|_GPU$")
 # EKS launches t3.medium when neither the node group nor its launch template names a type.
 EKS_DEFAULT_INSTANCE_TYPE = "t3.medium"
 
+# GPUs per instance of the NVIDIA GPU types EC2 offers. The pack imports nothing of the
+# components; tests/test_gpu_catalogue.py holds this table to components/instances.py
+# (same count for every GPU type the components know, no type they know to be CPU-only).
 GPUS_PER_INSTANCE: dict[str, int] = {
     "p4d.24xlarge": 8,
     "p4de.24xlarge": 8,

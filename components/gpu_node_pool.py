@@ -12,10 +12,9 @@ Two components and the pure functions behind them:
 The mig-parted document and the Helm values are plain functions so that they can
 be tested (and shown in a plan) without a Pulumi runtime.
 
-Helm values follow the `gpu-operator` chart's values.yaml (checked against chart
-v25.3.0). `operator.defaultRuntime` is deliberately absent: v25.3.0 removed it
-from the chart, and earlier operators already detected the runtime from each
-node's `containerRuntimeVersion`.
+Helm values are those of the `gpu-operator` chart at the version the stack config
+accepts (`components.gpu_operator_chart.CHART_VERSION`); what each key means there is
+recorded in that module, and a test holds the rendered values to it.
 """
 
 from __future__ import annotations
@@ -132,6 +131,10 @@ def gpu_operator_values(
         # The AL2023 NVIDIA AMI ships the driver and the container toolkit.
         "driver": {"enabled": False},
         "toolkit": {"enabled": False},
+        # The AMI's nvidia runtime injects devices from NVIDIA_VISIBLE_DEVICES; CDI (the
+        # chart's default) would make the device plugin rely on a containerd CDI setup that
+        # swarmstack neither configures nor can check.
+        "cdi": {"enabled": False},
         "mig": {"strategy": spec.mig_strategy},
         "migManager": {
             "enabled": True,
@@ -139,7 +142,9 @@ def gpu_operator_values(
             "config": {"name": MIG_PARTED_CONFIGMAP, "default": ALL_DISABLED, "create": False},
         },
         "devicePlugin": {"enabled": True},
-        "dcgmExporter": {"enabled": True},
+        # The chart's default since v26.7, set so that observability can rely on it: the
+        # operator creates the ServiceMonitor once the cluster serves its CRD.
+        "dcgmExporter": {"enabled": True, "serviceMonitor": {"enabled": True}},
         # GPU health is already exported as metrics by the DCGM exporter.
         "nodeStatusExporter": {"enabled": False},
         # GpuOperator labels the namespace itself; with psa enabled the operator would

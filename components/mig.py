@@ -7,7 +7,26 @@ positions, so a layout is valid when (a) every profile exists on that GPU,
 compute and memory slices add up to at most 7 and 8, and (d) the instances
 can actually be placed side by side on the GPU's slice positions.
 
-Figures follow NVIDIA's MIG user guide (supported profiles per GPU).
+The tables were checked (2026-12-01) against two sources, and agree with both:
+
+- NVIDIA's MIG user guide (r580), "Supported MIG Profiles": the profile tables of
+  A100 (40GB; 80GB by the memory proportion), H100 80GB, H200 141GB and B200 180GB
+  (name, fraction of memory and of SMs, instances available), and the placements
+  `nvidia-smi mig -lgipp` lists: {0..6}:1 for 1g, {0,2,4,6}:2 for 1g with two memory
+  slices, {0,2,4}:2 for 2g, {0,4}:4 for 3g, {0}:4 for 4g, {0}:8 for 7g. The guide's
+  A100-40GB table gives 1g.10gb a 1/8 memory fraction; its name (10 of 40 GB), its
+  placements (two slices) and the MIG manager's default configuration (4 per GPU)
+  all say 2/8, which is what the table here holds.
+- The GPU operator's MIG manager default configuration (`default-mig-parted-config`
+  in the operator's assets at chart v26.7.0): an `all-<profile>` configuration per
+  profile with the maximum count per GPU (for 1g.10gb per device id: 4 on
+  A100-40GB, 7 on A100-80GB and H100-80GB), and B200's `all-balanced` layout
+  2 x 1g.23gb + 2g.45gb + 3g.90gb.
+
+`+me` profiles are 1g instances that also get the media engines; one per GPU.
+The device plugin advertises a profile's resource with `+` written `.`
+(`nvidia.com/mig-1g.10gb.me`), as Kubernetes resource names allow no `+`.
+L4, L40S and A10G have no MIG.
 """
 
 from __future__ import annotations
@@ -22,7 +41,16 @@ MEMORY_SLICES = 8
 # A MIG slice holds a little less than its name says (a "10gb" slice: ~9.75 GB).
 USABLE_FRACTION_OF_NAMED_MEMORY = 0.975
 
-GpuModel = Literal["A100-40GB", "A100-80GB", "H100-80GB", "H200-141GB", "A10G-24GB", "L40S-48GB"]
+GpuModel = Literal[
+    "A100-40GB",
+    "A100-80GB",
+    "H100-80GB",
+    "H200-141GB",
+    "B200-180GB",
+    "A10G-24GB",
+    "L4-24GB",
+    "L40S-48GB",
+]
 
 
 @dataclass(frozen=True)
@@ -55,7 +83,7 @@ class MigProfile:
 
 
 def _profiles(gb_small: int, gb_1g2: int, gb_3g: int, gb_full: int) -> dict[str, MigProfile]:
-    """The seven profiles every A100/H100/H200 offers, named by their memory."""
+    """The seven profiles every A100/H100/H200/B200 offers, named by their memory."""
     rows = [
         (f"1g.{gb_small}gb", 1, 1, 7, gb_small),
         (f"1g.{gb_small}gb+me", 1, 1, 1, gb_small),
@@ -73,6 +101,7 @@ MIG_PROFILES: dict[str, dict[str, MigProfile]] = {
     "A100-80GB": _profiles(10, 20, 40, 80),
     "H100-80GB": _profiles(10, 20, 40, 80),
     "H200-141GB": _profiles(18, 35, 71, 141),
+    "B200-180GB": _profiles(23, 45, 90, 180),
 }
 
 
@@ -95,7 +124,9 @@ GPUS: dict[str, GpuSpec] = {
     "A100-80GB": GpuSpec("A100-80GB", 80),
     "H100-80GB": GpuSpec("H100-80GB", 80),
     "H200-141GB": GpuSpec("H200-141GB", 141),
+    "B200-180GB": GpuSpec("B200-180GB", 180),
     "A10G-24GB": GpuSpec("A10G-24GB", 24),
+    "L4-24GB": GpuSpec("L4-24GB", 24),
     "L40S-48GB": GpuSpec("L40S-48GB", 48),
 }
 
@@ -202,5 +233,10 @@ def profile_for_at(gpu: str, name: str, index: int) -> MigProfile:
 
 
 def mig_resource_name(profile: str, strategy: Literal["single", "mixed"]) -> str:
-    """The extended resource the NVIDIA device plugin advertises for a MIG slice."""
-    return "nvidia.com/gpu" if strategy == "single" else f"nvidia.com/mig-{profile}"
+    """The extended resource the NVIDIA device plugin advertises for a MIG slice.
+
+    `mixed` names each profile, with `+` written `.` (`1g.10gb+me` -> `mig-1g.10gb.me`).
+    """
+    if strategy == "single":
+        return "nvidia.com/gpu"
+    return f"nvidia.com/mig-{profile.replace('+', '.')}"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from components.gpu_operator_chart import CHART_VERSION
 from components.instances import CPU_INSTANCE_TYPES, GPU_INSTANCE_TYPES
 from components.vllm import KvCacheDtype, ToolCallParser, WeightDtype
 
@@ -246,7 +247,11 @@ class GpuPoolSpec(Spec):
 class GpuOperatorSpec(Spec):
     """The NVIDIA GPU operator Helm release."""
 
-    chart_version: str = Field(pattern=r"^v[0-9]+\.[0-9]+\.[0-9]+$", description="Chart version.")
+    chart_version: str = Field(
+        description=f"gpu-operator chart version. Only {CHART_VERSION} is accepted: the Helm "
+        "values swarmstack renders were checked against that release's chart.",
+        json_schema_extra={"enum": [CHART_VERSION]},
+    )
     repository: str = Field(
         default="https://helm.ngc.nvidia.com/nvidia", description="Helm repository URL."
     )
@@ -256,6 +261,17 @@ class GpuOperatorSpec(Spec):
         description="`single`: one profile per node, advertised as nvidia.com/gpu; "
         "`mixed`: several profiles, advertised as nvidia.com/mig-<profile>.",
     )
+
+    @field_validator("chart_version")
+    @classmethod
+    def _checked_chart(cls, version: str) -> str:
+        if version != CHART_VERSION:
+            raise ValueError(
+                f"{version!r} is not the gpu-operator chart version swarmstack's Helm values "
+                f"were checked against ({CHART_VERSION}); another version needs its values.yaml "
+                "read again and components/gpu_operator_chart.py updated first"
+            )
+        return version
 
 
 class Replicas(Spec):

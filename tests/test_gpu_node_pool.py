@@ -28,6 +28,7 @@ from components.gpu_node_pool import (
     pool_node_labels,
     pool_subnet_ids,
 )
+from components.gpu_operator_chart import CHART_VERSION
 from components.instances import INSTANCE_TYPES
 from components.mig import MIG_PROFILES, MigLayoutError, validate_layout
 from components.nodes import GPU_TAINT, POOL_LABEL
@@ -67,7 +68,7 @@ def whole_gpu_pool() -> GpuPoolSpec:
 COST = CostLabels.model_validate(
     {"team": "agent-platform", "costCenter": "cc-1042", "environment": "pilot"}
 )
-OPERATOR = GpuOperatorSpec.model_validate({"chartVersion": "v25.3.0", "migStrategy": "mixed"})
+OPERATOR = GpuOperatorSpec.model_validate({"chartVersion": CHART_VERSION, "migStrategy": "mixed"})
 
 
 # --- pure functions -------------------------------------------------------------------
@@ -168,7 +169,8 @@ def test_gpu_operator_values() -> None:
         "create": False,
     }
     assert values["devicePlugin"]["enabled"] is True
-    assert values["dcgmExporter"]["enabled"] is True
+    assert values["dcgmExporter"] == {"enabled": True, "serviceMonitor": {"enabled": True}}
+    assert values["cdi"] == {"enabled": False}
     assert values["daemonsets"]["labels"] == COST.as_labels()
     assert values["operator"]["labels"] == COST.as_labels()
     assert any(
@@ -180,7 +182,9 @@ def test_gpu_operator_values() -> None:
 
 
 def test_gpu_operator_values_follow_the_strategy() -> None:
-    single = GpuOperatorSpec.model_validate({"chartVersion": "v25.3.0", "migStrategy": "single"})
+    single = GpuOperatorSpec.model_validate(
+        {"chartVersion": CHART_VERSION, "migStrategy": "single"}
+    )
     assert gpu_operator_values(single)["mig"] == {"strategy": "single"}
     assert "labels" not in gpu_operator_values(single)["daemonsets"]
 
@@ -391,7 +395,7 @@ def test_operator_release() -> None:
     release = only(capture, RELEASE)
     inputs = release.inputs
     assert inputs["chart"] == "gpu-operator"
-    assert inputs["version"] == "v25.3.0"
+    assert inputs["version"] == CHART_VERSION == "v26.7.0"
     assert inputs["repositoryOpts"] == {"repo": "https://helm.ngc.nvidia.com/nvidia"}
     assert inputs["namespace"] == "gpu-operator"
     # values reach Helm with the chart's own (camelCase) keys, untouched

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 import components.model_serving as serving
+from components.instances import PRICES_CHECKED_ON
 from stacks.cli import EXIT_CHECKS, EXIT_CONFIG, main
 from stacks.plan.checks import check_scheduling, check_schemas, check_selectors
 from stacks.plan.model import Manifest, NodePool
@@ -51,7 +52,7 @@ def test_plan_writes_every_artefact(pilot_out: Path) -> None:
     assert kinds.count("NetworkPolicy") == 7
     assert "StorageClass" in kinds
     helm = yaml.safe_load((pilot_out / "helm" / "gpu-operator.yaml").read_text())
-    assert helm["chart"] == "gpu-operator" and helm["version"] == "v25.3.0"
+    assert helm["chart"] == "gpu-operator" and helm["version"] == "v26.7.0"
     assert helm["values"]["driver"]["enabled"] is False
 
 
@@ -75,9 +76,11 @@ def test_summary_counts_gpus_slices_and_cost(pilot_out: Path) -> None:
         "llama31-8b": {"min": 1, "max": 2},
         "qwen25-7b": {"min": 1, "max": 2},
     }
+    assert summary["pricesCheckedOn"] == PRICES_CHECKED_ON
     text = (pilot_out / "summary.txt").read_text()
     assert "offline plan, nothing was deployed" in text
     assert "mig-3g.40gb" in text
+    assert f"on-demand us-east-1 list prices of {PRICES_CHECKED_ON}" in text
 
 
 def test_tree_records_parents_and_dependencies(pilot_out: Path) -> None:

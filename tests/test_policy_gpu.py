@@ -326,18 +326,18 @@ def test_the_budget_comes_from_config() -> None:
 
 def test_instance_types_outside_the_table_are_reported_until_configured() -> None:
     def program() -> None:
-        node_group("l4", "g6.xlarge", max_size=20)
+        node_group("t4", "g4dn.xlarge", max_size=20)
         node_group("mixed", "p5.48xlarge", max_size=1, instance_types=["p5.48xlarge", "p5.4xlarge"])
 
     assert messages(program, "gpu-budget") == [
-        "GPU node groups: cannot count the GPUs of l4 (g6.xlarge): add the instance types to "
+        "GPU node groups: cannot count the GPUs of t4 (g4dn.xlarge): add the instance types to "
         "gpusPerInstance"
     ]
-    config = {"gpu-budget": {"gpusPerInstance": {"g6.xlarge": 1}}}
+    config = {"gpu-budget": {"gpusPerInstance": {"g4dn.xlarge": 1}}}
     # A group that may launch several types counts the largest.
     assert messages(program, "gpu-budget", config) == [
-        "GPU node groups: 28 GPUs at max scale (l4 20 x g6.xlarge (1 GPUs) = 20; mixed 1 x "
-        "p5.48xlarge (8 GPUs) = 8) exceed the budget of 16 (maxGpus)"
+        "GPU node groups: 28 GPUs at max scale (mixed 1 x p5.48xlarge (8 GPUs) = 8; t4 20 x "
+        "g4dn.xlarge (1 GPUs) = 20) exceed the budget of 16 (maxGpus)"
     ]
 
 

@@ -2,7 +2,8 @@
 
 Kubernetes requires extended resources such as `nvidia.com/gpu` in limits, and a
 request left out defaults to the limit. With the GPU operator's `mixed` MIG
-strategy each MIG profile is its own resource, `nvidia.com/mig-<profile>`, which
+strategy each MIG profile is its own resource, `nvidia.com/mig-<profile>` (with a
+`+` of the profile written `.`: `1g.10gb+me` is `nvidia.com/mig-1g.10gb.me`), which
 only exists on nodes whose MIG manager applied a mig-parted configuration
 creating that profile. The configuration a node gets is the one its
 `nvidia.com/mig.config` label names (the MIG manager's default otherwise, which
@@ -58,6 +59,9 @@ GPU_AMI = re.compile(r"NVIDIA|_GPU$")
 # EKS launches t3.medium when neither the node group nor its launch template names a type.
 EKS_DEFAULT_INSTANCE_TYPE = "t3.medium"
 
+# GPUs per instance of the NVIDIA GPU types EC2 offers. The pack imports nothing of the
+# components; tests/test_gpu_catalogue.py holds this table to components/instances.py
+# (same count for every GPU type the components know, no type they know to be CPU-only).
 GPUS_PER_INSTANCE: dict[str, int] = {
     "p4d.24xlarge": 8,
     "p4de.24xlarge": 8,
@@ -65,10 +69,15 @@ GPUS_PER_INSTANCE: dict[str, int] = {
     "p5.48xlarge": 8,
     "p5e.48xlarge": 8,
     "p5en.48xlarge": 8,
+    "p6-b200.48xlarge": 8,
     **{f"g5.{size}": 1 for size in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
     "g5.12xlarge": 4,
     "g5.24xlarge": 4,
     "g5.48xlarge": 8,
+    **{f"g6.{size}": 1 for size in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    "g6.12xlarge": 4,
+    "g6.24xlarge": 4,
+    "g6.48xlarge": 8,
     **{f"g6e.{size}": 1 for size in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
     "g6e.12xlarge": 4,
     "g6e.24xlarge": 4,
@@ -350,6 +359,11 @@ def _candidates(pod: Mapping[str, Any], groups: list[_NodeGroup]) -> list[_NodeG
     return [g for g in groups if selects({"matchLabels": selector}, g.labels)]
 
 
+def mig_resource_suffix(profile: str) -> str:
+    """What follows `nvidia.com/mig-` in the device plugin's resource for a MIG profile."""
+    return profile.replace("+", ".")
+
+
 def _offered(profiles: set[str]) -> str:
     return ", ".join(sorted(profiles)) or "no MIG profile"
 
@@ -385,8 +399,9 @@ def _mig_profile_offered(args: StackValidationArgs, report: ReportViolation) -> 
                 if configs
                 else "the stack declares no mig-parted configuration"
             )
+        resources = {mig_resource_suffix(p) for p in offered}
         for label, profile in wanted:
-            if profile not in offered:
+            if profile not in resources:
                 say(
                     f"{label} requests {MIG_RESOURCE_PREFIX}{profile}, which no MIG "
                     f"configuration its nodes get creates ({where}); it would stay Pending"

@@ -10,6 +10,7 @@ from components.instances import (
     EKS_CONTROL_PLANE_USD_PER_HOUR,
     INTERFACE_ENDPOINT_USD_PER_AZ_HOUR,
     NAT_GATEWAY_USD_PER_HOUR,
+    PRICES_CHECKED_ON,
 )
 from stacks.plan.model import Plan, as_dict
 
@@ -50,6 +51,7 @@ class Summary:
                 k: {"min": v[0], "max": v[1]} for k, v in self.model_replicas.items()
             },
             "fixedUsdPerHour": round(self.fixed_usd_per_hour, 3),
+            "pricesCheckedOn": PRICES_CHECKED_ON,
             "warnings": self.warnings,
         }
 
@@ -70,8 +72,9 @@ class Summary:
         low_usd, high_usd = self.minimum.usd_per_hour, self.maximum.usd_per_hour
         lines.append(f"{'cost $/hour':<22}{low_usd:>14.2f}{high_usd:>14.2f}")
         lines.append(
-            f"  (on-demand list prices; includes ${self.fixed_usd_per_hour:.2f}/h for the EKS "
-            "control plane, NAT gateways and VPC endpoints; data transfer and storage not included)"
+            f"  (on-demand us-east-1 list prices of {PRICES_CHECKED_ON}; includes "
+            f"${self.fixed_usd_per_hour:.2f}/h for the EKS control plane, NAT gateways and VPC "
+            "endpoints; data transfer and storage not included)"
         )
         if self.model_replicas:
             lines.append("")

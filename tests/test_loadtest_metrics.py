@@ -286,4 +286,7 @@ def test_locust_command_is_bounded_and_local(users: int, processes: int) -> None
     assert argv[argv.index("-u") + 1] == str(users)
     assert "--headless" in argv and argv[-1] == "ModelUser"
     if processes:
+        assert argv[argv.index("--processes") + 1] == str(processes)
         assert argv[argv.index("--master-bind-host") + 1] == "127.0.0.1"
+    else:  # one process: no master, so nothing listens for workers
+        assert "--processes" not in argv and "--master-bind-host" not in argv

@@ -12,7 +12,7 @@ from typing import Any, cast
 import pytest
 from agent_worker import state
 from agent_worker.agent import Agent, LeaseLostError, RetryableTurnError
-from agent_worker.config import load_settings
+from agent_worker.config import Settings, load_settings
 from agent_worker.faults import Faults
 from agent_worker.metrics import Metrics
 from agent_worker.model import ModelClient, ModelError, ModelResult
@@ -21,14 +21,24 @@ from agent_worker.store import Store
 from agent_worker.tools import ToolRunner
 
 SID = "ab" * 16
-SETTINGS = load_settings(
-    {
-        "MODEL_BASE_URL": "http://127.0.0.1:1/v1",
-        "MODEL_NAME": "m",
-        "REDIS_URL": "redis://127.0.0.1:1/0",
-        "AGENT_NAME": "test-agent",
-    }
-)
+ENV = {
+    "MODEL_BASE_URL": "http://127.0.0.1:1/v1",
+    "MODEL_NAME": "m",
+    "REDIS_URL": "redis://127.0.0.1:1/0",
+    "AGENT_NAME": "test-agent",
+}
+SETTINGS = load_settings(ENV)
+
+
+def holding(after_tokens: int) -> Settings:
+    return load_settings(
+        {
+            **ENV,
+            "SWARM_FAULT_HOOKS": "1",
+            "SWARM_FAULT": "hold_mid_stream",
+            "SWARM_FAULT_AFTER_TOKENS": str(after_tokens),
+        }
+    )
 
 
 @dataclass
@@ -94,16 +104,18 @@ class ScriptedModel:
         return ModelResult(content="Done, recorded.", input_tokens=30, output_tokens=3, ttft_s=0.01)
 
 
-def make_agent(store: FakeStore, model: ScriptedModel) -> tuple[Agent, Metrics]:
-    metrics = Metrics(SETTINGS.agent_name)
+def make_agent(
+    store: FakeStore, model: ScriptedModel, settings: Settings = SETTINGS
+) -> tuple[Agent, Metrics]:
+    metrics = Metrics(settings.agent_name)
     runner = ToolRunner(cast(Store, store), cast(VectorStore, None), "w1")
     agent = Agent(
-        settings=SETTINGS,
+        settings=settings,
         store=cast(Store, store),
         model=cast(ModelClient, model),
         tools=runner,
         metrics=metrics,
-        faults=Faults(None),
+        faults=Faults(settings.fault),
     )
     return agent, metrics
 
@@ -271,3 +283,32 @@ def test_an_unavailable_model_leaves_the_turn_resumable(status: int | None) -> N
     with pytest.raises(RetryableTurnError):
         run_turn(agent, opened(None), "new")
     assert store.phases == ["accepted"]  # the last checkpoint stands; a re-send resumes
+
+
+@pytest.mark.parametrize(("after_tokens", "tokens_sent"), [(2, 2), (5, 3)])
+def test_hold_mid_stream_keeps_the_turn_in_flight_until_cancelled(
+    after_tokens: int, tokens_sent: int
+) -> None:
+    # The scripted answer has 3 tokens: a threshold of 5 holds at its end instead.
+    store, model = FakeStore(), ScriptedModel()
+    agent, _ = make_agent(store, model, holding(after_tokens))
+
+    async def scenario() -> list[str]:
+        events: list[str] = []
+
+        async def emit(event: str, data: dict[str, Any]) -> None:
+            events.append(event)
+
+        task = asyncio.create_task(agent.run(opened(None), "new", "token", emit))
+        await asyncio.sleep(0.3)
+        assert not task.done(), "the hold hook let the turn finish"
+        assert store.phases == ["accepted"]  # held before the answer's model_done
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return events
+
+    assert asyncio.run(scenario()) == ["token"] * tokens_sent
+    assert store.phases == ["accepted"]
+    # The hook fires once: the next turn on this worker runs to the end.
+    assert [e for e, _ in run_turn(agent, opened(None), "new")][-1] == "done"

@@ -49,8 +49,9 @@ plan: setup ## offline plan of a stack (STACK=pilot)
 test: setup-serve
 	$(BIN)/pytest
 
-# Without the real services: seconds instead of minutes.
-test-fast: setup
+# Every test that starts no service (tests/e2e are left out): no vLLM venv, no Redis, no
+# apt. Its tests import the worker's and load tests' Python packages, so those come in.
+test-fast: $(SERVE_STAMP)
 	$(BIN)/pytest -m "not e2e"
 
 # Lint and types cover the worker and load tests too, so they need the serve packages.

@@ -8,8 +8,8 @@ SERVE_STAMP := $(VENV)/.serve-installed
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: setup setup-serve system-deps plan test test-fast lint typecheck check generate bench \
-	bench-worker loadtest loadtest-smoke clean
+.PHONY: setup setup-serve system-deps plan test test-fast lint typecheck check generate golden \
+	bench bench-worker loadtest loadtest-smoke clean
 
 setup: $(STAMP)
 
@@ -49,8 +49,9 @@ plan: setup ## offline plan of a stack (STACK=pilot)
 test: setup-serve
 	$(BIN)/pytest
 
-# Without the real services: seconds instead of minutes.
-test-fast: setup
+# Every test that starts no service (tests/e2e are left out): no vLLM venv, no Redis, no
+# apt. Its tests import the worker's and load tests' Python packages, so those come in.
+test-fast: $(SERVE_STAMP)
 	$(BIN)/pytest -m "not e2e"
 
 # Lint and types cover the worker and load tests too, so they need the serve packages.
@@ -63,9 +64,17 @@ typecheck: $(SERVE_STAMP)
 
 check: lint typecheck test loadtest-smoke
 
-generate: setup ## regenerate the config schema, README config reference and golden plans
+generate: setup ## regenerate the config schema and the README's generated reference
 	$(BIN)/swarmstack generate
+
+# Golden plans change only here, never as a side effect of `generate`: the new snapshot is
+# written, then what changed is shown (files added or removed, the diff) for review.
+golden: setup ## rewrite tests/golden/ from the current plan and show the diff
 	$(BIN)/pytest tests/test_golden.py --update-golden -q
+	@echo "--- tests/golden changes (review them like code):"
+	@git status --short --untracked-files=all -- tests/golden
+	@git --no-pager diff --stat
+	@git --no-pager diff -- tests/golden
 
 bench: setup
 	$(BIN)/python benchmarks/plan_bench.py

@@ -133,7 +133,8 @@ def _no_nan(value: Any) -> Any:
 
 
 def format_by_kind(by_kind: dict[str, Summary]) -> list[str]:
-    """p50/p99 of TTFT and E2E per kind of request (when there is more than one kind)."""
+    """p50/p99 of TTFT and E2E and the mean output length per kind of request (when there is
+    more than one kind). The mean is over the kind's successful requests."""
     if len(by_kind) < 2:
         return []
     lines = ["  by kind:"]
@@ -141,10 +142,11 @@ def format_by_kind(by_kind: dict[str, Summary]) -> list[str]:
         if not s.ttft.count:
             lines.append(f"    {kind:<11} n={s.requests}, no successful request")
             continue
+        mean_output = s.output_tokens / max(s.requests - s.errors, 1)
         lines.append(
             f"    {kind:<11} TTFT p50 {s.ttft.p50 * 1000:8.1f} ms p99 {s.ttft.p99 * 1000:8.1f} ms"
             f"   E2E p50 {s.e2e.p50 * 1000:8.1f} ms p99 {s.e2e.p99 * 1000:8.1f} ms"
-            f"   (n={s.requests}, {s.output_tokens / max(s.requests - s.errors, 1):.0f} tokens)"
+            f"   (n={s.requests}, mean output {mean_output:.1f} tokens per successful request)"
         )
     return lines
 

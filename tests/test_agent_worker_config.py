@@ -70,10 +70,12 @@ def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> Non
     assert str(info.value).startswith(variable)
 
 
-def test_fault_hooks_are_off_unless_enabled() -> None:
-    assert load_settings({**BASE, "SWARM_FAULT": "crash_mid_stream"}).fault is None
-    on = load_settings({**BASE, "SWARM_FAULT_HOOKS": "1", "SWARM_FAULT": "crash_mid_stream"})
-    assert on.fault == "crash_mid_stream"
+@pytest.mark.parametrize("fault", ["crash_mid_stream", "hold_mid_stream"])
+def test_fault_hooks_are_off_unless_enabled(fault: str) -> None:
+    assert load_settings({**BASE, "SWARM_FAULT": fault}).fault is None
+    assert load_settings({**BASE, "SWARM_FAULT_HOOKS": "0", "SWARM_FAULT": fault}).fault is None
+    on = load_settings({**BASE, "SWARM_FAULT_HOOKS": "1", "SWARM_FAULT": fault})
+    assert on.fault == fault
 
 
 def test_remote_qdrant() -> None:

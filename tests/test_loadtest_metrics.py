@@ -22,11 +22,12 @@ from loadtests.metrics import (
     percentile,
     run_duration,
     summarize,
+    summarize_by_kind,
     tpot,
     windows,
 )
 from loadtests.prompts import TOOLS, chat_prompt, filler_prompt, tool_prompt
-from loadtests.report import percentile_series, plot_percentiles, summary_json
+from loadtests.report import format_by_kind, percentile_series, plot_percentiles, summary_json
 from loadtests.run import RunConfig, judge, locust_argv
 from loadtests.slo import (
     Slo,
@@ -274,6 +275,25 @@ def test_reports_plot_and_summary(tmp_path: Path) -> None:
     assert doc["itl"]["p50_ms"] == pytest.approx(125.0)
 
 
+def test_per_kind_lines_label_the_mean_output_tokens() -> None:
+    samples = [
+        sample(kind="agent-turn", tokens=3, ttft=0.1, e2e=0.3),
+        sample(kind="agent-turn", tokens=6, ttft=0.3, e2e=0.5),
+        sample(kind="agent-turn", tokens=0, ttft=None, chunks=(), e2e=2.0, ok=False),
+        sample(kind="model-call", tokens=2, ttft=0.05, chunks=(0.05, 0.1), e2e=0.1),
+        sample(kind="tool-turn", tokens=0, ttft=None, chunks=(), e2e=1.0, ok=False),
+    ]
+    assert format_by_kind(summarize_by_kind(samples)) == [
+        "  by kind:",
+        "    agent-turn  TTFT p50    200.0 ms p99    298.0 ms   E2E p50    400.0 ms p99    498.0 ms"
+        "   (n=3, mean output 4.5 tokens per successful request)",
+        "    model-call  TTFT p50     50.0 ms p99     50.0 ms   E2E p50    100.0 ms p99    100.0 ms"
+        "   (n=1, mean output 2.0 tokens per successful request)",
+        "    tool-turn   n=1, no successful request",
+    ]
+    assert format_by_kind(summarize_by_kind(samples[:2])) == []  # one kind: the summary says it
+
+
 @settings(max_examples=20)
 @given(st.integers(min_value=1, max_value=64), st.integers(min_value=0, max_value=4))
 def test_locust_command_is_bounded_and_local(users: int, processes: int) -> None:
@@ -286,4 +306,7 @@ def test_locust_command_is_bounded_and_local(users: int, processes: int) -> None
     assert argv[argv.index("-u") + 1] == str(users)
     assert "--headless" in argv and argv[-1] == "ModelUser"
     if processes:
+        assert argv[argv.index("--processes") + 1] == str(processes)
         assert argv[argv.index("--master-bind-host") + 1] == "127.0.0.1"
+    else:  # one process: no master, so nothing listens for workers
+        assert "--processes" not in argv and "--master-bind-host" not in argv

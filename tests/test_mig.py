@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 
 import pytest
@@ -17,6 +18,7 @@ from components.mig import (
     place_instances,
     validate_layout,
 )
+from tests.mig_strategies import valid_layouts
 
 
 def test_every_mig_gpu_lists_the_seven_nvidia_profiles() -> None:
@@ -93,21 +95,18 @@ def test_resource_names_follow_the_device_plugin_strategy() -> None:
     assert mig_resource_name("3g.40gb", "single") == "nvidia.com/gpu"
 
 
-layouts = st.sampled_from(sorted(MIG_PROFILES)).flatmap(
-    lambda gpu: st.tuples(
-        st.just(gpu), st.lists(st.sampled_from(sorted(MIG_PROFILES[gpu])), min_size=1, max_size=8)
-    )
-)
+# Properties draw only layouts validate_layout accepts (built up one accepted profile at a
+# time), so each checks something on every example instead of returning on a rejection.
+mixed_layouts = valid_layouts(strategies=("mixed",))
 
 
 @settings(max_examples=400, deadline=None)
-@given(layouts)
-def test_every_accepted_layout_fits_budget_and_counts(case: tuple[str, list[str]]) -> None:
-    gpu, names = case
-    try:
-        profiles = validate_layout(gpu, names, "mixed")
-    except MigLayoutError:
-        return
+@given(mixed_layouts)
+def test_every_accepted_layout_fits_budget_and_counts(case: tuple[str, list[str], str]) -> None:
+    gpu, names, _ = case
+    assert names, "a single profile is always a valid layout"
+    profiles = validate_layout(gpu, names, "mixed")
+    assert [p.name for p in profiles] == names
     assert sum(p.compute_slices for p in profiles) <= COMPUTE_SLICES
     assert sum(p.memory_slices for p in profiles) <= MEMORY_SLICES
     for name, count in Counter(names).items():
@@ -115,24 +114,26 @@ def test_every_accepted_layout_fits_budget_and_counts(case: tuple[str, list[str]
 
 
 @settings(max_examples=200, deadline=None)
-@given(layouts)
-def test_accepted_layouts_are_accepted_in_any_order(case: tuple[str, list[str]]) -> None:
-    gpu, names = case
-    try:
-        validate_layout(gpu, names, "mixed")
-    except MigLayoutError:
-        return
-    validate_layout(gpu, list(reversed(names)), "mixed")
+@given(mixed_layouts, st.randoms(use_true_random=False))
+def test_accepted_layouts_are_accepted_in_any_order(
+    case: tuple[str, list[str], str], rng: random.Random
+) -> None:
+    gpu, names, _ = case
+    shuffled = list(names)
+    rng.shuffle(shuffled)
+    for order in (shuffled, list(reversed(names))):
+        profiles = validate_layout(gpu, order, "mixed")
+        assert [p.name for p in profiles] == order
+        assert place_instances(profiles) is not None
 
 
 @settings(max_examples=300, deadline=None)
-@given(layouts)
-def test_accepted_layouts_have_a_non_overlapping_placement(case: tuple[str, list[str]]) -> None:
-    gpu, names = case
-    try:
-        profiles = validate_layout(gpu, names, "mixed")
-    except MigLayoutError:
-        return
+@given(mixed_layouts)
+def test_accepted_layouts_have_a_non_overlapping_placement(
+    case: tuple[str, list[str], str],
+) -> None:
+    gpu, names, _ = case
+    profiles = validate_layout(gpu, names, "mixed")
     starts = place_instances(profiles)
     assert starts is not None
     compute: list[int] = []

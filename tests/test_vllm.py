@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from components.vllm import (
@@ -64,9 +64,10 @@ def test_fit_is_monotone_in_memory_and_context(
             gpu_memory_utilization=util,
         ).fits
 
-    if fit(39.0, length):
-        assert fit(78.0, length)  # more memory never breaks a fit
-        assert fit(39.0, max(256, length // 2))  # a shorter context never breaks a fit
+    # About two thirds of the draws fit; the rest are discarded, not passed unchecked.
+    assume(fit(39.0, length))
+    assert fit(78.0, length)  # more memory never breaks a fit
+    assert fit(39.0, max(256, length // 2))  # a shorter context never breaks a fit
 
 
 def test_server_args_render_every_setting_in_order() -> None:

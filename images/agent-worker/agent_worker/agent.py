@@ -179,6 +179,7 @@ class Agent:
         started = time.monotonic()
         sent = 0
         crash_mid = self.faults.armed("crash_mid_stream") and not forced
+        hold_mid = self.faults.armed("hold_mid_stream") and not forced
 
         async def on_text(text: str) -> None:
             nonlocal sent
@@ -188,6 +189,8 @@ class Agent:
             sent += 1
             if crash_mid and sent >= self.settings.fault_after_tokens:
                 self.faults.hit("crash_mid_stream")
+            if hold_mid and sent >= self.settings.fault_after_tokens:
+                await self.faults.hold("hold_mid_stream")
 
         try:
             result = await self.model.chat(body, on_text)
@@ -198,6 +201,8 @@ class Agent:
             raise RetryableTurnError(str(exc)) from exc
         if crash_mid:
             self.faults.hit("crash_mid_stream")  # the answer was shorter than the threshold
+        if hold_mid:
+            await self.faults.hold("hold_mid_stream")  # the same, before model_done
         elapsed = time.monotonic() - started
         self.metrics.step_latency.labels(self.agent, "model").observe(elapsed)
         if result.ttft_s is not None:

@@ -17,6 +17,7 @@ FAULTS = (
     "crash_mid_stream",
     "crash_after_model_call",
     "crash_after_publish",
+    "hold_mid_stream",
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 

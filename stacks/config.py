@@ -277,7 +277,7 @@ def _model_problems(i: int, model: ModelSpec, config: StackConfig) -> list[Probl
                 *problems,
                 Problem(
                     f"{base}.migProfile",
-                    f"{model.mig_profile!r} is not in pool {pool.name!r}'s layout "
+                    f"{model.mig_profile!r} is not in the MIG layout of pool {pool.name!r} "
                     f"(one of {sorted(set(pool.mig.profiles))})",
                 ),
             ]

@@ -48,7 +48,10 @@ def test_console_script_reports_config_errors_without_a_traceback(tmp_path: Path
         check=False,
     )
     assert result.returncode == 2
-    assert "models[0].migProfile: '7g.80gb' is not in pool 'h100-mig''s layout" in result.stderr
+    assert (
+        "models[0].migProfile: '7g.80gb' is not in the MIG layout of pool 'h100-mig'"
+        in result.stderr
+    )
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 

@@ -21,7 +21,7 @@ from stacks.plan.policy import (
 )
 from stacks.plan.runner import PlanInputError, read_program_input, run_program
 from stacks.plan.summary import summarize
-from stacks.plan.writer import write_plan
+from stacks.plan.writer import describe_written, write_plan
 from stacks.reference import generate
 
 POLICY_CONFIG_DIR = Path("policies/config")
@@ -80,11 +80,12 @@ def plan(stack: str, root: Path, out: Path) -> int:
         print(f"{out / stack} is unchanged", file=sys.stderr)
         return EXIT_CHECKS
     shown_config = policy_file.relative_to(root) if policy_file.is_file() else "(pack defaults)"
-    destination = write_plan(
+    destination = out / stack
+    written = write_plan(
         model,
         findings,
         summary,
-        out / stack,
+        destination,
         forbidden=list(inp.placeholders.values()),
         extra={
             "policy.md": report_markdown(violations, str(shown_config)),
@@ -93,11 +94,7 @@ def plan(stack: str, root: Path, out: Path) -> int:
     )
     print(summary.render(), end="")
     print(policy_summary(violations, str(shown_config)), end="")
-    print(
-        f"\nWrote {destination}: {len(model.manifests)} Kubernetes manifests, "
-        f"{len(model.releases)} Helm release(s), {len(model.aws)} AWS resources, tree.json, "
-        "summary.txt, policy.md"
-    )
+    print(f"\nWrote {destination}: {describe_written(model, written)}")
     return 0
 
 

@@ -9,11 +9,16 @@ from pathlib import Path
 
 import pulumi
 
+from policies.framework import Level
+from policies.pack import stack_phase
 from stacks.plan.checks import run_checks
 from stacks.plan.model import Plan
 from stacks.plan.policy import (
+    Levels,
     PolicyConfigError,
     Violation,
+    count_levels,
+    effective_levels,
     evaluate,
     load_config,
     report_markdown,
@@ -54,12 +59,19 @@ def plan(stack: str, root: Path, out: Path) -> int:
     ]
     summary = summarize(model, stack, warnings)
     policy_file = root / POLICY_CONFIG_DIR / f"{stack}.json"
+    shown_file = str(POLICY_CONFIG_DIR / f"{stack}.json")
+    levels = Levels(
+        phase=stack_phase(inp.config),
+        config_file=shown_file if policy_file.is_file() else None,
+        expected_file=shown_file,
+    )
     try:
         policy_config = load_config(policy_file)
         unknown = unknown_rules(policy_config)
         if unknown:
             raise PolicyConfigError(f"{policy_file}: no such rule(s) {unknown}")
-        violations = evaluate(capture.registrations, policy_config)
+        effective = effective_levels(levels, policy_config)
+        violations = evaluate(capture.registrations, policy_config, defaults=levels.defaults)
     except PolicyConfigError as exc:
         print(f"error: policy config {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -79,7 +91,6 @@ def plan(stack: str, root: Path, out: Path) -> int:
                 print(f"  {v}\n    fix: {v.remediation}", file=sys.stderr)
         print(f"{out / stack} is unchanged", file=sys.stderr)
         return EXIT_CHECKS
-    shown_config = policy_file.relative_to(root) if policy_file.is_file() else "(pack defaults)"
     destination = out / stack
     written = write_plan(
         model,
@@ -88,22 +99,22 @@ def plan(stack: str, root: Path, out: Path) -> int:
         destination,
         forbidden=list(inp.placeholders.values()),
         extra={
-            "policy.md": report_markdown(violations, str(shown_config)),
+            "policy.md": report_markdown(violations, levels, effective),
             "policy.json": json.dumps([v.as_dict() for v in violations], indent=2) + "\n",
         },
     )
     print(summary.render(), end="")
-    print(policy_summary(violations, str(shown_config)), end="")
+    print(policy_summary(violations, levels, effective), end="")
     print(f"\nWrote {destination}: {describe_written(model, written)}")
     return 0
 
 
-def policy_summary(violations: list[Violation], config: str) -> str:
+def policy_summary(violations: list[Violation], levels: Levels, effective: dict[str, Level]) -> str:
     advisory = [v for v in violations if v.level == "advisory"]
     lines = [
         "",
-        f"Policies (pack swarmstack, config {config}): 0 mandatory violations, "
-        f"{len(advisory)} advisory finding(s)",
+        f"Policies (pack swarmstack): 0 mandatory violations, {len(advisory)} advisory finding(s)",
+        f"  levels: {levels.describe()}: {count_levels(effective)}",
     ]
     lines += [f"  - {v.rule}: {v.message}" for v in advisory]
     return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ import pulumi
 
 from policies.framework import Level
 from policies.pack import stack_phase
+from stacks.config import load, raw_from_config, secret_purposes
 from stacks.plan.checks import run_checks
 from stacks.plan.model import Plan
 from stacks.plan.policy import (
@@ -24,7 +25,7 @@ from stacks.plan.policy import (
     report_markdown,
     unknown_rules,
 )
-from stacks.plan.runner import PlanInputError, read_program_input, run_program
+from stacks.plan.runner import PlanInputError, ProgramInput, read_program_input, run_program
 from stacks.plan.summary import summarize
 from stacks.plan.writer import describe_written, write_plan
 from stacks.reference import generate
@@ -34,9 +35,32 @@ EXIT_CONFIG = 2
 EXIT_CHECKS = 1
 
 
-def plan(stack: str, root: Path, out: Path) -> int:
+def secret_warnings(inp: ProgramInput, purposes: dict[str, str], source: str) -> list[str]:
+    """One warning per secret a placeholder stood in for: what it is for, and whether
+    `pulumi up` would find it set."""
+    warnings: list[str] = []
+    for full in sorted(inp.placeholders):
+        key = full.split(":", 1)[1]
+        purpose = purposes.get(key)
+        if full not in inp.not_in_stack_file:
+            why = f": {purpose}" if purpose else ""
+            warnings.append(
+                f"{full} is encrypted in {source}, which the plan cannot read; a redacted "
+                f"placeholder stood in for it{why}"
+            )
+        elif purpose:
+            warnings.append(
+                f"{full} is not set in {source}, so `pulumi up` refuses to run: {purpose}. "
+                f"A redacted placeholder stood in for it here; `pulumi config set --secret {key} "
+                f"<token>` sets it, and `swarmstack plan {inp.stack} --unset-secret {key}` shows "
+                "the refusal"
+            )
+    return warnings
+
+
+def plan(stack: str, root: Path, out: Path, unset: list[str] | None = None) -> int:
     try:
-        inp = read_program_input(root, stack)
+        inp = read_program_input(root, stack, unset or [])
     except PlanInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -53,10 +77,10 @@ def plan(stack: str, root: Path, out: Path) -> int:
     errors = [f for f in findings if f.severity == "error"]
     warnings = [f"[program] {w}" for w in capture.warnings]
     warnings += [str(f) for f in findings if f.severity == "warning"]
-    warnings += [
-        f"{key} is a secret the plan cannot read; a redacted placeholder stood in for it"
-        for key in sorted(inp.placeholders)
-    ]
+    raw, region = raw_from_config(inp.config)
+    config = load(raw, region, str(inp.stack_file))  # the program has validated it
+    source = str(inp.stack_file.relative_to(root))
+    warnings += secret_warnings(inp, secret_purposes(config), source)
     summary = summarize(model, stack, warnings)
     policy_file = root / POLICY_CONFIG_DIR / f"{stack}.json"
     shown_file = str(POLICY_CONFIG_DIR / f"{stack}.json")
@@ -129,11 +153,19 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=Path("out"), help="output folder (default: out)"
     )
     p_plan.add_argument("--root", type=Path, default=Path("."), help="project root (Pulumi.yaml)")
+    p_plan.add_argument(
+        "--unset-secret",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="plan as if the secret config KEY (e.g. huggingFaceToken) were not set, instead "
+        "of a placeholder: shows whether `pulumi up` would refuse without it (repeatable)",
+    )
     p_gen = sub.add_parser("generate", help="regenerate config schema and README reference")
     p_gen.add_argument("--root", type=Path, default=Path("."))
     args = parser.parse_args(argv)
     if args.command == "plan":
-        return plan(args.stack, args.root.resolve(), args.out)
+        return plan(args.stack, args.root.resolve(), args.out, args.unset_secret)
     for path in generate(args.root.resolve()):
         print(f"updated {path}")
     return 0

@@ -225,9 +225,11 @@ class PlanMocks(pulumi_mocks.Mocks):
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: pulumi_mocks.Mocks) -> None:
+    def __init__(
+        self, mocks: pulumi_mocks.Mocks, registrations: list[Registration] | None = None
+    ) -> None:
         super().__init__(mocks)
-        self.registrations: list[Registration] = []
+        self.registrations: list[Registration] = [] if registrations is None else registrations
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
         # MockMonitor.RegisterResource leaves its `request` parameter unannotated.
@@ -290,22 +292,26 @@ def run(
     config: dict[str, str] | None = None,
     secret_keys: list[str] | None = None,
     region: str = "us-east-1",
+    preview: bool = False,
+    registrations: list[Registration] | None = None,
 ) -> Capture:
     """Run `program` on the mock runtime; return every registration and stack output.
 
-    Exceptions raised by the program (including inside `apply`) propagate.
+    `preview=True` runs it as `pulumi preview` would (`is_dry_run()`), else as `pulumi up`.
+    Exceptions raised by the program (including inside `apply`) propagate; pass
+    `registrations` to see what was declared before one.
     """
     with _fresh_loop():
         pulumi_settings.reset_options()
         pulumi.runtime.set_all_config(config or {}, secret_keys or [])
         mocks = PlanMocks(region)
-        monitor = RecordingMonitor(mocks)
+        monitor = RecordingMonitor(mocks, registrations)
         logger = logging.getLogger(f"swarmstack.plan.{stack}")
         logger.propagate = False
         collector = _WarningCollector()
         logger.handlers = [collector]
         pulumi.runtime.set_mocks(
-            mocks, project=project, stack=stack, preview=False, monitor=monitor, logger=logger
+            mocks, project=project, stack=stack, preview=preview, monitor=monitor, logger=logger
         )
         outputs: dict[str, Any] = {}
 

@@ -326,8 +326,14 @@ class Slo(Spec):
 class S3Weights(Spec):
     source: Literal["s3"] = Field(description="Stream weights from S3 through an IRSA role.")
     uri: str = Field(
-        pattern=r"^s3://[a-z0-9.\-]{3,63}(/[^\s]*)?$", description="s3://bucket/prefix"
+        pattern=r"^s3://[a-z0-9.\-]{3,63}(/[^\s]*)?$",
+        description="s3://bucket/prefix. The bucket must be listed in `external.s3Buckets`: "
+        "`pulumi up` refuses any other.",
     )
+
+    @property
+    def bucket(self) -> str:
+        return self.uri.removeprefix("s3://").partition("/")[0]
 
 
 class VolumeWeights(Spec):

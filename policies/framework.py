@@ -72,20 +72,20 @@ class Rule:
     def defaults(self) -> dict[str, Any]:
         return {k: v["default"] for k, v in self.config.items() if "default" in v}
 
-    def policy(self) -> Policy:
-        """The pulumi-policy object the Pulumi CLI runs."""
+    def policy(self, level: Level | None = None) -> Policy:
+        """The pulumi-policy object the Pulumi CLI runs, at `level` (default: the rule's own)."""
         schema = (
             PolicyConfigSchema(properties={k: dict(v) for k, v in self.config.items()})
             if self.config
             else None
         )
-        level = EnforcementLevel(self.level)
+        enforcement = EnforcementLevel(level or self.level)
         if self.check is not None:
             return ResourceValidationPolicy(
                 name=self.name,
                 description=self.description,
                 validate=_with_defaults_resource(self.check, self.defaults()),
-                enforcement_level=level,
+                enforcement_level=enforcement,
                 config_schema=schema,
                 remediation_steps=self.remediation,
             )
@@ -94,7 +94,7 @@ class Rule:
             name=self.name,
             description=self.description,
             validate=_with_defaults_stack(self.check_stack, self.defaults()),
-            enforcement_level=level,
+            enforcement_level=enforcement,
             config_schema=schema,
             remediation_steps=self.remediation,
         )

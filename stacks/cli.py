@@ -9,19 +9,25 @@ from pathlib import Path
 
 import pulumi
 
+from policies.framework import Level
+from policies.pack import stack_phase
+from stacks.config import load, raw_from_config, secret_purposes
 from stacks.plan.checks import run_checks
 from stacks.plan.model import Plan
 from stacks.plan.policy import (
+    Levels,
     PolicyConfigError,
     Violation,
+    count_levels,
+    effective_levels,
     evaluate,
     load_config,
     report_markdown,
     unknown_rules,
 )
-from stacks.plan.runner import PlanInputError, read_program_input, run_program
+from stacks.plan.runner import PlanInputError, ProgramInput, read_program_input, run_program
 from stacks.plan.summary import summarize
-from stacks.plan.writer import write_plan
+from stacks.plan.writer import describe_written, write_plan
 from stacks.reference import generate
 
 POLICY_CONFIG_DIR = Path("policies/config")
@@ -29,9 +35,32 @@ EXIT_CONFIG = 2
 EXIT_CHECKS = 1
 
 
-def plan(stack: str, root: Path, out: Path) -> int:
+def secret_warnings(inp: ProgramInput, purposes: dict[str, str], source: str) -> list[str]:
+    """One warning per secret a placeholder stood in for: what it is for, and whether
+    `pulumi up` would find it set."""
+    warnings: list[str] = []
+    for full in sorted(inp.placeholders):
+        key = full.split(":", 1)[1]
+        purpose = purposes.get(key)
+        if full not in inp.not_in_stack_file:
+            why = f": {purpose}" if purpose else ""
+            warnings.append(
+                f"{full} is encrypted in {source}, which the plan cannot read; a redacted "
+                f"placeholder stood in for it{why}"
+            )
+        elif purpose:
+            warnings.append(
+                f"{full} is not set in {source}, so `pulumi up` refuses to run: {purpose}. "
+                f"A redacted placeholder stood in for it here; `pulumi config set --secret {key} "
+                f"<token>` sets it, and `swarmstack plan {inp.stack} --unset-secret {key}` shows "
+                "the refusal"
+            )
+    return warnings
+
+
+def plan(stack: str, root: Path, out: Path, unset: list[str] | None = None) -> int:
     try:
-        inp = read_program_input(root, stack)
+        inp = read_program_input(root, stack, unset or [])
     except PlanInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -48,18 +77,25 @@ def plan(stack: str, root: Path, out: Path) -> int:
     errors = [f for f in findings if f.severity == "error"]
     warnings = [f"[program] {w}" for w in capture.warnings]
     warnings += [str(f) for f in findings if f.severity == "warning"]
-    warnings += [
-        f"{key} is a secret the plan cannot read; a redacted placeholder stood in for it"
-        for key in sorted(inp.placeholders)
-    ]
+    raw, region = raw_from_config(inp.config)
+    config = load(raw, region, str(inp.stack_file))  # the program has validated it
+    source = str(inp.stack_file.relative_to(root))
+    warnings += secret_warnings(inp, secret_purposes(config), source)
     summary = summarize(model, stack, warnings)
     policy_file = root / POLICY_CONFIG_DIR / f"{stack}.json"
+    shown_file = str(POLICY_CONFIG_DIR / f"{stack}.json")
+    levels = Levels(
+        phase=stack_phase(inp.config),
+        config_file=shown_file if policy_file.is_file() else None,
+        expected_file=shown_file,
+    )
     try:
         policy_config = load_config(policy_file)
         unknown = unknown_rules(policy_config)
         if unknown:
             raise PolicyConfigError(f"{policy_file}: no such rule(s) {unknown}")
-        violations = evaluate(capture.registrations, policy_config)
+        effective = effective_levels(levels, policy_config)
+        violations = evaluate(capture.registrations, policy_config, defaults=levels.defaults)
     except PolicyConfigError as exc:
         print(f"error: policy config {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -79,34 +115,30 @@ def plan(stack: str, root: Path, out: Path) -> int:
                 print(f"  {v}\n    fix: {v.remediation}", file=sys.stderr)
         print(f"{out / stack} is unchanged", file=sys.stderr)
         return EXIT_CHECKS
-    shown_config = policy_file.relative_to(root) if policy_file.is_file() else "(pack defaults)"
-    destination = write_plan(
+    destination = out / stack
+    written = write_plan(
         model,
         findings,
         summary,
-        out / stack,
+        destination,
         forbidden=list(inp.placeholders.values()),
         extra={
-            "policy.md": report_markdown(violations, str(shown_config)),
+            "policy.md": report_markdown(violations, levels, effective),
             "policy.json": json.dumps([v.as_dict() for v in violations], indent=2) + "\n",
         },
     )
     print(summary.render(), end="")
-    print(policy_summary(violations, str(shown_config)), end="")
-    print(
-        f"\nWrote {destination}: {len(model.manifests)} Kubernetes manifests, "
-        f"{len(model.releases)} Helm release(s), {len(model.aws)} AWS resources, tree.json, "
-        "summary.txt, policy.md"
-    )
+    print(policy_summary(violations, levels, effective), end="")
+    print(f"\nWrote {destination}: {describe_written(model, written)}")
     return 0
 
 
-def policy_summary(violations: list[Violation], config: str) -> str:
+def policy_summary(violations: list[Violation], levels: Levels, effective: dict[str, Level]) -> str:
     advisory = [v for v in violations if v.level == "advisory"]
     lines = [
         "",
-        f"Policies (pack swarmstack, config {config}): 0 mandatory violations, "
-        f"{len(advisory)} advisory finding(s)",
+        f"Policies (pack swarmstack): 0 mandatory violations, {len(advisory)} advisory finding(s)",
+        f"  levels: {levels.describe()}: {count_levels(effective)}",
     ]
     lines += [f"  - {v.rule}: {v.message}" for v in advisory]
     return "\n".join(lines) + "\n"
@@ -121,11 +153,19 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=Path("out"), help="output folder (default: out)"
     )
     p_plan.add_argument("--root", type=Path, default=Path("."), help="project root (Pulumi.yaml)")
+    p_plan.add_argument(
+        "--unset-secret",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="plan as if the secret config KEY (e.g. huggingFaceToken) were not set, instead "
+        "of a placeholder: shows whether `pulumi up` would refuse without it (repeatable)",
+    )
     p_gen = sub.add_parser("generate", help="regenerate config schema and README reference")
     p_gen.add_argument("--root", type=Path, default=Path("."))
     args = parser.parse_args(argv)
     if args.command == "plan":
-        return plan(args.stack, args.root.resolve(), args.out)
+        return plan(args.stack, args.root.resolve(), args.out, args.unset_secret)
     for path in generate(args.root.resolve()):
         print(f"updated {path}")
     return 0

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pulumi.runtime import config as runtime_config
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
 from components.instances import INSTANCE_TYPES
@@ -33,13 +34,37 @@ from components.vllm import MemoryFit, memory_fit
 
 PROJECT = "swarmstack"
 # Config keys that hold secrets: read with Config.get_secret, never validated as data.
-SECRET_KEYS = frozenset({"huggingFaceToken"})
+HF_TOKEN_CONFIG_KEY = "huggingFaceToken"
+SECRET_KEYS = frozenset({HF_TOKEN_CONFIG_KEY})
 # Config keys outside this project's namespace that the program reads.
 REGION_KEY = "aws:region"
 
 
 class Images(Spec):
     vllm: ImageRef = Field(description="vLLM OpenAI-compatible server image.")
+
+
+BucketName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")]
+
+
+class ExternalResources(Spec):
+    """What a stack uses but never creates, changes or deletes: it must exist before `up`."""
+
+    s3_buckets: list[BucketName] = Field(
+        default_factory=list,
+        description="S3 buckets holding model weights (`models[].weights.uri`) that already "
+        "exist and that you control. swarmstack creates no bucket: it grants the model servers "
+        "read access to these. Bucket names are global, so listing one here is how you say it "
+        "is yours; `pulumi up` refuses a weights URI whose bucket is not listed.",
+    )
+
+    @field_validator("s3_buckets")
+    @classmethod
+    def _unique(cls, buckets: list[str]) -> list[str]:
+        repeated = sorted({b for b in buckets if buckets.count(b) > 1})
+        if repeated:
+            raise ValueError(f"lists {', '.join(repeated)} more than once")
+        return buckets
 
 
 class StackConfig(Spec):
@@ -57,9 +82,27 @@ class StackConfig(Spec):
     namespaces: Namespaces = Field(
         default_factory=Namespaces, description="Namespaces swarmstack creates."
     )
+    external: ExternalResources = Field(
+        default_factory=ExternalResources,
+        description="Resources the stack uses but does not create (none by default).",
+    )
 
     def pool(self, name: str) -> GpuPoolSpec:
         return next(p for p in self.gpu_pools if p.name == name)
+
+
+def secret_purposes(config: StackConfig) -> dict[str, str]:
+    """Why each secret config key matters to this stack; a key it does not use is absent."""
+    purposes: dict[str, str] = {}
+    hub = [m for m in config.models if m.weights.source == "huggingface"]
+    if hub:
+        names = ", ".join(f"{m.name} ({m.model})" for m in hub)
+        verb = "downloads its weights" if len(hub) == 1 else "download their weights"
+        purposes[HF_TOKEN_CONFIG_KEY] = (
+            f"model{'s' if len(hub) > 1 else ''} {names} {verb} from the Hugging Face Hub with "
+            "it (gated models refuse downloads without a token)"
+        )
+    return purposes
 
 
 @dataclass(frozen=True)
@@ -74,11 +117,13 @@ class Problem:
 class ConfigError(ValueError):
     """Every problem found in a stack's config, each with its path."""
 
-    def __init__(self, problems: list[Problem], source: str) -> None:
+    def __init__(
+        self, problems: list[Problem], source: str, headline: str = "invalid stack config"
+    ) -> None:
         self.problems = problems
         self.source = source
         lines = "\n".join(f"  {p}" for p in problems)
-        super().__init__(f"invalid stack config ({source}):\n{lines}")
+        super().__init__(f"{headline} ({source}):\n{lines}")
 
 
 # --------------------------------------------------------------------------- loading
@@ -86,7 +131,11 @@ class ConfigError(ValueError):
 
 def raw_from_pulumi_config() -> tuple[dict[str, Any], str]:
     """The stack's `swarmstack:*` values (secrets left out) and its region."""
-    merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return raw_from_config({**runtime_config.get_config_env(), **runtime_config.CONFIG.get()})
+
+
+def raw_from_config(merged: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """`swarmstack:*` values (secrets left out) and the region, from full config keys."""
     raw: dict[str, Any] = {}
     for full_key, value in merged.items():
         namespace, _, key = str(full_key).partition(":")
@@ -277,7 +326,7 @@ def _model_problems(i: int, model: ModelSpec, config: StackConfig) -> list[Probl
                 *problems,
                 Problem(
                     f"{base}.migProfile",
-                    f"{model.mig_profile!r} is not in pool {pool.name!r}'s layout "
+                    f"{model.mig_profile!r} is not in the MIG layout of pool {pool.name!r} "
                     f"(one of {sorted(set(pool.mig.profiles))})",
                 ),
             ]

@@ -9,13 +9,17 @@ from pulumi.runtime.config import get_config, is_config_secret
 
 from stacks import pilot
 from stacks.config import (
+    HF_TOKEN_CONFIG_KEY,
     SECRET_KEYS,
     ConfigError,
     Problem,
     StackConfig,
     load,
     raw_from_pulumi_config,
+    secret_purposes,
 )
+from stacks.mode import current_mode
+from stacks.placeholders import documentation_values
 
 Phase = Callable[[StackConfig, str, "pulumi.Output[str] | None"], None]
 PHASES: dict[str, Phase] = {"pilot": pilot.build}
@@ -29,28 +33,39 @@ def _secret_problems(config: StackConfig, hf_token_set: bool) -> list[Problem]:
             problems.append(
                 Problem(key, f"is stored in clear: run `pulumi config set --secret {key} ...`")
             )
-    hub_models = [m for m in config.models if m.weights.source == "huggingface"]
-    if hub_models and not hf_token_set:
+    purpose = secret_purposes(config).get(HF_TOKEN_CONFIG_KEY)
+    if purpose is not None and not hf_token_set:
         problems.append(
             Problem(
-                "huggingFaceToken",
-                f"not set, but {hub_models[0].model} downloads from the Hugging Face Hub: "
-                "run `pulumi config set --secret huggingFaceToken <token>`",
+                HF_TOKEN_CONFIG_KEY,
+                f"not set, but {purpose}: run "
+                f"`pulumi config set --secret {HF_TOKEN_CONFIG_KEY} <token>`",
             )
         )
     return problems
 
 
 def main() -> None:
-    """Validate everything first; only a valid config declares resources."""
+    """Validate everything first; only a valid config declares resources.
+
+    A real `pulumi up` also refuses the shipped documentation values; a preview and
+    the offline plan warn about each instead (see stacks/mode.py)."""
     raw, region = raw_from_pulumi_config()
     source = f"stacks/Pulumi.{pulumi.get_stack()}.yaml"
+    mode = current_mode()
     try:
         config = load(raw, region, source)
-        hf_token = pulumi.Config().get_secret("huggingFaceToken")
+        hf_token = pulumi.Config().get_secret(HF_TOKEN_CONFIG_KEY)
         problems = _secret_problems(config, hf_token is not None)
         if problems:
             raise ConfigError(problems, source)
+        placeholders = documentation_values(config)
+        if placeholders and mode == "up":
+            raise ConfigError(
+                placeholders, source, "`pulumi up` refuses documentation placeholders"
+            )
     except ConfigError as exc:
         raise pulumi.RunError(str(exc)) from None
+    for problem in placeholders:
+        pulumi.log.warn(f"{problem} (`pulumi up` refuses it)")
     PHASES[config.phase](config, region, hf_token)

@@ -24,7 +24,7 @@ from components.cluster import (
 )
 from components.nodes import POOL_LABEL
 from components.specs import ClusterSpec, CostLabels
-from stacks.plan.recorder import Capture, Registration, run
+from stacks.plan.recorder import REDACTED, Capture, Registration, run
 
 NAME = "pilot"
 ADMIN = "arn:aws:iam::111122223333:role/platform-admin"
@@ -405,7 +405,7 @@ def test_kubernetes_provider_gets_a_secret_kubeconfig(pilot: Capture) -> None:
     provider = the(pilot, K8S_PROVIDER)
     assert provider.name == f"{NAME}-k8s"
     assert provider.has_secrets
-    assert provider.inputs["kubeconfig"] == "[secret]"
+    assert provider.inputs["kubeconfig"] == REDACTED
     assert provider.inputs["enableServerSideApply"] == "true"
 
 

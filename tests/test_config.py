@@ -114,7 +114,8 @@ MISTAKES: list[tuple[str, Callable[[Raw], object], str]] = [
     (
         "MIG profile not in the pool's layout",
         _set("models[0].migProfile", "1g.10gb"),
-        "models[0].migProfile: '1g.10gb' is not in pool 'h100-mig''s layout (one of ['3g.40gb'])",
+        "models[0].migProfile: '1g.10gb' is not in the MIG layout of pool 'h100-mig' "
+        "(one of ['3g.40gb'])",
     ),
     (
         "more replicas than slices",

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+# kubernetes_validate ships no stubs or py.typed marker.
+import kubernetes_validate  # pyright: ignore[reportMissingTypeStubs]
+import pulumi
+import pulumi_kubernetes as k8s
 import pytest
 import yaml
+from pulumi.runtime import rpc
 
 import components.model_serving as serving
 from components.instances import PRICES_CHECKED_ON
+from components.model_serving import HF_TOKEN_KEY
 from stacks.cli import EXIT_CHECKS, EXIT_CONFIG, main
 from stacks.plan.checks import check_scheduling, check_schemas, check_selectors
 from stacks.plan.model import Manifest, NodePool
-from stacks.plan.recorder import REDACTED, Registration
+from stacks.plan.recorder import REDACTED, Registration, decode_inputs, run
 from stacks.plan.runner import PLACEHOLDER_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
+rpc_sig = rpc._special_sig_key  # pyright: ignore[reportPrivateUsage]
+rpc_secret = rpc._special_secret_sig  # pyright: ignore[reportPrivateUsage]
+rpc_output = rpc._special_output_value_sig  # pyright: ignore[reportPrivateUsage]
 
 
 def make_root(tmp_path: Path, mutate: Any = None, stack: str = "pilot") -> Path:
@@ -100,8 +111,55 @@ def test_no_secret_value_anywhere_under_out(pilot_out: Path) -> None:
     assert not any(PLACEHOLDER_PREFIX in t for t in texts)
     outputs = json.loads((pilot_out / "outputs.json").read_text())
     assert outputs["kubeconfig"] == REDACTED
-    secret = next(yaml.safe_load(p.read_text()) for p in (pilot_out / "manifests").glob("*secret*"))
-    assert secret["stringData"] == REDACTED
+
+
+def test_the_token_secret_keeps_its_key_and_never_its_value(pilot_out: Path) -> None:
+    (path,) = (pilot_out / "manifests").glob("*-secret-huggingface-token.yaml")
+    secret = yaml.safe_load(path.read_text())
+    assert secret["stringData"] == {HF_TOKEN_KEY: REDACTED}
+    assert "data" not in secret
+    assert PLACEHOLDER_PREFIX not in path.read_text()
+
+
+def test_every_written_manifest_passes_strict_validation(pilot_out: Path) -> None:
+    """What a reviewer would `kubectl apply --dry-run=server`: the files, not the plan's model."""
+    stack = yaml.safe_load((ROOT / "stacks" / "Pulumi.pilot.yaml").read_text())["config"]
+    version = stack["swarmstack:cluster"]["kubernetesVersion"]
+    paths = sorted((pilot_out / "manifests").glob("*.yaml"))
+    assert len(paths) >= 20 and any("-secret-" in p.name for p in paths)
+    for path in paths:
+        doc = yaml.safe_load(path.read_text())
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{path.name}: {exc.json_path}: {exc.message} (Kubernetes {version})")
+        if doc["kind"] == "Secret":  # the API server decodes data as base64
+            for key, value in (doc.get("data") or {}).items():
+                try:
+                    base64.b64decode(value, validate=True)
+                except binascii.Error:
+                    pytest.fail(f"{path.name}: data.{key} is not base64")
+
+
+def test_secret_maps_are_redacted_per_key_through_the_sdk() -> None:
+    """pulumi-kubernetes sends `data` and `stringData` as one secret each: keys come from inside."""
+    sentinel = "c2VudGluZWwtdmFsdWU="  # what must never reach the plan
+
+    def program() -> None:
+        k8s.core.v1.Secret(
+            "creds",
+            metadata={"name": "creds", "namespace": "apps"},
+            data={"password": pulumi.Output.secret(sentinel), "user": sentinel},
+            string_data={"plain": sentinel},
+        )
+
+    capture = run(program)
+    inputs = capture.named("creds").inputs
+    assert inputs["data"] == {"password": REDACTED, "user": REDACTED}
+    assert inputs["stringData"] == {"plain": REDACTED}
+    assert sentinel not in json.dumps(inputs)
+    assert capture.named("creds").has_secrets
+    base64.b64decode(REDACTED, validate=True)  # a valid `data` value
 
 
 def test_encrypted_config_value_is_redacted(tmp_path: Path) -> None:
@@ -221,6 +279,34 @@ def test_schema_check_catches_snake_case_keys() -> None:
     assert findings[0].severity == "error"
     assert "target_port" in findings[0].message
     assert findings[0].resource == "Service n/s (r)"
+
+
+def test_schema_check_refuses_secret_data_that_is_not_base64() -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "n"}}
+    bad = _manifest({**secret, "data": {"token": "[secret]", "ok": REDACTED}})
+    findings = check_schemas([bad], "1.33")
+    assert [str(f) for f in findings] == [
+        "[schema] Secret n/s (r): $.data.token: not base64, which the API server refuses "
+        "(Kubernetes 1.33)"
+    ]
+    assert check_schemas([_manifest({**secret, "stringData": {"token": "[x]"}})], "1.33") == []
+
+
+def test_secret_maps_on_the_wire_keep_keys_in_every_wrapping() -> None:
+    sentinel = "c2VudGluZWwtdmFsdWU="
+    secret = {rpc_sig: rpc_secret, "value": {"a": sentinel}}
+    output = {rpc_sig: rpc_output, "secret": True, "value": {"b": sentinel}}
+    inputs, has_secret = decode_inputs(
+        "kubernetes:core/v1:Secret",
+        {"kind": "Secret", "data": secret, "stringData": {"c": sentinel, "d": output}},
+    )
+    assert inputs["data"] == {"a": REDACTED}
+    assert inputs["stringData"] == {"c": REDACTED, "d": REDACTED}  # plain values too
+    assert has_secret and sentinel not in json.dumps(inputs)
+    unknown = {rpc_sig: rpc_output, "secret": True}  # no value yet: no keys to show
+    assert decode_inputs("kubernetes:core/v1:Secret", {"data": unknown})[0]["data"] == REDACTED
+    config_map, _ = decode_inputs("kubernetes:core/v1:ConfigMap", {"data": {"k": "v"}})
+    assert config_map["data"] == {"k": "v"}
 
 
 def _deployment(labels: dict[str, str], selector: dict[str, str], pod: dict[str, Any]) -> Manifest:

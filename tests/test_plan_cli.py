@@ -48,7 +48,10 @@ def test_console_script_reports_config_errors_without_a_traceback(tmp_path: Path
         check=False,
     )
     assert result.returncode == 2
-    assert "models[0].migProfile: '7g.80gb' is not in pool 'h100-mig''s layout" in result.stderr
+    assert (
+        "models[0].migProfile: '7g.80gb' is not in the MIG layout of pool 'h100-mig'"
+        in result.stderr
+    )
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 
@@ -83,3 +86,22 @@ def test_existing_cluster_mode_declares_no_aws_resources(tmp_path: Path) -> None
     assert any(w.startswith("[program] cluster.mode is 'existing'") for w in summary["warnings"])
     checks = json.loads((out / "pilot" / "checks.json").read_text())
     assert any(c["check"] == "scheduling" and c["severity"] == "warning" for c in checks)
+
+
+def test_wrote_line_names_every_file_and_folder_written(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(EXE), "plan", "pilot", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("Wrote "))
+    listed = line.split(": ", 1)[1].split(", ")
+    on_disk = sorted(f"{p.name}/" if p.is_dir() else p.name for p in (tmp_path / "pilot").iterdir())
+    assert sorted(entry.split(" (")[0] for entry in listed) == on_disk
+    manifests = len(list((tmp_path / "pilot" / "manifests").iterdir()))
+    assert f"manifests/ ({manifests} Kubernetes manifests)" in listed
+    assert "helm/ (1 Helm release)" in listed

@@ -145,6 +145,21 @@ def test_partitions_unset_take_the_cluster_default() -> None:
 
     assert messages(with_cluster, RULE_KAFKA) == []
 
+    def with_small_cluster_default() -> None:
+        k8s.apiextensions.CustomResource(
+            "swarm-kafka",
+            api_version="kafka.strimzi.io/v1beta2",
+            kind="Kafka",
+            metadata={"name": "swarm", "namespace": "kafka"},
+            spec={"kafka": {"replicas": 3, "config": {"num.partitions": 2}}},
+        )
+        program()
+
+    assert (
+        "exceeds the 2 partition(s) of topic requests (KafkaTopic kafka/requests "
+        "(requests-topic), num.partitions of cluster swarm)"
+    ) in only(with_small_cluster_default, RULE_KAFKA).message
+
 
 def test_topic_of_the_trigger_cluster_is_used() -> None:
     def program() -> None:

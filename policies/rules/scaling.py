@@ -102,7 +102,7 @@ def _partitions(
         if spec.get("partitions") is not None:
             count, how = _count(spec["partitions"], KAFKA_DEFAULT_PARTITIONS), label
         elif cluster in cluster_default:
-            count, how = cluster_default[cluster], f"{label}, cluster {cluster}'s num.partitions"
+            count, how = cluster_default[cluster], f"{label}, num.partitions of cluster {cluster}"
         else:
             count, how = KAFKA_DEFAULT_PARTITIONS, f"{label}, spec.partitions unset: Kafka default"
         topic = str(spec.get("topicName") or name_of(t))

@@ -10,9 +10,10 @@ entry point hands to the CLI, with the same `--policy-pack-config` file.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from pulumi_policy import (
     PolicyCustomTimeouts,
@@ -26,11 +27,9 @@ from pulumi_policy import (
 from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
-from policies.framework import Rule
-from policies.pack import RULES
+from policies.framework import Level, Rule
+from policies.pack import RULES, Phase, describe_phase_levels, phase_levels
 from stacks.plan.recorder import Registration
-
-Level = Literal["advisory", "mandatory", "disabled"]
 
 
 @dataclass(frozen=True)
@@ -76,9 +75,12 @@ def unknown_rules(config: dict[str, Any]) -> list[str]:
     return sorted(k for k in config if k != "all" and k not in known)
 
 
-def settings(rule: Rule, config: dict[str, Any]) -> tuple[Level, dict[str, Any]]:
-    """A rule's enforcement level and its config, as `--policy-pack-config` sets them."""
-    level: str = rule.level
+def settings(
+    rule: Rule, config: dict[str, Any], default: Level | None = None
+) -> tuple[Level, dict[str, Any]]:
+    """A rule's enforcement level and its config, as `--policy-pack-config` sets them over
+    `default` (the stack's phase level, `phase_levels`; else the rule's own)."""
+    level: str = default or rule.level
     if isinstance(config.get("all"), str):
         level = str(config["all"])
     entry = config.get(rule.name)
@@ -117,18 +119,54 @@ def _options(r: Registration) -> PolicyResourceOptions:
     )
 
 
+@dataclass(frozen=True)
+class Levels:
+    """Where a plan's enforcement levels come from: the stack's phase, then its config file."""
+
+    phase: Phase
+    config_file: str | None  # shown relative to the project; None: the stack has none
+    expected_file: str
+
+    @property
+    def defaults(self) -> dict[str, Level]:
+        return phase_levels(self.phase)
+
+    def describe(self) -> str:
+        base = describe_phase_levels(self.phase)
+        if self.config_file is None:
+            return f"no {self.expected_file}, so {base}"
+        return f"{base} with {self.config_file} applied"
+
+
+def effective_levels(levels: Levels, config: dict[str, Any]) -> dict[str, Level]:
+    """Every rule's level as the pack runs it for this stack."""
+    defaults = levels.defaults
+    return {r.name: settings(r, config, defaults[r.name])[0] for r in RULES}
+
+
+def count_levels(effective: dict[str, Level]) -> str:
+    counts = Counter(effective.values())
+    order: list[Level] = ["mandatory", "advisory", "disabled"]
+    return ", ".join(f"{counts[level]} {level}" for level in order if counts[level])
+
+
 def evaluate(
     registrations: list[Registration],
     config: dict[str, Any],
     rules: list[Rule] | None = None,
+    defaults: dict[str, Level] | None = None,
 ) -> list[Violation]:
-    """Every violation of every enabled rule, resources first, then the stack."""
+    """Every violation of every enabled rule, resources first, then the stack.
+
+    `defaults` are the levels before `config` applies (`phase_levels` of the stack's phase);
+    without them each rule runs at its own level."""
     rules = RULES if rules is None else rules
+    defaults = defaults or {}
     registrations = sorted(registrations, key=lambda r: r.urn)  # capture order is not stable
     violations: list[Violation] = []
     props = {r.urn: _props(r) for r in registrations}
     for rule in rules:
-        level, values = settings(rule, config)
+        level, values = settings(rule, config, defaults.get(rule.name))
         if level == "disabled":
             continue
         policy = rule.policy()
@@ -186,18 +224,28 @@ def _stack_resources(
     return list(by_urn.values())
 
 
-def report_markdown(violations: list[Violation], config_path: str) -> str:
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def report_markdown(
+    violations: list[Violation], levels: Levels, effective: dict[str, Level]
+) -> str:
     lines = [
         "# Policy report",
         "",
-        f"Pack `swarmstack`, config `{config_path}`. Offline plan: nothing was deployed.",
+        "Pack `swarmstack`. Offline plan: nothing was deployed.",
+        "",
+        f"Enforcement levels: {levels.describe()}: {count_levels(effective)}.",
         "",
     ]
     if not violations:
         lines.append("No violations.")
-        return "\n".join(lines) + "\n"
-    lines += ["| level | rule | resource | message | remediation |", "|---|---|---|---|---|"]
-    for v in violations:
-        cells = [v.level, f"`{v.rule}`", v.resource.rsplit("::", 1)[-1], v.message, v.remediation]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    else:
+        lines += ["| level | rule | resource | message | remediation |", "|---|---|---|---|---|"]
+        for v in violations:
+            where = v.resource.rsplit("::", 1)[-1]
+            lines.append(_row([v.level, f"`{v.rule}`", where, v.message, v.remediation]))
+    lines += ["", "## Enforcement levels", "", "| rule | level |", "|---|---|"]
+    lines += [_row([f"`{name}`", level]) for name, level in effective.items()]
     return "\n".join(lines) + "\n"

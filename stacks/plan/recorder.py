@@ -6,6 +6,11 @@ format here rather than with the SDK's deserializer so that a secret is replaced
 by `REDACTED` before it is ever held in clear; unknown values become `UNKNOWN`
 and numbers that are whole become ints.
 
+A Kubernetes Secret's `data` and `stringData` keep their keys: each value becomes
+`REDACTED`, so the manifest keeps its schema. On the wire one secret value wraps
+the whole map, so the keys are read from inside the wrapper; the values are
+never read.
+
 Mocked look-ups return fixed values (documented in `LOOKUPS`) so that plans are
 reproducible.
 """
@@ -28,7 +33,10 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await  # pyright: ignore[reportPrivateUsage]
 
-REDACTED = "[secret]"
+# Stands in for every secret value the plan writes. It is eight characters of the
+# base64 alphabet, so it is also a valid value of a Secret's `data` (it decodes to
+# six meaningless bytes), and plainly no real token or password.
+REDACTED = "REDACTED"
 UNKNOWN = "[unknown until deployed]"
 ACCOUNT_ID = "111122223333"
 
@@ -86,6 +94,42 @@ def decode(value: Any) -> tuple[Any, bool]:
     if isinstance(value, float) and value.is_integer():
         return int(value), False
     return value, False
+
+
+# Kubernetes types whose fields are maps of secret values: keys shown, values redacted.
+SECRET_MAPS: dict[str, tuple[str, ...]] = {"kubernetes:core/v1:Secret": ("data", "stringData")}
+
+
+def _map_keys(value: Any) -> list[str] | None:
+    """Keys of a wire map, seen through secret and output wrappers; None if not a known map.
+
+    Only the keys are read: the values stay on the wire, untouched."""
+    while isinstance(value, dict):
+        wire = cast(dict[str, Any], value)
+        sig = wire.get(_SIG)
+        if sig in (_SECRET, _OUTPUT):
+            if "value" not in wire:
+                return None  # unknown until deployed: no keys to show
+            value = wire["value"]
+            continue
+        if sig is not None:
+            return None
+        return sorted(wire)
+    return None
+
+
+def decode_inputs(type_: str, wire: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """A resource's inputs decoded; the value maps of secret types redacted key by key."""
+    decoded, secret = decode(wire)
+    inputs = cast(dict[str, Any], decoded)
+    for name in SECRET_MAPS.get(type_, ()):
+        if name not in wire:
+            continue
+        keys = _map_keys(wire[name])
+        if keys is not None:
+            inputs[name] = {key: REDACTED for key in keys}
+            secret = secret or bool(keys)
+    return inputs, secret
 
 
 # Fixed answers to the provider functions the program calls during a plan.
@@ -181,16 +225,18 @@ class PlanMocks(pulumi_mocks.Mocks):
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: pulumi_mocks.Mocks) -> None:
+    def __init__(
+        self, mocks: pulumi_mocks.Mocks, registrations: list[Registration] | None = None
+    ) -> None:
         super().__init__(mocks)
-        self.registrations: list[Registration] = []
+        self.registrations: list[Registration] = [] if registrations is None else registrations
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
         # MockMonitor.RegisterResource leaves its `request` parameter unannotated.
         response = super().RegisterResource(request)  # pyright: ignore[reportUnknownMemberType]
         if request.type != "pulumi:pulumi:Stack":
             raw = json_format.MessageToDict(request.object)
-            inputs, secret = decode(raw)
+            inputs, secret = decode_inputs(request.type, raw)
             self.registrations.append(
                 Registration(
                     type=request.type,
@@ -246,22 +292,26 @@ def run(
     config: dict[str, str] | None = None,
     secret_keys: list[str] | None = None,
     region: str = "us-east-1",
+    preview: bool = False,
+    registrations: list[Registration] | None = None,
 ) -> Capture:
     """Run `program` on the mock runtime; return every registration and stack output.
 
-    Exceptions raised by the program (including inside `apply`) propagate.
+    `preview=True` runs it as `pulumi preview` would (`is_dry_run()`), else as `pulumi up`.
+    Exceptions raised by the program (including inside `apply`) propagate; pass
+    `registrations` to see what was declared before one.
     """
     with _fresh_loop():
         pulumi_settings.reset_options()
         pulumi.runtime.set_all_config(config or {}, secret_keys or [])
         mocks = PlanMocks(region)
-        monitor = RecordingMonitor(mocks)
+        monitor = RecordingMonitor(mocks, registrations)
         logger = logging.getLogger(f"swarmstack.plan.{stack}")
         logger.propagate = False
         collector = _WarningCollector()
         logger.handlers = [collector]
         pulumi.runtime.set_mocks(
-            mocks, project=project, stack=stack, preview=False, monitor=monitor, logger=logger
+            mocks, project=project, stack=stack, preview=preview, monitor=monitor, logger=logger
         )
         outputs: dict[str, Any] = {}
 

@@ -96,6 +96,28 @@ def _files(plan: Plan, findings: list[Finding], summary: Summary) -> dict[str, s
     return files
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def describe_written(plan: Plan, files: list[str]) -> str:
+    """Every top-level file and folder of a written plan, in the order written, with counts."""
+    counts = {
+        "manifests": _count(len(plan.manifests), "Kubernetes manifest"),
+        "helm": _count(len(plan.releases), "Helm release"),
+        "aws-resources.yaml": _count(len(plan.aws), "AWS resource"),
+    }
+    entries: list[str] = []
+    for rel in files:
+        top, _, rest = rel.partition("/")
+        entry = f"{top}/" if rest else top
+        if top in counts:
+            entry += f" ({counts[top]})"
+        if entry not in entries:
+            entries.append(entry)
+    return ", ".join(entries)
+
+
 def write_plan(
     plan: Plan,
     findings: list[Finding],
@@ -104,8 +126,10 @@ def write_plan(
     *,
     forbidden: list[str],
     extra: dict[str, str] | None = None,
-) -> Path:
-    """Render every file, refuse any that holds a forbidden (secret) value, then swap in."""
+) -> list[str]:
+    """Render every file, refuse any that holds a forbidden (secret) value, then swap in.
+
+    Returns the written files, relative to `destination`, in the order written."""
     files = {**_files(plan, findings, summary), **(extra or {})}
     for path, text in files.items():
         for secret in forbidden:
@@ -128,4 +152,4 @@ def write_plan(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return destination
+    return list(files)

@@ -4,7 +4,17 @@
 from __future__ import annotations
 
 from policies.framework import Rule
-from policies.rules import aws, cost, data, gpu, kubernetes_security, scaling, supply_chain, traffic
+from policies.rules import (
+    aws,
+    cost,
+    data,
+    event_bus,
+    gpu,
+    kubernetes_security,
+    scaling,
+    supply_chain,
+    traffic,
+)
 
 PACK_NAME = "swarmstack"
 
@@ -15,6 +25,7 @@ RULES: list[Rule] = [
     *traffic.RULES,
     *scaling.RULES,
     *data.RULES,
+    *event_bus.RULES,
     *aws.RULES,
     *cost.RULES,
 ]

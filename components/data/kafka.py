@@ -17,17 +17,23 @@ every template; users get ACLs on their own topics and group only.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
 import yaml
 from pydantic import Field
 
 from components.agents.spec import AgentSpec, TopicSpec, events_agents, kafka_names
 from components.data.msk_pricing import MSK_BROKER_TYPES
-from components.specs import DnsLabel, Spec
+from components.data.strimzi_schema import StrimziResourceError, check_strimzi_resource
+from components.nodes import aws_tags
+from components.specs import CostLabels, DnsLabel, ImageRef, Spec
 
 # --- Versions (checked against the Strimzi 1.2.0 tag and the MSK version table) ----------
 
@@ -929,3 +935,364 @@ def msk_topic_admin_policy(cluster_arn: str, topics: Sequence[RenderedTopic]) ->
         },
         sort_keys=True,
     )
+
+
+# --- Component -----------------------------------------------------------------------------
+
+TYPE_TOKEN = "swarmstack:data:EventBus"
+TOPICS_CONFIG_KEY = "topics.json"
+
+
+@dataclass(frozen=True)
+class ManagedNetwork:
+    """The stack's own VPC, for mode msk."""
+
+    vpc_id: pulumi.Input[str]
+    private_subnet_ids: Sequence[pulumi.Input[str]]  # one per AZ
+    node_security_group_id: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+
+
+@dataclass(frozen=True)
+class EventBusArgs:
+    spec: KafkaSpec
+    agents: Sequence[AgentSpec]
+    namespace: str  # the data namespace (declared by the tenancy component)
+    cost_labels: CostLabels
+    network: ManagedNetwork | None = None  # mode msk
+    # Image that runs `python -m agent_worker.topics` (the agent worker) for the MSK topic Job.
+    topic_job_image: ImageRef | None = None
+    cluster_name: str = "events"
+
+
+class EventBusError(ValueError):
+    """An event bus spec that breaks a rule, or a rendered CR the Strimzi model refuses."""
+
+
+class EventBus(pulumi.ComponentResource):
+    """Kafka for the agents: Strimzi in the cluster, or Amazon MSK.
+
+    Kubernetes resources take the provider from `opts` (`providers=[...]`), AWS resources
+    the AWS provider, as every component here.
+    """
+
+    connection: KafkaConnection
+    topics: list[RenderedTopic]
+    iam_policies: dict[str, pulumi.Output[str]]  # agent -> IAM policy JSON (msk)
+
+    def __init__(
+        self, name: str, args: EventBusArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        problems = kafka_problems(args.spec, args.agents)
+        if problems:
+            raise EventBusError("; ".join(f"{path}: {message}" for path, message in problems))
+        if args.spec.mode == "msk" and args.network is None:
+            raise EventBusError("kafka.mode: msk needs the stack's VPC (network)")
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        self._name, self._args = name, args
+        self._labels = {**args.cost_labels.as_labels(), "app.kubernetes.io/part-of": "swarmstack"}
+        self.topics = rendered_topics(args.spec, args.agents)
+        self.iam_policies = {}
+        outputs: dict[str, Any]
+        if args.spec.mode == "strimzi":
+            self.connection = self._strimzi()
+            outputs = {"bootstrap": self.connection.bootstrap, "mode": "strimzi"}
+        else:
+            assert args.network is not None
+            self.connection, cluster = self._msk(args.network)
+            outputs = {"bootstrap": self.connection.bootstrap, "mode": "msk", "arn": cluster.arn}
+        outputs["topics"] = [t.name for t in self.topics]
+        self.register_outputs(outputs)
+
+    def _child(self, depends_on: Sequence[pulumi.Resource] = ()) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, depends_on=list(depends_on))
+
+    # -- strimzi -------------------------------------------------------------------------
+
+    def _strimzi(self) -> KafkaConnection:
+        args, ns, cluster = self._args, self._args.namespace, self._args.cluster_name
+        # Every CR is rendered and checked against the CRD model before anything is declared.
+        pools = node_pool_resources(args.spec, cluster, ns, self._labels)
+        bodies: list[tuple[str, dict[str, Any]]] = [
+            *[(f"pool-{p['metadata']['name']}", p) for p in pools],
+            ("kafka", kafka_resource(args.spec, cluster, ns, self._labels)),
+            *[
+                (
+                    f"topic-{t.name.replace('.', '-')}",
+                    kafka_topic_resource(t, cluster, ns, self._labels),
+                )
+                for t in self.topics
+            ],
+            *[
+                (
+                    f"user-{kafka_names(a).user}",
+                    kafka_user_resource(
+                        kafka_names(a).user, agent_acls(a), cluster, ns, self._labels
+                    ),
+                )
+                for a in events_agents(args.agents)
+            ],
+            (
+                f"user-{KEDA_USER}",
+                kafka_user_resource(KEDA_USER, keda_acls(args.agents), cluster, ns, self._labels),
+            ),
+        ]
+        for _, body in bodies:
+            try:
+                check_strimzi_resource(body)
+            except StrimziResourceError as exc:
+                raise EventBusError(str(exc)) from None
+
+        release = k8s.helm.v3.Release(
+            f"{self._name}-operator",
+            k8s.helm.v3.ReleaseArgs(
+                name=STRIMZI_RELEASE,
+                chart=STRIMZI_CHART,
+                version=STRIMZI_CHART_VERSION,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=STRIMZI_REPOSITORY),
+                namespace=ns,
+                values=strimzi_operator_values(ns),
+                cleanup_on_fail=True,
+            ),
+            opts=self._child(),
+        )
+        metrics = k8s.core.v1.ConfigMap(
+            f"{self._name}-metrics",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=metrics_config_map_name(cluster), namespace=ns, labels=self._labels
+            ),
+            data={METRICS_CONFIG_KEY: jmx_exporter_config()},
+            opts=self._child(),
+        )
+        declared: dict[str, k8s.apiextensions.CustomResource] = {}
+        for suffix, body in bodies:
+            # The CRDs come with the operator's chart; the Kafka CR also waits for its pools
+            # and its metrics ConfigMap (the operator reads both when it reconciles).
+            extra: list[pulumi.Resource] = (
+                [metrics, *(declared[f"pool-{p['metadata']['name']}"] for p in pools)]
+                if body["kind"] == "Kafka"
+                else []
+            )
+            declared[suffix] = k8s.apiextensions.CustomResource(
+                f"{self._name}-{suffix}",
+                api_version=body["apiVersion"],
+                kind=body["kind"],
+                metadata=body["metadata"],
+                spec=body["spec"],
+                opts=self._child([release, *extra]),
+            )
+        return strimzi_connection(cluster, ns, args.agents)
+
+    # -- msk -----------------------------------------------------------------------------
+
+    def _msk(self, network: ManagedNetwork) -> tuple[KafkaConnection, aws.msk.Cluster]:
+        spec, name = self._args.spec, self._name
+        msk = spec.msk or MskSettings()
+        tags = aws_tags(self._args.cost_labels.as_labels(), component="event-bus")
+        port = spec.cluster_port
+        group = aws.ec2.SecurityGroup(
+            f"{name}-brokers",
+            description=f"MSK brokers of {self._args.cluster_name}: clients from the nodes only",
+            vpc_id=network.vpc_id,
+            ingress=[
+                aws.ec2.SecurityGroupIngressArgs(
+                    description="Kafka clients (TLS) from the cluster's nodes",
+                    protocol="tcp",
+                    from_port=port,
+                    to_port=port,
+                    security_groups=[network.node_security_group_id],
+                )
+            ],
+            tags=tags,
+            opts=self._child(),
+        )
+        logs = aws.cloudwatch.LogGroup(
+            f"{name}-broker-logs",
+            name=f"/swarmstack/msk/{self._args.cluster_name}",
+            retention_in_days=msk.log_retention_days,
+            kms_key_id=network.kms_key_arn,
+            tags=tags,
+            opts=self._child(),
+        )
+        configuration = aws.msk.Configuration(
+            f"{name}-configuration",
+            name=f"{self._args.cluster_name}-durable",
+            kafka_versions=[spec.version],
+            server_properties=server_properties(spec),
+            description="Durability settings rendered by swarmstack (same as Strimzi's)",
+            opts=self._child(),
+        )
+        sasl = (
+            aws.msk.ClusterClientAuthenticationSaslArgs(iam=True)
+            if msk.client_auth == "iam"
+            else aws.msk.ClusterClientAuthenticationSaslArgs(scram=True)
+        )
+        cluster = aws.msk.Cluster(
+            f"{name}-cluster",
+            cluster_name=self._args.cluster_name,
+            kafka_version=spec.version,
+            number_of_broker_nodes=spec.brokers,
+            broker_node_group_info=aws.msk.ClusterBrokerNodeGroupInfoArgs(
+                instance_type=msk.broker_type,
+                client_subnets=list(network.private_subnet_ids),
+                security_groups=[group.id],
+                storage_info=aws.msk.ClusterBrokerNodeGroupInfoStorageInfoArgs(
+                    ebs_storage_info=aws.msk.ClusterBrokerNodeGroupInfoStorageInfoEbsStorageInfoArgs(
+                        volume_size=spec.storage.size_gib
+                    )
+                ),
+            ),
+            encryption_info=aws.msk.ClusterEncryptionInfoArgs(
+                encryption_at_rest_kms_key_arn=network.kms_key_arn,
+                encryption_in_transit=aws.msk.ClusterEncryptionInfoEncryptionInTransitArgs(
+                    client_broker="TLS", in_cluster=True
+                ),
+            ),
+            client_authentication=aws.msk.ClusterClientAuthenticationArgs(
+                sasl=sasl, unauthenticated=False
+            ),
+            configuration_info=aws.msk.ClusterConfigurationInfoArgs(
+                arn=configuration.arn, revision=configuration.latest_revision
+            ),
+            logging_info=aws.msk.ClusterLoggingInfoArgs(
+                broker_logs=aws.msk.ClusterLoggingInfoBrokerLogsArgs(
+                    cloudwatch_logs=aws.msk.ClusterLoggingInfoBrokerLogsCloudwatchLogsArgs(
+                        enabled=True, log_group=logs.name
+                    )
+                )
+            ),
+            open_monitoring=aws.msk.ClusterOpenMonitoringArgs(
+                prometheus=aws.msk.ClusterOpenMonitoringPrometheusArgs(
+                    jmx_exporter=aws.msk.ClusterOpenMonitoringPrometheusJmxExporterArgs(
+                        enabled_in_broker=True
+                    ),
+                    node_exporter=aws.msk.ClusterOpenMonitoringPrometheusNodeExporterArgs(
+                        enabled_in_broker=True
+                    ),
+                )
+            ),
+            tags=tags,
+            opts=self._child(),
+        )
+        access: list[AgentKafkaAccess] = []
+        for agent in events_agents(self._args.agents):
+            names = kafka_names(agent)
+            policy_json = cluster.arn.apply(lambda arn, a=agent: msk_agent_policy(arn, a))
+            aws.iam.Policy(
+                f"{name}-agent-{agent.name}",
+                description=f"Agent type {agent.name}: its MSK topics and group only (IRSA)",
+                policy=policy_json,
+                tags=tags,
+                opts=self._child(),
+            )
+            self.iam_policies[agent.name] = policy_json
+            access.append(
+                AgentKafkaAccess(
+                    agent=agent.name,
+                    tasks_topic=names.tasks,
+                    results_topic=names.results,
+                    dead_letter_topic=names.dead_letter,
+                    group=names.group,
+                    username=None,
+                    password=None,
+                    iam_policy=policy_json,
+                )
+            )
+        bootstrap = (
+            cluster.bootstrap_brokers_sasl_iam
+            if msk.client_auth == "iam"
+            else cluster.bootstrap_brokers_sasl_scram
+        )
+        connection = KafkaConnection(
+            bootstrap=bootstrap,
+            tls=True,
+            ca=None,
+            auth="aws-msk-iam" if msk.client_auth == "iam" else "scram-sha-512",
+            agents=tuple(access),
+        )
+        self._topic_job(cluster, connection)
+        return connection, cluster
+
+    def _topic_job(self, cluster: aws.msk.Cluster, connection: KafkaConnection) -> None:
+        """MSK has no topic resource: a Job applies the rendered topic list through the
+        Kafka admin API (`python -m agent_worker.topics`), idempotently, on every change."""
+        ns, name = self._args.namespace, self._name
+        document = topics_document(self.topics)
+        topics = k8s.core.v1.ConfigMap(
+            f"{name}-topics",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=f"{self._args.cluster_name}-topics", namespace=ns, labels=self._labels
+            ),
+            data={TOPICS_CONFIG_KEY: document},
+            opts=self._child(),
+        )
+        image = self._args.topic_job_image
+        if image is None:
+            return
+        digest = hashlib.sha256(document.encode()).hexdigest()[:10]
+        protocol = "SASL_SSL"
+        mechanism = _SASL_MECHANISM[connection.auth] if connection.auth != "none" else ""
+        k8s.batch.v1.Job(
+            f"{name}-topics-job",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                # A new name per topic list: a Job's pod template cannot change in place.
+                name=f"{self._args.cluster_name}-topics-{digest}",
+                namespace=ns,
+                labels=self._labels,
+            ),
+            spec=_wire(
+                {
+                    "backoffLimit": 6,
+                    "ttlSecondsAfterFinished": 86400,
+                    "template": {
+                        "metadata": {"labels": self._labels},
+                        "spec": {
+                            "restartPolicy": "OnFailure",
+                            "automountServiceAccountToken": False,
+                            "securityContext": {
+                                "runAsNonRoot": True,
+                                "runAsUser": 10001,
+                                "seccompProfile": {"type": "RuntimeDefault"},
+                            },
+                            "containers": [
+                                {
+                                    "name": "topics",
+                                    "image": image.reference,
+                                    "command": [
+                                        "python",
+                                        "-m",
+                                        "agent_worker.topics",
+                                        f"/config/{TOPICS_CONFIG_KEY}",
+                                    ],
+                                    "env": [
+                                        {"name": "KAFKA_BOOTSTRAP", "value": connection.bootstrap},
+                                        {"name": "KAFKA_SECURITY_PROTOCOL", "value": protocol},
+                                        {"name": "KAFKA_SASL_MECHANISM", "value": mechanism},
+                                    ],
+                                    "resources": {
+                                        "requests": {"cpu": "50m", "memory": "128Mi"},
+                                        "limits": {"memory": "128Mi"},
+                                    },
+                                    "securityContext": RESTRICTED_CONTAINER_SECURITY,
+                                    "volumeMounts": [
+                                        {"name": "topics", "mountPath": "/config", "readOnly": True}
+                                    ],
+                                }
+                            ],
+                            "volumes": [
+                                {
+                                    "name": "topics",
+                                    "configMap": {"name": f"{self._args.cluster_name}-topics"},
+                                }
+                            ],
+                        },
+                    },
+                }
+            ),
+            opts=self._child([topics, cluster]),
+        )
+
+
+def _wire(spec: dict[str, Any]) -> Any:
+    """A spec in Kubernetes wire form (camelCase keys), which the SDK sends as written."""
+    return spec

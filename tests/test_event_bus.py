@@ -105,6 +105,13 @@ def test_strimzi_declares_operator_pools_cluster_topics_and_users() -> None:
         "researcher.dead-letter",
         "researcher.workers",
     }
+    ops = {a["resource"]["name"]: sorted(a["operations"]) for a in researcher}
+    assert ops == {
+        "researcher.tasks": ["Describe", "Read"],
+        "researcher.results": ["Describe", "Read", "Write"],  # its recovery scanner reads it
+        "researcher.dead-letter": ["Describe", "Write"],
+        "researcher.workers": ["Describe", "Read"],
+    }
     keda = users["keda-lag-reader"]["authorization"]["acls"]
     assert {op for a in keda for op in a["operations"]} == {"Describe"}
 

@@ -81,6 +81,8 @@ def test_rendered_local_topics_are_created_with_their_settings_and_read_back(
     assert by_name["researcher.tasks"].partitions == 3
     assert by_name["researcher.results"].config["cleanup.policy"] == "compact"
     assert by_name["researcher.dead-letter"].config["retention.ms"] == str(336 * 3_600_000)
+    # One broker: the local rendering asks for what it can keep (LOCAL_BROKER_GAPS).
+    assert {s.config["min.insync.replicas"] for s in first} == {"1"}
     # Applying again creates nothing and finds nothing different.
     again = asyncio.run(apply_topics(tansu.url, requests))
     assert [s.created for s in again] == [False, False, False]

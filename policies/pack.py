@@ -7,7 +7,17 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from policies.framework import Level, Rule
-from policies.rules import aws, cost, data, gpu, kubernetes_security, scaling, supply_chain, traffic
+from policies.rules import (
+    aws,
+    cost,
+    data,
+    event_bus,
+    gpu,
+    kubernetes_security,
+    scaling,
+    supply_chain,
+    traffic,
+)
 
 PACK_NAME = "swarmstack"
 
@@ -24,6 +34,7 @@ RULES: list[Rule] = [
     *traffic.RULES,
     *scaling.RULES,
     *data.RULES,
+    *event_bus.RULES,
     *aws.RULES,
     *cost.RULES,
 ]

@@ -11,10 +11,35 @@ from collections import Counter
 from typing import Any
 
 import redis
+from agent_worker.topics import apply_topics, parse_document
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from components.agents.spec import AgentSpec, kafka_names
+from components.data.kafka import (
+    KafkaSpec,
+    local_connection,
+    local_topics,
+    rendered_topics,
+    topics_document,
+    worker_environment,
+)
 from tests.e2e.worker_client import metric_value, metrics_text
+
+# The bus as a stack declares it; the test runs its local rendering (LOCAL_BROKER_GAPS).
+AGENT = AgentSpec.model_validate(
+    {
+        "name": "agent",
+        "mode": "events",
+        "replicas": {"min": 1, "max": 2},
+        "topics": {
+            "tasks": {"partitions": 2, "retentionHours": 24},
+            "results": {"partitions": 2, "retentionHours": 24, "cleanupPolicy": "compact"},
+            "deadLetter": {"partitions": 1, "retentionHours": 24},
+        },
+    }
+)
+BUS = KafkaSpec.model_validate({"version": "4.3.1", "brokers": 3})
+NAMES = kafka_names(AGENT)
 
 TASKS = [
     {
@@ -30,11 +55,7 @@ TASKS = [
 
 def events_env(bootstrap: str) -> dict[str, str]:
     return {
-        "WORKER_MODE": "events",
-        "KAFKA_BOOTSTRAP": bootstrap,
-        "TASK_TOPIC": "agent-tasks",
-        "RESULT_TOPIC": "agent-results",
-        "CONSUMER_GROUP": "agent-workers",
+        **worker_environment(local_connection(bootstrap, [AGENT]), AGENT.name),
         "KAFKA_SESSION_TIMEOUT_MS": "6000",
         "DEFAULT_MAX_TOKENS": "16",
         "LEASE_S": "2",
@@ -42,12 +63,10 @@ def events_env(bootstrap: str) -> dict[str, str]:
 
 
 async def create_topics(bootstrap: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic("agent-tasks", 2, 1), NewTopic("agent-results", 2, 1)])
-    finally:
-        await admin.close()
+    """The rendered topic list, applied as the MSK topic Job applies it."""
+    document = topics_document(local_topics(rendered_topics(BUS, [AGENT])))
+    states = await apply_topics(bootstrap, parse_document(document))
+    assert all(s.created and not s.problems for s in states), states
 
 
 async def produce(bootstrap: str, tasks: list[dict[str, Any]]) -> None:
@@ -56,7 +75,7 @@ async def produce(bootstrap: str, tasks: list[dict[str, Any]]) -> None:
     try:
         for task in tasks:
             await producer.send_and_wait(
-                "agent-tasks", json.dumps(task).encode(), key=task["task_id"].encode()
+                NAMES.tasks, json.dumps(task).encode(), key=task["task_id"].encode()
             )
     finally:
         await producer.stop()
@@ -68,7 +87,7 @@ async def read_results(
     """Every record on the result topic: until all `expect`ed task ids arrived, and then
     `settle_s` more seconds so that a duplicate would be seen too."""
     consumer = AIOKafkaConsumer(
-        "agent-results", bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+        NAMES.results, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
     )
     await consumer.start()
     results: list[dict[str, Any]] = []

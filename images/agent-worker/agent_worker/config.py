@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
@@ -26,6 +27,26 @@ class ConfigError(ValueError):
     """A bad or missing environment variable; the message starts with its name."""
 
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-512",)
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How the worker authenticates to Kafka and checks the brokers' certificates.
+
+    SASL_PLAINTEXT is refused: it would send the password in clear. The password is read
+    from a mounted file (KAFKA_PASSWORD_FILE), never from the environment.
+    """
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    username: str | None = None
+    password_file: str | None = None
+    ca_file: str | None = None
+    enable_idempotence: bool = False
+
+
 @dataclass(frozen=True)
 class Settings:
     model_base_url: str
@@ -41,6 +62,8 @@ class Settings:
     task_topic: str | None
     result_topic: str | None
     consumer_group: str | None
+    dead_letter_topic: str | None
+    kafka: KafkaSecurity
     session_ttl_s: int
     max_steps: int
     max_message_bytes: int
@@ -143,7 +166,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     if mode not in ("http", "events"):
         raise ConfigError(f"WORKER_MODE must be 'http' or 'events', got {mode!r}")
 
-    kafka_bootstrap = task_topic = result_topic = consumer_group = None
+    kafka_bootstrap = task_topic = result_topic = consumer_group = dead_letter_topic = None
+    kafka = KafkaSecurity()
     if mode == "events":
         why = " when WORKER_MODE=events"
         kafka_bootstrap = _required(env, "KAFKA_BOOTSTRAP", why)
@@ -156,6 +180,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         consumer_group = _name("CONSUMER_GROUP", _required(env, "CONSUMER_GROUP", why))
         if task_topic == result_topic:
             raise ConfigError("RESULT_TOPIC must differ from TASK_TOPIC")
+        dead_letter = _str(env, "DEAD_LETTER_TOPIC")
+        if dead_letter is not None:
+            dead_letter_topic = _name("DEAD_LETTER_TOPIC", dead_letter)
+            if dead_letter_topic in (task_topic, result_topic):
+                raise ConfigError("DEAD_LETTER_TOPIC must differ from TASK_TOPIC and RESULT_TOPIC")
+        kafka = kafka_security(env)
 
     fault: str | None = None
     if _str(env, "SWARM_FAULT_HOOKS") == "1":
@@ -178,6 +208,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         task_topic=task_topic,
         result_topic=result_topic,
         consumer_group=consumer_group,
+        dead_letter_topic=dead_letter_topic,
+        kafka=kafka,
         session_ttl_s=_int(env, "SESSION_TTL_S", 86400, 60, 30 * 86400),
         max_steps=_int(env, "MAX_STEPS", 4, 2, 32),
         max_message_bytes=_int(env, "MAX_MESSAGE_BYTES", 16384, 1, 1 << 20),
@@ -189,4 +221,62 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         fault=fault,
         fault_after_tokens=_int(env, "SWARM_FAULT_AFTER_TOKENS", 3, 1, 10000),
         kafka_session_timeout_ms=_int(env, "KAFKA_SESSION_TIMEOUT_MS", 10000, 1000, 300000),
+    )
+
+
+def _existing_file(name: str, value: str) -> str:
+    if not Path(value).is_file():
+        raise ConfigError(f"{name} must name a readable file, {value!r} is not a file")
+    return value
+
+
+def kafka_security(env: Mapping[str, str]) -> KafkaSecurity:
+    protocol = _str(env, "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT") or "PLAINTEXT"
+    if protocol not in SECURITY_PROTOCOLS:
+        raise ConfigError(
+            f"KAFKA_SECURITY_PROTOCOL must be one of {', '.join(SECURITY_PROTOCOLS)}, got "
+            f"{protocol!r} (SASL_PLAINTEXT would send the password in clear)"
+        )
+    mechanism = _str(env, "KAFKA_SASL_MECHANISM")
+    username = _str(env, "KAFKA_USERNAME")
+    password_file = _str(env, "KAFKA_PASSWORD_FILE")
+    ca_file = _str(env, "KAFKA_CA_FILE")
+    if _str(env, "KAFKA_PASSWORD") is not None:
+        raise ConfigError(
+            "KAFKA_PASSWORD is not read: mount the password and set KAFKA_PASSWORD_FILE"
+        )
+    if protocol == "SASL_SSL":
+        if mechanism not in SASL_MECHANISMS:
+            raise ConfigError(
+                f"KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)} with "
+                f"SASL_SSL, got {mechanism!r}"
+            )
+        if username is None:
+            raise ConfigError("KAFKA_USERNAME is required when KAFKA_SECURITY_PROTOCOL=SASL_SSL")
+        if password_file is None:
+            raise ConfigError(
+                "KAFKA_PASSWORD_FILE is required when KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+            )
+        _existing_file("KAFKA_PASSWORD_FILE", password_file)
+    elif mechanism or username or password_file:
+        raise ConfigError(
+            f"KAFKA_SASL_MECHANISM, KAFKA_USERNAME and KAFKA_PASSWORD_FILE need "
+            f"KAFKA_SECURITY_PROTOCOL=SASL_SSL, got {protocol}"
+        )
+    if ca_file is not None:
+        if protocol == "PLAINTEXT":
+            raise ConfigError("KAFKA_CA_FILE is set but KAFKA_SECURITY_PROTOCOL is PLAINTEXT")
+        _existing_file("KAFKA_CA_FILE", ca_file)
+    idempotence = _str(env, "KAFKA_ENABLE_IDEMPOTENCE", "false")
+    if idempotence not in ("true", "false"):
+        raise ConfigError(f"KAFKA_ENABLE_IDEMPOTENCE must be true or false, got {idempotence!r}")
+    return KafkaSecurity(
+        security_protocol="SASL_SSL"
+        if protocol == "SASL_SSL"
+        else ("SSL" if protocol == "SSL" else "PLAINTEXT"),
+        sasl_mechanism=mechanism,
+        username=username,
+        password_file=password_file,
+        ca_file=ca_file,
+        enable_idempotence=idempotence == "true",
     )

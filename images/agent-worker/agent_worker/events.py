@@ -32,9 +32,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
 from redis.exceptions import RedisError
 
 from agent_worker import state
+from agent_worker.config import KafkaSecurity
 from agent_worker.service import DrainingError, TurnBusyError, Worker
 from agent_worker.state import JSON, TurnRequest
 from agent_worker.store import task_lease_key
@@ -132,6 +134,36 @@ def error_document(task_id: str, session_id: str | None, message: str, worker_id
     }
 
 
+def client_options(security: KafkaSecurity) -> dict[str, Any]:
+    """aiokafka connection options for every client of the worker (consumer, producer,
+    scanner): TLS against the given CA, SASL/SCRAM with the password read from its file."""
+    options: dict[str, Any] = {"security_protocol": security.security_protocol}
+    if security.security_protocol in ("SSL", "SASL_SSL"):
+        # Without a CA file the system trust store verifies the brokers (MSK's certificates).
+        options["ssl_context"] = create_ssl_context(cafile=security.ca_file)
+    if security.security_protocol == "SASL_SSL":
+        assert security.password_file is not None  # checked by load_settings
+        with open(security.password_file, encoding="utf-8") as handle:
+            password = handle.read().strip()
+        options["sasl_mechanism"] = security.sasl_mechanism
+        options["sasl_plain_username"] = security.username
+        options["sasl_plain_password"] = password
+    return options
+
+
+DEAD_LETTER_REASON = "x-dead-letter-reason"
+DEAD_LETTER_SOURCE = "x-dead-letter-source"
+
+
+def dead_letter_headers(tp: TopicPartition, offset: int, reason: str) -> list[tuple[str, bytes]]:
+    """Why a record was not used and where it came from, as record headers (the record's
+    own key and value are published unchanged)."""
+    return [
+        (DEAD_LETTER_REASON, reason.encode()),
+        (DEAD_LETTER_SOURCE, f"{tp.topic}-{tp.partition}@{offset}".encode()),
+    ]
+
+
 class EventLoop:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
@@ -141,11 +173,14 @@ class EventLoop:
         self.task_topic = s.task_topic
         self.result_topic = s.result_topic
         self.group = s.consumer_group
+        self.dead_letter_topic = s.dead_letter_topic
         self.agent = s.agent_name
         self._stop = asyncio.Event()
         client = f"agent-worker-{worker.instance_id}"
+        security = client_options(s.kafka)
         self.consumer = AIOKafkaConsumer(
             self.task_topic,
+            **security,
             bootstrap_servers=self.bootstrap,
             group_id=self.group,
             client_id=client,
@@ -155,11 +190,18 @@ class EventLoop:
             heartbeat_interval_ms=max(300, s.kafka_session_timeout_ms // 4),
             max_poll_interval_ms=600_000,
         )
-        # Tansu 0.6 rejects InitProducerId: no idempotent/transactional producer.
+        # KAFKA_ENABLE_IDEMPOTENCE is true on the cluster; the local broker (Tansu 0.6)
+        # rejects InitProducerId, so it runs without (the result ledger still holds).
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, client_id=client, acks="all", linger_ms=0
+            **security,
+            bootstrap_servers=self.bootstrap,
+            client_id=client,
+            acks="all",
+            linger_ms=0,
+            enable_idempotence=s.kafka.enable_idempotence,
         )
         self.scanner = AIOKafkaConsumer(
+            **security,
             bootstrap_servers=self.bootstrap,
             client_id=client + "-scan",
             group_id=None,
@@ -197,12 +239,7 @@ class EventLoop:
         task, task_id, problem = parse_task(record.value)
         if task is None:
             if task_id is None:
-                log.warning(
-                    "skipping a task without usable task_id at %s@%d: %s",
-                    tp,
-                    record.offset,
-                    problem,
-                )
+                await self.dead_letter(tp, record, problem or "unusable task")
                 self.worker.metrics.tasks.labels(self.agent, "invalid").inc()
             else:
                 await self.settle(
@@ -216,6 +253,39 @@ class EventLoop:
         else:
             await self.settle(task.task_id, lambda: self.run_task(task))
         await self.consumer.commit({tp: record.offset + 1})
+
+    async def dead_letter(
+        self, tp: TopicPartition, record: ConsumerRecord[Any, Any], reason: str
+    ) -> None:
+        """Publish a record no result can answer (no usable task id) to the dead-letter
+        topic, unchanged, with the reason and its origin in headers; then it is committed.
+        Retried until the broker takes it: a record is never dropped silently."""
+        if self.dead_letter_topic is None:
+            log.warning(
+                "skipping a task without usable task_id at %s@%d: %s (no DEAD_LETTER_TOPIC)",
+                tp,
+                record.offset,
+                reason,
+            )
+            return
+        attempt = 0
+        while True:
+            try:
+                await self.producer.send_and_wait(
+                    self.dead_letter_topic,
+                    record.value,
+                    key=record.key,
+                    headers=dead_letter_headers(tp, record.offset, reason),
+                )
+                break
+            except (KafkaError, OSError) as exc:
+                attempt += 1
+                delay = min(30.0, 2.0 ** (attempt - 1))
+                log.warning("dead letter of %s@%d failed (%s); retry", tp, record.offset, exc)
+                await self._sleep(delay)
+        log.warning(
+            "task at %s@%d sent to %s: %s", tp, record.offset, self.dead_letter_topic, reason
+        )
 
     @staticmethod
     async def _constant(doc: JSON) -> JSON:

@@ -1,0 +1,1 @@
+"""The agent types a stack runs: what they consume and produce, and how far they scale."""

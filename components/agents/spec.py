@@ -1,0 +1,130 @@
+"""The agent types of a stack (`agents:` in `Pulumi.<stack>.yaml`).
+
+An agent type is either `http` (sessions over the worker's HTTP API) or `events`
+(tasks from a Kafka topic, one result per task on a results topic, records it
+cannot use on a dead-letter topic). The data plane reads these to declare
+topics, Kafka users and their ACLs; the agent runtime deploys the workers.
+
+Topic, group and user names derive from the agent's name, so one name change
+moves all of them together: `<name>.tasks`, `<name>.results`,
+`<name>.dead-letter`, consumer group `<name>.workers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from components.specs import DnsLabel, Replicas, Spec
+
+# Kafka keeps a topic's data for at least this long; shorter retention loses tasks
+# that wait behind a stalled consumer over a weekend.
+MIN_RETENTION_HOURS = 1
+MAX_RETENTION_HOURS = 24 * 365
+
+TopicRole = Literal["tasks", "results", "deadLetter"]
+TOPIC_ROLES: tuple[TopicRole, ...] = ("tasks", "results", "deadLetter")
+
+
+class TopicSpec(Spec):
+    """One Kafka topic of an events agent."""
+
+    partitions: int = Field(
+        ge=1,
+        le=1000,
+        description="Partitions. A tasks topic needs at least as many as its consumer's "
+        "maximum replicas (KEDA never scales a consumer group past them).",
+    )
+    retention_hours: int = Field(
+        ge=MIN_RETENTION_HOURS,
+        le=MAX_RETENTION_HOURS,
+        description="How long records are kept, hours (`retention.ms`).",
+    )
+    cleanup_policy: Literal["delete", "compact"] = Field(
+        default="delete",
+        description="`delete` drops records older than the retention; `compact` keeps the "
+        "last record of every key (results keyed by task id).",
+    )
+
+
+class AgentTopics(Spec):
+    """The three topics of an events agent."""
+
+    tasks: TopicSpec = Field(description="Tasks the agent consumes.")
+    results: TopicSpec = Field(description="One result per task, keyed by task id.")
+    dead_letter: TopicSpec = Field(
+        description="Records the agent could not use (no task id, not JSON), with the reason."
+    )
+
+    def by_role(self) -> dict[TopicRole, TopicSpec]:
+        return {"tasks": self.tasks, "results": self.results, "deadLetter": self.dead_letter}
+
+
+class AgentSpec(Spec):
+    """One agent type."""
+
+    name: DnsLabel = Field(description="Agent type name; prefixes its topics, group and user.")
+    mode: Literal["http", "events"] = Field(
+        description="`http`: sessions over HTTP; `events`: tasks from Kafka."
+    )
+    replicas: Replicas = Field(description="Worker replica range (the autoscaler's bounds).")
+    topics: AgentTopics | None = Field(
+        default=None, description="Kafka topics (events agents only, and required for them)."
+    )
+
+    @model_validator(mode="after")
+    def _topics_match_mode(self) -> AgentSpec:
+        if self.mode == "events" and self.topics is None:
+            raise ValueError(f"agent {self.name!r} is mode events: give its topics")
+        if self.mode == "http" and self.topics is not None:
+            raise ValueError(f"agent {self.name!r} is mode http: it has no topics (remove them)")
+        return self
+
+
+@dataclass(frozen=True)
+class AgentKafkaNames:
+    """The Kafka names of one events agent: topics, consumer group and user."""
+
+    tasks: str
+    results: str
+    dead_letter: str
+    group: str
+    user: str
+
+    def topic(self, role: TopicRole) -> str:
+        return {"tasks": self.tasks, "results": self.results, "deadLetter": self.dead_letter}[role]
+
+
+def kafka_names(agent: AgentSpec) -> AgentKafkaNames:
+    """Topic, group and user names of an agent (valid Kafka and Kubernetes names)."""
+    return AgentKafkaNames(
+        tasks=f"{agent.name}.tasks",
+        results=f"{agent.name}.results",
+        dead_letter=f"{agent.name}.dead-letter",
+        group=f"{agent.name}.workers",
+        user=f"agent-{agent.name}",
+    )
+
+
+def events_agents(agents: Sequence[AgentSpec]) -> list[AgentSpec]:
+    return [a for a in agents if a.mode == "events"]
+
+
+def agent_problems(agents: Sequence[AgentSpec]) -> list[tuple[str, str]]:
+    """Rules over the agent list: (path from the stack's top level, message)."""
+    problems: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    for i, agent in enumerate(agents):
+        if agent.name in seen:
+            problems.append(
+                (
+                    f"agents[{i}].name",
+                    f"{agent.name!r} is already the name of agents[{seen[agent.name]}]: "
+                    "agent names must be unique",
+                )
+            )
+        seen.setdefault(agent.name, i)
+    return problems

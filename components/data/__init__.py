@@ -1,0 +1,1 @@
+"""The agents' data plane: event bus, session store and vector store."""

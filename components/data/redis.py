@@ -452,6 +452,9 @@ def pod_template(
                 "image": image(spec),
                 "imagePullPolicy": "IfNotPresent",
                 "command": ["sh", f"{CONF_DIR}/{RELOADER_FILE}"],
+                # The reloader is useful while it can reach the server over the socket.
+                "readinessProbe": _ping_probe(cli, 30, 3),
+                "livenessProbe": _ping_probe(cli, 30, 4),
                 "resources": {
                     "requests": {"cpu": "10m", "memory": "16Mi"},
                     "limits": {"memory": "32Mi"},
@@ -803,6 +806,8 @@ class SessionStore(pulumi.ComponentResource):
         )
         parameters = aws.elasticache.ParameterGroup(
             f"{name}-params",
+            # Named, so the replication group (and the policy pack) can refer to it.
+            name=f"{name}-params",
             family=ELASTICACHE_VERSIONS[spec.engine][spec.version],
             description="Session store: never evict sessions",
             parameters=[

@@ -222,7 +222,7 @@ def test_reloader_makes_the_running_server_serve_a_renewed_certificate(
                 layout, cli="redis-cli", password_file=str(password_file), interval_s=1
             )
         )
-        for expected in (2002, 3003):  # twice: the second run spells the path back
+        for expected in (2002, 3003):  # twice: every renewal is picked up
             if expected == 3003:
                 issue(tmp_path / "ca", Path(tls_files.cert).parent, serial=3003)
             run = subprocess.run(

@@ -10,11 +10,11 @@ Certificate, a PodDisruptionBudget, a redis_exporter sidecar and a TLS reloader 
 Renewed certificates: cert-manager rewrites the Secret, the kubelet updates the mounted
 files, and Redis keeps serving the old certificate until told otherwise. The reloader
 sidecar checks the files every `TLS_RELOAD_INTERVAL_S` and, when they changed, runs
-`CONFIG SET tls-cert-file ... tls-key-file ... tls-ca-cert-file ...` over the pod's unix
-socket. Redis reloads the TLS context only when a value changes, so the reloader
-alternates between two spellings of the same path (`/etc/redis/tls/tls.crt` and
-`/etc/redis/tls/./tls.crt`). New connections get the new certificate; open ones keep
-theirs. tests/test_redis_server.py proves it on a real redis-server.
+`CONFIG SET tls-cert-file ... tls-key-file ... tls-ca-cert-file ...` with the same paths
+over the pod's unix socket: the tls-* settings are volatile, so setting them to their
+current value still re-reads the files (Redis >= 7 and Valkey). New connections get the
+new certificate; open ones keep theirs. tests/test_redis_server.py proves it on a real
+redis-server.
 
 `render_redis_conf` is the one rendering of the server's settings: the StatefulSet's
 ConfigMap and the local target (loadtests/services.start_redis) both call it, with
@@ -329,21 +329,15 @@ def render_tls_reloader(
         raise ValueError("the TLS reloader needs TLS files and a unix socket")
     tls = layout.tls
     return f"""#!/bin/sh
-# Rendered by swarmstack: re-applies renewed TLS files to the running server. Redis
-# reloads TLS only when a tls-*-file value changes, so the path alternates between two
-# spellings of the same file.
+# Rendered by swarmstack: re-applies renewed TLS files to the running server (setting a
+# tls-*-file to its current value re-reads the files).
 set -u
 CERT={tls.cert}
 KEY={tls.key}
 CA={tls.ca}
-cli() {{ REDISCLI_AUTH="$(cat {password_file})" {cli} -s {layout.unix_socket} "$@"; }}
-spell() {{ case "$(cli CONFIG GET tls-cert-file | tail -n 1)" in
-  */./*) echo "";; *) echo "./";; esac; }}
 apply() {{
-  s="$(spell)"
-  out="$(cli CONFIG SET tls-cert-file "$(dirname "$CERT")/$s$(basename "$CERT")" \\
-    tls-key-file "$(dirname "$KEY")/$s$(basename "$KEY")" \\
-    tls-ca-cert-file "$(dirname "$CA")/$s$(basename "$CA")")"
+  out="$(REDISCLI_AUTH="$(cat {password_file})" {cli} -s {layout.unix_socket} \\
+    CONFIG SET tls-cert-file "$CERT" tls-key-file "$KEY" tls-ca-cert-file "$CA")"
   echo "tls reload: $out"
   [ "$out" = OK ]
 }}

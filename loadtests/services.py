@@ -16,6 +16,7 @@ import importlib.util
 import os
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -25,6 +26,14 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from components.data.redis import (
+    RedisLayout,
+    RedisSpec,
+    TlsFiles,
+    render_acl,
+    render_redis_conf,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_SOURCE = ROOT / "images" / "agent-worker"
@@ -270,41 +279,94 @@ def start_vllm(
 # --------------------------------------------------------------------------- Redis
 
 
-def redis_ping(port: int, timeout_s: float = 1.0) -> bool:
-    """True when Redis answers PING with PONG (not while it is still loading its AOF)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+def redis_ping(
+    port: int,
+    timeout_s: float = 1.0,
+    *,
+    password: str | None = None,
+    ca_file: Path | None = None,
+) -> bool:
+    """True when Redis answers PING with PONG (not while it is still loading its AOF).
+
+    With `password` it authenticates first; with `ca_file` it speaks TLS and verifies the
+    server's certificate against that CA."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+    sock: socket.socket = raw
+    if ca_file is not None:
+        context = ssl.create_default_context(cafile=str(ca_file))
+        sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
+    with sock:
+        if password is not None:
+            sock.sendall(_resp("AUTH", password))
+            if not sock.recv(64).startswith(b"+OK"):
+                return False
         sock.sendall(b"PING\r\n")
         return sock.recv(64).startswith(b"+PONG")
 
 
-def start_redis(*, workdir: Path, port: int | None = None, appendonly: bool = True) -> Service:
-    """redis-server on 127.0.0.1 with its data (AOF, appendfsync everysec) in `workdir`.
+def _resp(*parts: str) -> bytes:
+    out = f"*{len(parts)}\r\n".encode()
+    for part in parts:
+        data = part.encode()
+        out += f"${len(data)}\r\n".encode() + data + b"\r\n"
+    return out
 
+
+def local_redis_layout(
+    workdir: Path, port: int, *, password: bool, tls: TlsFiles | None, unix_socket: bool
+) -> RedisLayout:
+    """Where the local target's server keeps its files: all under `workdir`."""
+    return RedisLayout(
+        bind="127.0.0.1",
+        port=port,
+        data_dir=str(workdir),
+        acl_file=str(workdir / "users.acl") if password else None,
+        tls=tls,
+        unix_socket=str(workdir / "redis.sock") if unix_socket else None,
+    )
+
+
+def start_redis(
+    *,
+    workdir: Path,
+    port: int | None = None,
+    appendonly: bool = True,
+    spec: RedisSpec | None = None,
+    password: str | None = None,
+    tls: TlsFiles | None = None,
+    unix_socket: bool = False,
+) -> Service:
+    """redis-server on 127.0.0.1 from the session store's rendered redis.conf.
+
+    The settings (AOF, appendfsync, maxmemory and its policy) come from `spec` (the session
+    store's defaults unless given) through `components.data.redis.render_redis_conf`, the
+    same function that renders the cluster's ConfigMap; only the paths differ. With
+    `password` the ACL file is rendered too, with `tls` only the TLS port listens.
+    `appendonly=False` turns the AOF off (tests of a store without persistence).
     Starting it again on the same `workdir` and port replays the append-only file.
     """
     port = port or free_port()
-    argv = [
-        "redis-server",
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--dir",
-        str(workdir),
-        "--appendonly",
-        "yes" if appendonly else "no",
-        "--appendfsync",
-        "everysec",
-        "--save",
-        "",
-        "--protected-mode",
-        "yes",
-        "--daemonize",
-        "no",
-    ]
-    process, log_path = _launch("redis", argv, workdir=workdir)
-    service = Service("redis", f"redis://127.0.0.1:{port}/0", port, process, log_path)
-    return _wait_ready(service, lambda: redis_ping(port), timeout_s=30, interval_s=0.05)
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings = (spec or RedisSpec()).model_copy(update={"appendonly": appendonly})
+    layout = local_redis_layout(
+        workdir, port, password=password is not None, tls=tls, unix_socket=unix_socket
+    )
+    conf = workdir / "redis.conf"
+    conf.write_text(render_redis_conf(settings, layout))
+    if password is not None and layout.acl_file is not None:
+        acl = Path(layout.acl_file)
+        acl.write_text(render_acl(password))
+        acl.chmod(0o600)
+    process, log_path = _launch("redis", ["redis-server", str(conf)], workdir=workdir)
+    scheme = "rediss" if tls is not None else "redis"
+    service = Service("redis", f"{scheme}://127.0.0.1:{port}/0", port, process, log_path)
+    ca = Path(tls.ca) if tls is not None else None
+    return _wait_ready(
+        service,
+        lambda: redis_ping(port, password=password, ca_file=ca),
+        timeout_s=30,
+        interval_s=0.05,
+    )
 
 
 # --------------------------------------------------------------------------- Tansu (Kafka)

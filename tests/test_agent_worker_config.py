@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from agent_worker.config import ConfigError, load_settings
 
@@ -81,3 +83,21 @@ def test_fault_hooks_are_off_unless_enabled(fault: str) -> None:
 def test_remote_qdrant() -> None:
     s = load_settings({**BASE, "QDRANT_URL": "https://qdrant:6333", "QDRANT_API_KEY": "k"})
     assert (s.qdrant_path, s.qdrant_url, s.qdrant_api_key) == (None, "https://qdrant:6333", "k")
+
+
+def test_redis_password_and_ca_files(tmp_path: Path) -> None:
+    password, ca = tmp_path / "password", tmp_path / "ca.crt"
+    password.write_text("pw")
+    ca.write_text("-----BEGIN CERTIFICATE-----")
+    tls = {**BASE, "REDIS_URL": "rediss://session-store:6379/0"}
+    s = load_settings({**tls, "REDIS_PASSWORD_FILE": str(password), "REDIS_CA_FILE": str(ca)})
+    assert (s.redis_password_file, s.redis_ca_file) == (str(password), str(ca))
+    assert load_settings(BASE).redis_password_file is None
+    with pytest.raises(ConfigError, match=r"^REDIS_PASSWORD_FILE must name a readable file"):
+        load_settings({**tls, "REDIS_PASSWORD_FILE": str(tmp_path / "missing")})
+    with pytest.raises(ConfigError, match=r"^REDIS_CA_FILE is set but REDIS_URL is not a rediss"):
+        load_settings({**BASE, "REDIS_CA_FILE": str(ca)})
+    with pytest.raises(ConfigError, match=r"^REDIS_PASSWORD_FILE is set and REDIS_URL carries"):
+        load_settings(
+            {**BASE, "REDIS_URL": "redis://:pw@r:6379/0", "REDIS_PASSWORD_FILE": str(password)}
+        )

@@ -11,6 +11,11 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pytest
 
+from components.data import redis as redis_module
+from components.data.certs import IssuerRef
+from components.data.qdrant import QdrantSpec, VectorStore, VectorStoreArgs
+from components.data.redis import RedisSpec, SessionStore, SessionStoreArgs
+from components.specs import CostLabels
 from policies.rules.data import RULES
 from stacks.plan.policy import evaluate
 from stacks.plan.recorder import run
@@ -88,40 +93,68 @@ def test_elasticache_preferred_transit_mode_still_accepts_plaintext() -> None:
     ]
 
 
+ACL_MOUNT = {
+    "volumeMounts": [{"name": "acl", "mountPath": "/acl", "readOnly": True}],
+}
+ACL_VOLUME = [{"name": "acl", "secret": {"secretName": "redis-acl"}}]
+
+
 @pytest.mark.parametrize(
-    "changes",
+    ("changes", "volumes"),
     [
-        {"args": [*REDIS_ARGS, "--requirepass", "$(REDIS_PASSWORD)"]},
-        {"args": [*REDIS_ARGS, "--aclfile", "/acl/users.acl"]},
-        {"args": REDIS_ARGS, "env": [_secret_env("REDIS_PASSWORD")]},
-        {
-            "command": ["sh", "-c", 'exec redis-server --tls-port 6380 --requirepass "$P"'],
-        },
+        ({"args": [*REDIS_ARGS, "--requirepass", "$(REDIS_PASSWORD)"]}, []),
+        ({"args": [*REDIS_ARGS, "--aclfile", "/acl/users.acl"], **ACL_MOUNT}, ACL_VOLUME),
+        (
+            {
+                "command": [
+                    "sh",
+                    "-c",
+                    'exec redis-server --port 0 --tls-port 6380 --requirepass "$P"',
+                ],
+            },
+            [],
+        ),
     ],
-    ids=["requirepass", "aclfile", "env-secret", "shell-line"],
+    ids=["requirepass", "aclfile-from-secret", "shell-line"],
 )
-def test_in_cluster_redis_with_tls_and_auth_passes(changes: dict[str, Any]) -> None:
-    pod = _pod(image="docker.io/library/redis:7.4@sha256:" + "a" * 64, **changes)
+def test_in_cluster_redis_with_tls_and_auth_passes(
+    changes: dict[str, Any], volumes: list[dict[str, Any]]
+) -> None:
+    pod = restricted_pod(
+        containers=[container(image="docker.io/library/redis:7.4@sha256:" + "a" * 64, **changes)],
+        volumes=volumes,
+    )
     assert messages(lambda: deployment(pod=pod), "redis-encrypted") == []
+
+
+NO_AUTH = "runs Redis without auth (no aclfile or include from a mounted Secret, no requirepass)"
 
 
 @pytest.mark.parametrize("image", ["redis:7.4", "docker.io/bitnami/redis:7.4", "valkey/valkey:8"])
 def test_in_cluster_redis_without_tls_or_auth_fails(image: str) -> None:
     found = violations(lambda: deployment(pod=_pod(image=image)), "redis-encrypted")
     assert _only(found, "redis-encrypted") == [
-        f"{LABEL}: container app runs Redis without auth (no --requirepass, no --aclfile, no "
-        "REDIS_PASSWORD/VALKEY_PASSWORD from a secretKeyRef)",
-        f"{LABEL}: container app runs Redis without TLS (no --tls-port)",
+        f"{LABEL}: container app {NO_AUTH}",
+        f"{LABEL}: container app runs Redis without TLS (no tls-port)",
     ]
 
 
-def test_redis_password_as_literal_is_not_auth() -> None:
+def test_bitnami_env_vars_are_not_auth_or_tls() -> None:
     pod = _pod(
-        image="redis:7.4", args=REDIS_ARGS, env=[{"name": "REDIS_PASSWORD", "value": SECRET}]
+        image="bitnami/redis:7.4",
+        env=[_secret_env("REDIS_PASSWORD"), {"name": "REDIS_TLS_ENABLED", "value": "yes"}],
     )
     assert messages(lambda: deployment(pod=pod), "redis-encrypted") == [
-        f"{LABEL}: container app runs Redis without auth (no --requirepass, no --aclfile, no "
-        "REDIS_PASSWORD/VALKEY_PASSWORD from a secretKeyRef)"
+        f"{LABEL}: container app {NO_AUTH}",
+        f"{LABEL}: container app runs Redis without TLS (no tls-port)",
+    ]
+
+
+def test_acl_file_outside_a_secret_and_plaintext_port_fail() -> None:
+    pod = _pod(image="redis:7.4", args=["--tls-port", "6380", "--aclfile", "/data/users.acl"])
+    assert messages(lambda: deployment(pod=pod), "redis-encrypted") == [
+        f"{LABEL}: container app reads its ACL file /data/users.acl from outside a mounted Secret",
+        f"{LABEL}: container app also serves plaintext on port 6379 (set port 0)",
     ]
 
 
@@ -388,7 +421,7 @@ def test_no_secret_value_appears_in_any_message() -> None:
 
     found = evaluate(run(program).registrations, {}, RULES)
     assert {v.rule for v in found} == {r.name for r in RULES} - {"kafka-encrypted"}
-    assert len(found) == 9
+    assert len(found) == 14
     # The rules did see the unwrapped secrets: the secret authToken and --requirepass count.
     assert not any("without auth" in v.message or "no auth" in v.message for v in found)
     for v in found:
@@ -403,3 +436,144 @@ def test_pilot_plan_violates_no_data_rule() -> None:
     capture = run_program(read_program_input(ROOT, "pilot"))
     found = evaluate(capture.registrations, {}, RULES)
     assert [str(v) for v in found if v.level == "mandatory"] == []
+
+
+# --------------------------------------------------------------------------- the stores
+
+
+def _stores_program(redis_spec: Any = None, **qdrant_changes: Any) -> Callable[[], None]:
+    cost = CostLabels(team="agents", cost_center="cc-1", environment="test")
+
+    def program() -> None:
+        SessionStore(
+            "session",
+            SessionStoreArgs(
+                spec=redis_spec or RedisSpec(),
+                namespace_name="swarmstack-data",
+                client_namespace="swarmstack-agents",
+                cost_labels=cost,
+                password=pulumi.Output.secret(SECRET),
+                issuer=IssuerRef("ca"),
+            ),
+        )
+        VectorStore(
+            "vectors",
+            VectorStoreArgs(
+                spec=QdrantSpec(**qdrant_changes),
+                namespace_name="swarmstack-data",
+                client_namespace="swarmstack-agents",
+                cost_labels=cost,
+                api_key=pulumi.Output.secret(SECRET),
+                read_only_api_key=pulumi.Output.secret(SECRET + "-ro"),
+                issuer=IssuerRef("ca"),
+            ),
+        )
+
+    return program
+
+
+STORE_RULES = ("redis-encrypted", "session-store-no-eviction", "stateful-stores-persistent")
+
+
+def test_the_stacks_own_stores_pass_every_data_rule() -> None:
+    found = evaluate(run(_stores_program()).registrations, {}, RULES)
+    assert [v.message for v in found] == []
+
+
+def _session_store_with_conf(conf: str) -> Callable[[], None]:
+    """The session store as declared, its ConfigMap's redis.conf replaced by `conf`."""
+
+    def program() -> None:
+        original = redis_module.render_redis_conf
+        redis_module.render_redis_conf = lambda spec, layout: conf  # pyright: ignore[reportAttributeAccessIssue]
+        try:
+            _stores_program()()
+        finally:
+            redis_module.render_redis_conf = original
+
+    return program
+
+
+STS = "StatefulSet swarmstack-data/session-store (session-statefulset): container server"
+
+
+def test_rendered_conf_with_plaintext_port_clear_password_and_eviction_fails() -> None:
+    conf = (
+        "port 6379\ntls-port 6380\nrequirepass hunter22\nmaxmemory-policy allkeys-lru\n"
+        "tls-key-file /etc/redis/conf/tls.key\n"
+    )
+    program = _session_store_with_conf(conf)
+    assert messages(program, "redis-encrypted") == [
+        f"{STS} sets requirepass literally (redis.conf or arguments): the password is in clear "
+        "in a ConfigMap or the pod spec",
+        f"{STS} also serves plaintext on port 6379 (set port 0)",
+    ]
+    assert messages(program, "session-store-no-eviction") == [
+        f"{STS} runs Redis with maxmemory-policy allkeys-lru, which evicts sessions when memory "
+        "is full (use noeviction)"
+    ]
+
+
+def test_conf_without_tls_or_acl_fails_redis_encrypted() -> None:
+    assert messages(_session_store_with_conf("port 6379\n"), "redis-encrypted") == [
+        f"{STS} {NO_AUTH}",
+        f"{STS} runs Redis without TLS (no tls-port)",
+    ]
+
+
+def test_elasticache_default_parameter_group_evicts() -> None:
+    assert messages(_replication_group, "session-store-no-eviction") == [
+        "ReplicationGroup memory: uses the default parameter group, not one declared in the "
+        "stack: its maxmemory-policy is volatile-lru, which evicts sessions when memory is full "
+        "(use noeviction)"
+    ]
+
+    def with_group(policy: str) -> Callable[[], None]:
+        def program() -> None:
+            aws.elasticache.ParameterGroup(
+                "params",
+                name="sessions",
+                family="valkey8",
+                parameters=[{"name": "maxmemory-policy", "value": policy}],
+            )
+            _replication_group(parameter_group_name="sessions", snapshot_retention_limit=7)
+
+        return program
+
+    assert messages(with_group("noeviction"), "session-store-no-eviction") == []
+    assert messages(with_group("allkeys-lfu"), "session-store-no-eviction") == [
+        "ReplicationGroup memory: parameter group sessions sets maxmemory-policy allkeys-lfu, "
+        "which evicts sessions when memory is full (use noeviction)"
+    ]
+
+
+def test_stores_without_persistent_volumes_or_snapshots_fail() -> None:
+    assert messages(
+        lambda: deployment(pod=_pod(image="valkey/valkey:8.1.10")), "stateful-stores-persistent"
+    ) == [
+        f"{LABEL}: runs valkey with no volumeClaimTemplates and no persistentVolumeClaim "
+        "volume: its data is gone when the pod is"
+    ]
+    with_claim = restricted_pod(
+        containers=[container(image="qdrant/qdrant:v1.19.0")],
+        volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "qdrant"}}],
+    )
+    assert messages(lambda: deployment(pod=with_claim), "stateful-stores-persistent") == []
+    assert messages(_replication_group, "stateful-stores-persistent") == [
+        "ReplicationGroup memory: snapshotRetentionLimit is not above 0: no snapshot to "
+        "restore from"
+    ]
+
+    def node_pool() -> None:
+        k8s.apiextensions.CustomResource(
+            "brokers",
+            api_version="kafka.strimzi.io/v1",
+            kind="KafkaNodePool",
+            metadata={"name": "brokers", "namespace": "data"},
+            spec={"replicas": 3, "roles": ["broker"], "storage": {"type": "ephemeral"}},
+        )
+
+    assert messages(node_pool, "stateful-stores-persistent") == [
+        "KafkaNodePool data/brokers (brokers): storage.type is ephemeral: the brokers' logs "
+        "are gone when a pod is"
+    ]

@@ -1,1 +1,1 @@
-"""The agents' data plane: event bus, session store and vector store."""
+"""The agents' data plane: event bus, session store, vector store and their certificates."""

@@ -14,10 +14,16 @@ its value.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from pulumi_policy import ReportViolation, ResourceValidationArgs
+from pulumi_policy import (
+    PolicyResource,
+    ReportViolation,
+    ResourceValidationArgs,
+    StackValidationArgs,
+)
 
 from policies.framework import (
     Rule,
@@ -27,7 +33,11 @@ from policies.framework import (
     containers,
     for_workloads,
     k8s_kind,
+    namespace_of,
+    of_kind,
+    pod_spec,
     reporter,
+    stack_reporter,
 )
 
 SECRET_NAME = re.compile(
@@ -37,11 +47,13 @@ SECRET_NAME = re.compile(
 SECRET_REFERENCE_SUFFIXES = ("_FILE", "_PATH", "_DIR")
 
 REDIS_IMAGES = ("redis", "valkey")  # last repository segment: library/redis, bitnami/redis, ...
-REDIS_PASSWORD_VARS = ("REDIS_PASSWORD", "VALKEY_PASSWORD")
-REDIS_TLS_VARS = ("REDIS_TLS_ENABLED", "VALKEY_TLS_ENABLED")  # bitnami images
 QDRANT_API_KEY = "QDRANT__SERVICE__API_KEY"
 
 ELASTICACHE_REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
+ELASTICACHE_PARAMETER_GROUP = "aws:elasticache/parameterGroup:ParameterGroup"
+# ElastiCache's default parameter groups evict (maxmemory-policy volatile-lru).
+ELASTICACHE_DEFAULT_POLICY = "volatile-lru"
+REDIS_DEFAULT_PORT = "6379"
 MSK_CLUSTER = "aws:msk/cluster:Cluster"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 
@@ -79,11 +91,6 @@ def _argv(container: Mapping[str, Any]) -> list[str]:
     return [str(a) for key in ("command", "args") for a in as_list(container.get(key))]
 
 
-def _mentions(argv: Sequence[str], flag: str) -> bool:
-    """A flag given as its own argument or inside a shell line (`sh -c "redis-server ..."`)."""
-    return any(flag in a for a in argv)
-
-
 def _looks_secret(name: str, allowed: Sequence[Any]) -> bool:
     if name in {str(a) for a in allowed}:
         return False
@@ -93,12 +100,10 @@ def _looks_secret(name: str, allowed: Sequence[Any]) -> bool:
     return SECRET_NAME.search(normalized) is not None
 
 
-# --------------------------------------------------------------------------- redis-encrypted
+# --------------------------------------------------------------------------- redis (shared)
 
 
-def _elasticache(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    props = args.props
-    say = reporter(args.resource_type, props, args.name, report)
+def _elasticache(say: Callable[[str], None], props: Mapping[str, Any]) -> None:
     if props.get("transitEncryptionEnabled") is not True:
         say("transitEncryptionEnabled is not true: clients talk to Redis in plaintext")
     elif props.get("transitEncryptionMode") == "preferred":
@@ -111,37 +116,240 @@ def _elasticache(args: ResourceValidationArgs, report: ReportViolation) -> None:
         say("requires no auth (neither authToken nor userGroupIds is set)")
 
 
-def _redis_workload(w: Workload, _: Mapping[str, Any]) -> None:
-    for label, c in containers(w.pod):
+@dataclass(frozen=True)
+class RedisServer:
+    """One Redis/Valkey container of a workload, with its effective settings: the
+    rendered redis.conf it is started with (read from the mounted ConfigMap), overridden
+    by `--name value` arguments, and where its mounted Secret files are."""
+
+    label: str
+    settings: dict[str, str]
+    secret_dirs: tuple[str, ...]
+    configmap_files: dict[str, str]  # path -> the ConfigMap it comes from
+
+    def from_secret(self, path: str) -> bool:
+        return any(path == d or path.startswith(d.rstrip("/") + "/") for d in self.secret_dirs)
+
+
+def _conf_settings(text: str) -> dict[str, str]:
+    """redis.conf directives, lower-cased names, the last occurrence winning."""
+    settings: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.partition(" ")
+        settings[name.lower()] = value.strip().strip('"')
+    return settings
+
+
+def _mounted(
+    pod: Mapping[str, Any],
+    container: Mapping[str, Any],
+    namespace: str,
+    configmaps: Mapping[tuple[str, str], Mapping[str, Any]],
+) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """(ConfigMap files by path -> (ConfigMap name, content), Secret mount paths)."""
+    volumes = {str(as_dict(v).get("name")): as_dict(v) for v in as_list(pod.get("volumes"))}
+    files: dict[str, tuple[str, str]] = {}
+    secret_dirs: list[str] = []
+    for m in as_list(container.get("volumeMounts")):
+        mount = as_dict(m)
+        volume = volumes.get(str(mount.get("name")), {})
+        path = str(mount.get("mountPath") or "").rstrip("/")
+        sub_path = str(mount.get("subPath") or "")
+        if as_dict(volume.get("secret")) or as_dict(volume.get("projected")):
+            secret_dirs.append(path)
+            continue
+        source = as_dict(volume.get("configMap"))
+        if not source:
+            continue
+        name = str(source.get("name") or "")
+        data = as_dict(configmaps.get((namespace, name), {}).get("data"))
+        items = {
+            str(as_dict(i).get("key")): str(as_dict(i).get("path"))
+            for i in as_list(source.get("items"))
+        }
+        for key, content in data.items():
+            if items and str(key) not in items:
+                continue
+            file_name = items.get(str(key), str(key))
+            if sub_path:
+                if sub_path == file_name:
+                    files[path] = (name, str(content))
+            else:
+                files[f"{path}/{file_name}"] = (name, str(content))
+    return files, secret_dirs
+
+
+def _redis_servers(
+    r: PolicyResource, configmaps: Mapping[tuple[str, str], Mapping[str, Any]]
+) -> list[RedisServer]:
+    pod = pod_spec(k8s_kind(r.resource_type), r.props)
+    if pod is None:
+        return []
+    namespace = namespace_of(r.props)
+    servers: list[RedisServer] = []
+    for label, c in containers(pod):
+        argv = _argv(c)
         if _segments(c.get("image"))[-1] not in REDIS_IMAGES:
             continue
-        argv, env = _argv(c), _env(c)
-        auth = (
-            _mentions(argv, "--requirepass")
-            or _mentions(argv, "--aclfile")
-            or any(_from_secret(env.get(v, {})) for v in REDIS_PASSWORD_VARS)
-        )
-        if not auth:
-            w.report(
-                f"{label} runs Redis without auth (no --requirepass, no --aclfile, no "
-                "REDIS_PASSWORD/VALKEY_PASSWORD from a secretKeyRef)"
+        if as_list(c.get("command")) and not any("server" in a or ".conf" in a for a in argv):
+            continue  # a sidecar running a script or the CLI from the server's image
+        files, secret_dirs = _mounted(pod, c, namespace, configmaps)
+        settings: dict[str, str] = {}
+        for arg in argv:
+            if arg in files:
+                settings.update(_conf_settings(files[arg][1]))
+        tokens = " ".join(argv).split()
+        for i, token in enumerate(tokens[:-1]):
+            if token.startswith("--") and len(token) > 2:
+                settings[token[2:].lower()] = tokens[i + 1].strip('"')
+        servers.append(
+            RedisServer(
+                label,
+                settings,
+                tuple(secret_dirs),
+                {path: name for path, (name, _) in files.items()},
             )
-        tls = _mentions(argv, "--tls-port") or any(
-            str(env.get(v, {}).get("value", "")).lower() in ("yes", "true", "1")
-            for v in REDIS_TLS_VARS
         )
-        if not tls:
-            w.report(f"{label} runs Redis without TLS (no --tls-port)")
+    return servers
 
 
-_redis_workloads = for_workloads(_redis_workload)
+def _configmaps(resources: Sequence[PolicyResource]) -> dict[tuple[str, str], Mapping[str, Any]]:
+    return {
+        (namespace_of(c.props), str(as_dict(c.props.get("metadata")).get("name") or c.name)): (
+            c.props
+        )
+        for c in of_kind(resources, "ConfigMap")
+    }
 
 
-def _redis(args: ResourceValidationArgs, report: ReportViolation) -> None:
+# --------------------------------------------------------------------------- redis-encrypted
+
+
+def _redis_server_encrypted(server: RedisServer, say: Callable[[str], None]) -> None:
+    settings, label = server.settings, server.label
+    if "requirepass" in settings and not settings["requirepass"].startswith("$"):
+        say(
+            f"{label} sets requirepass literally (redis.conf or arguments): the password is "
+            "in clear in a ConfigMap or the pod spec"
+        )
+    acl = settings.get("aclfile")
+    include = settings.get("include")
+    auth = (
+        (acl is not None and server.from_secret(acl))
+        or (include is not None and server.from_secret(include))
+        or "requirepass" in settings
+    )
+    if acl is not None and not server.from_secret(acl):
+        say(f"{label} reads its ACL file {acl} from outside a mounted Secret")
+    elif not auth:
+        say(
+            f"{label} runs Redis without auth (no aclfile or include from a mounted Secret, "
+            "no requirepass)"
+        )
+    tls_port = settings.get("tls-port", "0")
+    if tls_port in ("", "0"):
+        say(f"{label} runs Redis without TLS (no tls-port)")
+    elif settings.get("port", REDIS_DEFAULT_PORT) != "0":
+        port = settings.get("port", REDIS_DEFAULT_PORT)
+        say(f"{label} also serves plaintext on port {port} (set port 0)")
+    key = settings.get("tls-key-file")
+    if key is not None and key in server.configmap_files:
+        say(f"{label} reads its TLS key {key} from a ConfigMap")
+
+
+def _redis_encrypted(args: StackValidationArgs, report: ReportViolation) -> None:
+    configmaps = _configmaps(args.resources)
+    for r in args.resources:
+        say = stack_reporter(r, report)
+        if r.resource_type == ELASTICACHE_REPLICATION_GROUP:
+            _elasticache(say, r.props)
+            continue
+        for server in _redis_servers(r, configmaps):
+            _redis_server_encrypted(server, say)
+
+
+# ----------------------------------------------------------------- session-store-no-eviction
+
+
+def _no_eviction(args: StackValidationArgs, report: ReportViolation) -> None:
+    configmaps = _configmaps(args.resources)
+    groups = {
+        str(p.props.get("name") or p.name): p
+        for p in args.resources
+        if p.resource_type == ELASTICACHE_PARAMETER_GROUP
+    }
+    evicts = "evicts sessions when memory is full (use noeviction)"
+    for r in args.resources:
+        say = stack_reporter(r, report)
+        if r.resource_type == ELASTICACHE_REPLICATION_GROUP:
+            name = str(r.props.get("parameterGroupName") or "")
+            group = groups.get(name)
+            if group is None:
+                shown = f"parameter group {name}" if name else "the default parameter group"
+                say(
+                    f"uses {shown}, not one declared in the stack: its maxmemory-policy is "
+                    f"{ELASTICACHE_DEFAULT_POLICY}, which {evicts}"
+                )
+                continue
+            policy = ELASTICACHE_DEFAULT_POLICY
+            for p in as_list(group.props.get("parameters")):
+                if as_dict(p).get("name") == "maxmemory-policy":
+                    policy = str(as_dict(p).get("value"))
+            if policy != "noeviction":
+                say(f"parameter group {name} sets maxmemory-policy {policy}, which {evicts}")
+            continue
+        for server in _redis_servers(r, configmaps):
+            # Redis's own default is noeviction.
+            policy = server.settings.get("maxmemory-policy", "noeviction")
+            if policy != "noeviction":
+                say(f"{server.label} runs Redis with maxmemory-policy {policy}, which {evicts}")
+
+
+# ---------------------------------------------------------------- stateful-stores-persistent
+
+STATEFUL_IMAGES = ("redis", "valkey", "qdrant", "kafka", "cp-kafka")
+
+
+def _persistent_workload(w: Workload, _: Mapping[str, Any]) -> None:
+    stores = [
+        _segments(c.get("image"))[-1]
+        for _, c in containers(w.pod)
+        if _segments(c.get("image"))[-1] in STATEFUL_IMAGES
+    ]
+    if not stores:
+        return
+    claims = as_list(as_dict(w.props.get("spec")).get("volumeClaimTemplates"))
+    volumes = [as_dict(v) for v in as_list(w.pod.get("volumes"))]
+    if claims or any(v.get("persistentVolumeClaim") for v in volumes):
+        return
+    w.report(
+        f"runs {stores[0]} with no volumeClaimTemplates and no persistentVolumeClaim volume: "
+        "its data is gone when the pod is"
+    )
+
+
+_persistent_workloads = for_workloads(_persistent_workload)
+
+
+def _persistent(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    say = reporter(args.resource_type, args.props, args.name, report)
     if args.resource_type == ELASTICACHE_REPLICATION_GROUP:
-        _elasticache(args, report)
-    else:
-        _redis_workloads(args, report)
+        retention = args.props.get("snapshotRetentionLimit")
+        if not isinstance(retention, int | float) or retention <= 0:
+            say("snapshotRetentionLimit is not above 0: no snapshot to restore from")
+        return
+    if args.resource_type.startswith("kubernetes:kafka.strimzi.io/") and k8s_kind(
+        args.resource_type
+    ) in ("KafkaNodePool", "Kafka"):
+        spec = as_dict(args.props.get("spec"))
+        storage = as_dict(spec.get("storage") or as_dict(spec.get("kafka")).get("storage"))
+        if storage.get("type") == "ephemeral":
+            say("storage.type is ephemeral: the brokers' logs are gone when a pod is")
+        return
+    _persistent_workloads(args, report)
 
 
 # --------------------------------------------------------------------------- kafka-encrypted
@@ -272,12 +480,36 @@ RULES: list[Rule] = [
         "redis-encrypted",
         "data",
         "Redis encrypts in transit and requires auth: ElastiCache replication groups enable "
-        "transit and at-rest encryption and an auth token or user groups; in-cluster Redis "
-        "serves TLS and requires a password.",
+        "transit and at-rest encryption and an auth token or user groups; in-cluster Redis, "
+        "read from the redis.conf it is started with and its arguments, serves TLS only "
+        "(tls-port, port 0) and authenticates through an ACL file or include from a mounted "
+        "Secret (no requirepass in clear).",
         "ElastiCache: set transitEncryptionEnabled, atRestEncryptionEnabled and authToken (or "
-        "userGroupIds). In-cluster: pass --tls-port with certificates and --requirepass (or "
-        "REDIS_PASSWORD from a secretKeyRef, or --aclfile).",
-        check=_redis,
+        "userGroupIds). In-cluster: in the redis.conf the server is started with (a mounted "
+        "ConfigMap) or its arguments, set tls-port with port 0, and aclfile (or include) "
+        "pointing into a mounted Secret; never requirepass in a ConfigMap.",
+        check_stack=_redis_encrypted,
+    ),
+    Rule(
+        "session-store-no-eviction",
+        "data",
+        "A session store never evicts: in-cluster Redis runs with maxmemory-policy noeviction "
+        "(its rendered redis.conf or arguments; absent means noeviction), and an ElastiCache "
+        "replication group uses a parameter group of the stack that sets it (the default "
+        "groups use volatile-lru).",
+        "Set maxmemory-policy noeviction in the redis.conf; for ElastiCache declare a "
+        "ParameterGroup with maxmemory-policy noeviction and set parameterGroupName to it.",
+        check_stack=_no_eviction,
+    ),
+    Rule(
+        "stateful-stores-persistent",
+        "data",
+        "Redis, Valkey, Qdrant and Kafka workloads keep their data on persistent volumes "
+        "(volumeClaimTemplates or a persistentVolumeClaim volume); Strimzi node pools use no "
+        "ephemeral storage; ElastiCache keeps snapshots (snapshotRetentionLimit above 0).",
+        "Add volumeClaimTemplates to the StatefulSet, use persistent-claim or jbod storage in "
+        "the KafkaNodePool, set snapshotRetentionLimit on the replication group.",
+        check=_persistent,
     ),
     Rule(
         "kafka-encrypted",

@@ -52,9 +52,13 @@ class Settings:
     model_base_url: str
     model_name: str
     redis_url: str
+    redis_password_file: str | None
+    redis_ca_file: str | None
     qdrant_path: str | None
     qdrant_url: str | None
     qdrant_api_key: str | None
+    qdrant_api_key_file: str | None
+    qdrant_ca_file: str | None
     worker_host: str
     worker_port: int
     worker_mode: Literal["http", "events"]
@@ -140,6 +144,21 @@ def _name(name: str, value: str) -> str:
     return value
 
 
+def _file(env: Mapping[str, str], name: str) -> str | None:
+    """A path to a mounted secret or CA file; it must be a readable file at start."""
+    path = _str(env, name)
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise ConfigError(
+            f"{name} must name a readable file, got {path!r}: {exc.strerror}"
+        ) from None
+    return path
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Read and validate the worker's settings; raises ConfigError naming the variable."""
     model_base_url = _url(
@@ -147,16 +166,34 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     ).rstrip("/")
     model_name = _required(env, "MODEL_NAME")
     redis_url = _url("REDIS_URL", _required(env, "REDIS_URL"), ("redis", "rediss", "unix"))
+    redis_password_file = _file(env, "REDIS_PASSWORD_FILE")
+    redis_ca_file = _file(env, "REDIS_CA_FILE")
+    if redis_ca_file and urlparse(redis_url).scheme != "rediss":
+        raise ConfigError("REDIS_CA_FILE is set but REDIS_URL is not a rediss:// (TLS) URL")
+    if redis_password_file and urlparse(redis_url).password:
+        raise ConfigError("REDIS_PASSWORD_FILE is set and REDIS_URL carries a password; use one")
 
     qdrant_path = _str(env, "QDRANT_PATH")
     qdrant_url = _str(env, "QDRANT_URL")
     qdrant_api_key = _str(env, "QDRANT_API_KEY")
+    qdrant_api_key_file = _file(env, "QDRANT_API_KEY_FILE")
+    qdrant_ca_file = _file(env, "QDRANT_CA_FILE")
     if qdrant_path and qdrant_url:
         raise ConfigError("QDRANT_PATH and QDRANT_URL are both set; set one of them")
+    if qdrant_api_key and qdrant_api_key_file:
+        raise ConfigError("QDRANT_API_KEY and QDRANT_API_KEY_FILE are both set; set one of them")
     if qdrant_url:
         _url("QDRANT_URL", qdrant_url, ("http", "https"))
-    elif qdrant_api_key:
-        raise ConfigError("QDRANT_API_KEY is set but QDRANT_URL is not")
+        if qdrant_ca_file and urlparse(qdrant_url).scheme != "https":
+            raise ConfigError("QDRANT_CA_FILE is set but QDRANT_URL is not an https:// URL")
+    else:
+        for name, value in (
+            ("QDRANT_API_KEY", qdrant_api_key),
+            ("QDRANT_API_KEY_FILE", qdrant_api_key_file),
+            ("QDRANT_CA_FILE", qdrant_ca_file),
+        ):
+            if value:
+                raise ConfigError(f"{name} is set but QDRANT_URL is not")
     if not qdrant_path and not qdrant_url:
         qdrant_path = ":memory:"
 
@@ -198,9 +235,13 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         model_base_url=model_base_url,
         model_name=model_name,
         redis_url=redis_url,
+        redis_password_file=redis_password_file,
+        redis_ca_file=redis_ca_file,
         qdrant_path=qdrant_path,
         qdrant_url=qdrant_url,
         qdrant_api_key=qdrant_api_key,
+        qdrant_api_key_file=qdrant_api_key_file,
+        qdrant_ca_file=qdrant_ca_file,
         worker_host=host,
         worker_port=port,
         worker_mode="events" if mode == "events" else "http",

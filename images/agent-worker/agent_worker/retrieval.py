@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,9 +61,25 @@ class VectorStore:
         self._client = client
 
     @classmethod
-    def connect(cls, *, path: str | None, url: str | None, api_key: str | None) -> VectorStore:
+    def connect(
+        cls,
+        *,
+        path: str | None,
+        url: str | None,
+        api_key: str | None,
+        api_key_file: str | None = None,
+        ca_file: str | None = None,
+    ) -> VectorStore:
+        """A server at `url` (API key from `api_key` or a mounted `api_key_file`, TLS
+        verified against `ca_file` or the system's CAs), else a local store."""
         if url:
-            return cls(AsyncQdrantClient(url=url, api_key=api_key, timeout=5))
+            if api_key_file is not None:
+                with open(api_key_file, encoding="utf-8") as handle:
+                    api_key = handle.read().strip()
+            options: dict[str, Any] = {}
+            if ca_file is not None:
+                options["verify"] = ssl.create_default_context(cafile=ca_file)
+            return cls(AsyncQdrantClient(url=url, api_key=api_key, timeout=5, **options))
         if path in (None, ":memory:"):
             return cls(AsyncQdrantClient(location=":memory:"))
         return cls(AsyncQdrantClient(path=path))

@@ -60,9 +60,18 @@ class Worker:
         self.instance_id = uuid.uuid4().hex[:12]
         self.metrics = Metrics(settings.agent_name)
         self.faults = Faults(settings.fault)
-        self.store = Store.from_url(settings.redis_url, settings.session_ttl_s)
+        self.store = Store.from_url(
+            settings.redis_url,
+            settings.session_ttl_s,
+            password_file=settings.redis_password_file,
+            ca_file=settings.redis_ca_file,
+        )
         self.vectors = VectorStore.connect(
-            path=settings.qdrant_path, url=settings.qdrant_url, api_key=settings.qdrant_api_key
+            path=settings.qdrant_path,
+            url=settings.qdrant_url,
+            api_key=settings.qdrant_api_key,
+            api_key_file=settings.qdrant_api_key_file,
+            ca_file=settings.qdrant_ca_file,
         )
         self.model = ModelClient(
             settings.model_base_url,

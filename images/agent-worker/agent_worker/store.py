@@ -18,6 +18,7 @@ import json
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.credentials import CredentialProvider
 
 JSON = dict[str, Any]
 
@@ -87,6 +88,21 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+class PasswordFile(CredentialProvider):
+    """The password of Redis's default user, read from a mounted Secret file at every new
+    connection, so a rotated password is picked up without a restart."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def get_credentials(self) -> tuple[str]:
+        with open(self.path, encoding="utf-8") as handle:
+            return (handle.read().strip(),)
+
+    async def get_credentials_async(self) -> tuple[str]:
+        return self.get_credentials()
+
+
 class Store:
     def __init__(self, client: aioredis.Redis, ttl_s: int) -> None:
         self.redis = client
@@ -97,13 +113,28 @@ class Store:
         self._ledger = client.register_script(_LEDGER_APPEND)
 
     @classmethod
-    def from_url(cls, url: str, ttl_s: int) -> Store:
+    def from_url(
+        cls,
+        url: str,
+        ttl_s: int,
+        *,
+        password_file: str | None = None,
+        ca_file: str | None = None,
+    ) -> Store:
+        """A store on `url`; a rediss:// URL verifies the server against `ca_file` (or the
+        system's CAs) and its host name; `password_file` authenticates the default user."""
+        options: dict[str, Any] = {}
+        if password_file is not None:
+            options["credential_provider"] = PasswordFile(password_file)
+        if ca_file is not None:
+            options["ssl_ca_certs"] = ca_file
         client = aioredis.from_url(
             url,
             decode_responses=True,
             socket_timeout=5,
             socket_connect_timeout=3,
             health_check_interval=10,
+            **options,
         )
         return cls(client, ttl_s)
 

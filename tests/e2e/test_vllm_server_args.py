@@ -1,8 +1,8 @@
 """Every vLLM command line swarmstack renders, checked by the real vLLM of the release the
 stacks deploy (the vLLM venv's).
 
-Every model of every stack (stacks/Pulumi.*.yaml -> typed config -> `server_args`) and
-every value the typed vLLM settings can render go to
+Every model of every stack (stacks/Pulumi.*.yaml -> typed config -> `server_args`), every
+value the typed vLLM settings can render, and the local target's command line go to
 tests/e2e/vllm_argv_check.py, which runs in the vLLM venv and applies the checks the
 server applies to its command line before it loads a model. A refused flag fails the
 test naming the stack, the model and the flag. Deliberately bad command lines (a
@@ -34,6 +34,7 @@ from components.vllm import (
     ToolStrictLevel,
     WeightDtype,
 )
+from loadtests.local_model import LOCAL_MODEL, local_server_args
 from tests.vllm_support import pinned_vllm_version, stack_configs
 
 CHECKER = Path(__file__).resolve().parent / "vllm_argv_check.py"
@@ -130,6 +131,7 @@ def test_every_rendered_command_line_is_accepted_by_the_release_and_bad_ones_are
             good[f"stack {stack}, model {model.name}"] = server_args(model)
     first = next(iter(configs.values())).models[0]
     good.update(_variants(first))
+    good[f"local target, model {LOCAL_MODEL.name}"] = local_server_args(Path("/tmp/smollm2"), 8000)
     bad = _bad_cases(server_args(first))
     answer = _check(
         vllm_python_path,

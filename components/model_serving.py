@@ -14,6 +14,10 @@ goes to emptyDirs, pointed at through the environment:
 The stock image runs as root by default and starts `vllm serve`; the pod sets
 the command, the user, the working directory and every writable path itself, so
 it relies on the image for its software and its PATH/CUDA environment only.
+
+A Hugging Face token, when the model needs one, is a file mounted from its
+Secret (read-only, mode 0440: group 2000 through fsGroup) and named by
+HF_TOKEN_PATH, which huggingface_hub reads; it is never an environment value.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ CACHE_DIR = "/cache"
 WEIGHTS_DIR = "/models"
 PROBE_PERIOD_S = 10
 HF_TOKEN_KEY = "token"
+HF_TOKEN_DIR = "/var/run/secrets/huggingface"
+HF_TOKEN_FILE_MODE = 0o440  # owner root and group 2000 (fsGroup) read; nobody writes
 
 ANNOTATION_PREFIX = "swarmstack.io/"
 
@@ -153,12 +159,18 @@ def pod_template(
         {"name": "PYTHONUNBUFFERED", "value": "1"},  # logs reach `kubectl logs` at once
     ]
     if hf_token_secret is not None:
-        env.append(
+        volumes.append(
             {
-                "name": "HF_TOKEN",
-                "valueFrom": {"secretKeyRef": {"name": hf_token_secret, "key": HF_TOKEN_KEY}},
+                "name": "hf-token",
+                "secret": {
+                    "secretName": hf_token_secret,
+                    "items": [{"key": HF_TOKEN_KEY, "path": HF_TOKEN_KEY}],
+                    "defaultMode": HF_TOKEN_FILE_MODE,
+                },
             }
         )
+        mounts.append({"name": "hf-token", "mountPath": HF_TOKEN_DIR, "readOnly": True})
+        env.append({"name": "HF_TOKEN_PATH", "value": f"{HF_TOKEN_DIR}/{HF_TOKEN_KEY}"})
     accelerator = {placement.resource: str(placement.count)}
     container: dict[str, Any] = {
         "name": "vllm",

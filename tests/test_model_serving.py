@@ -151,16 +151,40 @@ def test_slo_annotations_and_labels_for_policies(pilot_raw: dict[str, Any]) -> N
     assert deployment["spec"]["replicas"] == 1
 
 
-def test_hub_model_reads_its_token_from_a_secret_and_gets_no_role(
+def test_hub_model_reads_its_token_from_a_mounted_secret_file_and_gets_no_role(
     pilot_raw: dict[str, Any],
 ) -> None:
     capture = _serve(_config(pilot_raw), 1)
     assert not capture.of_type("aws:iam/role:Role")
-    env = {e["name"]: e for e in _container(capture)["env"]}
-    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-        "name": "huggingface-token",
-        "key": "token",
+    pod = capture.of_type("kubernetes:apps/v1:Deployment")[0].inputs["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    # A file, never an environment value: no variable of the pod reads a Secret.
+    assert "HF_TOKEN" not in env
+    assert not [e for e in container["env"] if "valueFrom" in e]
+    volume = next(v for v in pod["volumes"] if "secret" in v)
+    assert volume["secret"] == {
+        "secretName": "huggingface-token",
+        "items": [{"key": "token", "path": "token"}],
+        "defaultMode": 0o440,
     }
+    mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+    assert mount["readOnly"] is True
+    assert env["HF_TOKEN_PATH"] == {
+        "name": "HF_TOKEN_PATH",
+        "value": f"{mount['mountPath']}/token",
+    }
+    # Mode 0440 is root and the file's group; the kubelet gives the file the pod's fsGroup,
+    # which is the group the server runs as.
+    security = pod["securityContext"]
+    assert security["fsGroup"] == security["runAsGroup"] == 2000
+
+
+def test_s3_model_mounts_no_token(pilot_raw: dict[str, Any]) -> None:
+    capture = _serve(_config(pilot_raw), 0)
+    pod = capture.of_type("kubernetes:apps/v1:Deployment")[0].inputs["spec"]["template"]["spec"]
+    assert not [v for v in pod["volumes"] if "secret" in v]
+    assert "HF_TOKEN_PATH" not in {e["name"] for e in pod["containers"][0]["env"]}
 
 
 def test_stock_image_runs_with_every_written_path_on_an_empty_dir(

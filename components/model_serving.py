@@ -1,10 +1,23 @@
 """One model served by vLLM: Deployment, Service, PodDisruptionBudget (+ IRSA role for S3).
 
 The pod is built by `pod_template`, a pure function, so what a model server
-looks like can be read and tested without Pulumi. It runs as a restricted pod:
-non-root, no privilege escalation, all capabilities dropped, seccomp
-RuntimeDefault and a read-only root filesystem; vLLM's caches, /tmp and
-/dev/shm are emptyDirs.
+looks like can be read and tested without Pulumi. It runs the stock
+`vllm/vllm-openai` image as a restricted pod: non-root (uid/gid 2000), no
+privilege escalation, all capabilities dropped, seccomp RuntimeDefault and a
+read-only root filesystem. Everything vLLM, Hugging Face, Triton and torch write
+goes to emptyDirs, pointed at through the environment:
+
+    /cache     HOME, HF_HOME (hub downloads), VLLM_CACHE_ROOT, TRITON_CACHE_DIR
+    /tmp       scratch and vLLM's IPC sockets (VLLM_RPC_BASE_PATH defaults to it)
+    /dev/shm   (memory) shared memory between tensor-parallel workers
+
+The stock image runs as root by default and starts `vllm serve`; the pod sets
+the command, the user, the working directory and every writable path itself, so
+it relies on the image for its software and its PATH/CUDA environment only.
+
+A Hugging Face token, when the model needs one, is a file mounted from its
+Secret (read-only, mode 0440: group 2000 through fsGroup) and named by
+HF_TOKEN_PATH, which huggingface_hub reads; it is never an environment value.
 """
 
 from __future__ import annotations
@@ -21,13 +34,20 @@ from components.cluster import irsa_trust_policy
 from components.nodes import GPU_TAINT, POOL_LABEL, aws_tags
 from components.specs import CostLabels, ImageRef, ModelSpec, S3Weights, VolumeWeights
 from components.tenancy import MODEL_PORT, MODEL_SERVER_COMPONENT
-from components.vllm import ServerArgs, render_server_args, startup_probe_failure_threshold
+from components.vllm import (
+    SERVER_MODULE,
+    ServerArgs,
+    render_server_args,
+    startup_probe_failure_threshold,
+)
 
 RUN_AS_USER = 2000
 CACHE_DIR = "/cache"
 WEIGHTS_DIR = "/models"
 PROBE_PERIOD_S = 10
 HF_TOKEN_KEY = "token"
+HF_TOKEN_DIR = "/var/run/secrets/huggingface"
+HF_TOKEN_FILE_MODE = 0o440  # owner root and group 2000 (fsGroup) read; nobody writes
 
 ANNOTATION_PREFIX = "swarmstack.io/"
 
@@ -84,6 +104,7 @@ def server_args(spec: ModelSpec) -> list[str]:
             load_format=load_format,
             download_dir=download_dir,
             tool_call_parser=spec.vllm.tool_call_parser,
+            tool_strict_level=spec.vllm.tool_strict_level,
         )
     )
 
@@ -126,28 +147,38 @@ def pod_template(
         )
         mounts.append({"name": "weights", "mountPath": WEIGHTS_DIR, "readOnly": True})
     env: list[dict[str, Any]] = [
-        {"name": "HOME", "value": f"{CACHE_DIR}/home"},
+        # The emptyDir itself: a subfolder would not exist in a fresh emptyDir.
+        {"name": "HOME", "value": CACHE_DIR},
         {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
         {"name": "VLLM_CACHE_ROOT", "value": f"{CACHE_DIR}/vllm"},
         {"name": "XDG_CACHE_HOME", "value": CACHE_DIR},
         {"name": "TRITON_CACHE_DIR", "value": f"{CACHE_DIR}/triton"},
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
         {"name": "DO_NOT_TRACK", "value": "1"},
+        {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},  # logs reach `kubectl logs` at once
     ]
     if hf_token_secret is not None:
-        env.append(
+        volumes.append(
             {
-                "name": "HF_TOKEN",
-                "valueFrom": {"secretKeyRef": {"name": hf_token_secret, "key": HF_TOKEN_KEY}},
+                "name": "hf-token",
+                "secret": {
+                    "secretName": hf_token_secret,
+                    "items": [{"key": HF_TOKEN_KEY, "path": HF_TOKEN_KEY}],
+                    "defaultMode": HF_TOKEN_FILE_MODE,
+                },
             }
         )
+        mounts.append({"name": "hf-token", "mountPath": HF_TOKEN_DIR, "readOnly": True})
+        env.append({"name": "HF_TOKEN_PATH", "value": f"{HF_TOKEN_DIR}/{HF_TOKEN_KEY}"})
     accelerator = {placement.resource: str(placement.count)}
     container: dict[str, Any] = {
         "name": "vllm",
         "image": image.reference,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["python3", "-m", "vllm.entrypoints.openai.api_server"],
+        "command": ["python3", "-m", SERVER_MODULE],
         "args": server_args(spec),
+        "workingDir": CACHE_DIR,
         "ports": [{"name": "http", "containerPort": MODEL_PORT, "protocol": "TCP"}],
         "env": env,
         "resources": {

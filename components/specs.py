@@ -17,7 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from components.gpu_operator_chart import CHART_VERSION
 from components.instances import CPU_INSTANCE_TYPES, GPU_INSTANCE_TYPES
-from components.vllm import KvCacheDtype, ToolCallParser, WeightDtype
+from components.vllm import KvCacheDtype, ToolCallParser, ToolStrictLevel, WeightDtype
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 LABEL_VALUE = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
@@ -94,7 +94,7 @@ class ImageRef(Spec):
     @classmethod
     def _no_latest(cls, tag: str) -> str:
         if tag == "latest":
-            raise ValueError("'latest' is not a version: pin a release tag such as v0.11.0")
+            raise ValueError("'latest' is not a version: pin a release tag such as v0.32.0")
         return tag
 
     @property
@@ -310,6 +310,23 @@ class VllmSettings(Spec):
         description="vLLM tool-call parser for the model's chat format (hermes for Qwen2.5, "
         "llama3_json for Llama 3.x); agents' tool turns need it. Unset: no tool calling.",
     )
+    tool_strict_level: ToolStrictLevel = Field(
+        default="auto",
+        description="How far vLLM constrains tool calls with guided decoding, whatever the "
+        "client asks: `auto` (vLLM's default) only as `tool_choice` and each tool's `strict` "
+        "flag ask; `function` always constrains the call itself (name and JSON envelope); "
+        "`parameter` also pins the arguments to each tool's JSON schema, as if every tool "
+        "were strict. Needs toolCallParser.",
+    )
+
+    @model_validator(mode="after")
+    def _strictness_needs_a_parser(self) -> VllmSettings:
+        if self.tool_strict_level != "auto" and self.tool_call_parser is None:
+            raise ValueError(
+                f"toolStrictLevel {self.tool_strict_level!r} needs toolCallParser: without a "
+                "parser vLLM serves no tool calls to constrain"
+            )
+        return self
 
 
 class Slo(Spec):

@@ -15,6 +15,13 @@ WeightDtype = Literal["bfloat16", "float16", "fp8", "int8", "int4"]
 KvCacheDtype = Literal["auto", "fp8"]
 # vLLM's parsers for tool calls in a model's output (needed for `tool_choice`).
 ToolCallParser = Literal["hermes", "llama3_json", "mistral", "granite", "pythonic"]
+# vLLM's server-side floor for constraining tool calls with guided decoding.
+ToolStrictLevel = Literal["auto", "function", "parameter"]
+
+# The module both targets start the server with: `python -m SERVER_MODULE <args>`. It parses
+# and checks its arguments as `vllm serve` does and runs the same server; the older
+# `vllm.entrypoints.openai.api_server` still works in 0.32 but is deprecated there.
+SERVER_MODULE = "vllm.entrypoints.launchers.api_server.entry"
 
 BYTES_PER_PARAM: dict[str, float] = {
     "bfloat16": 2.0,
@@ -102,10 +109,11 @@ class ServerArgs:
     load_format: str | None = None
     download_dir: str | None = None
     tool_call_parser: ToolCallParser | None = None
+    tool_strict_level: ToolStrictLevel = "auto"
 
 
 def render_server_args(a: ServerArgs) -> list[str]:
-    """Command-line arguments for `vllm.entrypoints.openai.api_server`, in a stable order."""
+    """Command-line arguments for vLLM's OpenAI server (`SERVER_MODULE`), in a stable order."""
     dtype = "auto" if a.dtype in ("fp8", "int8", "int4") else a.dtype
     args = [
         "--model",
@@ -133,6 +141,7 @@ def render_server_args(a: ServerArgs) -> list[str]:
     if a.tool_call_parser:
         # Agents send forced named tool_choice; vLLM refuses it without a parser.
         args += ["--enable-auto-tool-choice", "--tool-call-parser", a.tool_call_parser]
+        args += ["--tool-strict-level", a.tool_strict_level]
     if a.load_format:
         args += ["--load-format", a.load_format]
     if a.download_dir:

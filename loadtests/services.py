@@ -34,37 +34,18 @@ from components.data.redis import (
     render_acl,
     render_redis_conf,
 )
+from loadtests.local_model import LOCAL_MODEL, vllm_command
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_SOURCE = ROOT / "images" / "agent-worker"
 CONVERT_SCRIPT = Path(__file__).resolve().parent / "convert_model.py"
 DEFAULT_MODEL_CACHE = Path.home() / ".cache" / "swarmstack" / "models"
-MODEL_NAME = "smollm2-135m-instruct"
+# What vLLM serves the local model as (the model id, as a pod serves its model).
+MODEL_NAME = LOCAL_MODEL.model
 
 # The agent worker as the local target and the tests run it; the image's CMD runs the same
 # module (tests/test_dockerfiles.py checks that they agree).
 WORKER_COMMAND: list[str] = [sys.executable, "-m", "agent_worker"]
-
-# vLLM on CPU: eager mode starts in ~25 s instead of ~60 s; a forced named tool_choice needs
-# a tool parser (hermes: <tool_call> JSON, as the converted model's chat template renders
-# calls), and `parameter` strictness pins the arguments to the tool's JSON schema with
-# guided decoding, so a 135M model still produces arguments that parse.
-#
-# float32, not vLLM's default bfloat16: CPUs without native bf16 (no AVX512-BF16/AMX) emulate
-# it; on the 2-core local target float32 doubles the batched throughput (measured: 8
-# concurrent streams 111 vs 55 tokens/s) and halves TTFT. The model is 135M parameters.
-VLLM_ARGS: tuple[str, ...] = (
-    "--enforce-eager",
-    "--dtype",
-    "float32",
-    "--max-model-len",
-    "2048",
-    "--enable-auto-tool-choice",
-    "--tool-call-parser",
-    "hermes",
-    "--tool-strict-level",
-    "parameter",
-)
 
 
 class ServiceError(RuntimeError):
@@ -194,7 +175,7 @@ def prepare_model(*, python: str, cache_dir: Path | None = None) -> Path:
     cache = (cache_dir or DEFAULT_MODEL_CACHE).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(CONVERT_SCRIPT.read_bytes()).hexdigest()[:12]
-    target = cache / f"{MODEL_NAME}-{digest}"
+    target = cache / f"{LOCAL_MODEL.name}-{digest}"
     if (target / "model.safetensors").is_file():
         return target
     with (cache / ".convert.lock").open("w") as lock:
@@ -227,11 +208,13 @@ def start_vllm(
     python: str,
     workdir: Path,
     port: int | None = None,
-    served_name: str = MODEL_NAME,
     timeout_s: float = 240,
-    extra_args: tuple[str, ...] = (),
 ) -> Service:
-    """vLLM's OpenAI server on CPU serving `model_dir`; returns once /health answers 200."""
+    """vLLM's OpenAI server on CPU serving `model_dir`; returns once /health answers 200.
+
+    The command line is `LOCAL_MODEL` rendered as a pod's, with the CPU differences that
+    `loadtests.local_model.local_flags` lists (`vllm_command`).
+    """
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     if os.sep in python:
@@ -255,21 +238,7 @@ def start_vllm(
         "PYTHONUNBUFFERED": "1",
     }
     (workdir / "rpc").mkdir(exist_ok=True)
-    argv = [
-        python,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(model_dir),
-        "--served-model-name",
-        served_name,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        *VLLM_ARGS,
-        *extra_args,
-    ]
+    argv = vllm_command(python, model_dir, port)
     process, log_path = _launch("vllm", argv, workdir=workdir, env=env)
     url = f"http://127.0.0.1:{port}"
     service = Service("vllm", url, port, process, log_path)

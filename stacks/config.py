@@ -12,8 +12,10 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pulumi.runtime import config as runtime_config
 from pydantic import Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
@@ -165,6 +167,18 @@ def load(raw: dict[str, Any], region: str, source: str) -> StackConfig:
     if problems:
         raise ConfigError(problems, source)
     return config
+
+
+def load_file(path: Path) -> StackConfig:
+    """A `Pulumi.<stack>.yaml` as the program would see it (secrets left out), validated."""
+    text: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
+    doc: dict[str, Any] = text.get("config") or {}
+    raw: dict[str, Any] = {}
+    for key, value in doc.items():
+        namespace, _, name = key.partition(":")
+        if namespace == PROJECT and name not in SECRET_KEYS:
+            raw[name] = value
+    return load(raw, str(doc.get(REGION_KEY, "")), str(path))
 
 
 # --------------------------------------------------------------------------- messages

@@ -153,6 +153,18 @@ MISTAKES: list[tuple[str, Callable[[Raw], object], str]] = [
         "models[0].weights.bucket: unknown key (valid keys here: source, uri)",
     ),
     (
+        "tool strictness without a tool parser",
+        lambda raw: raw["models"][1]["vllm"].pop("toolCallParser"),
+        "models[1].vllm: toolStrictLevel 'parameter' needs toolCallParser: without a parser "
+        "vLLM serves no tool calls to constrain",
+    ),
+    (
+        "tool strictness vLLM does not know",
+        _set("models[0].vllm.toolStrictLevel", "strict"),
+        "models[0].vllm.toolStrictLevel: 'strict' is not valid: Input should be 'auto', "
+        "'function' or 'parameter'",
+    ),
+    (
         "phase not built yet",
         _set("phase", "production"),
         "phase: 'production' is not valid: Input should be 'pilot'",

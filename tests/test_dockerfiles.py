@@ -1,4 +1,8 @@
-"""The images' Dockerfiles: hadolint clean, pinned bases, non-root, and the worker's CMD."""
+"""The images' Dockerfiles: hadolint clean, pinned bases, non-root, and the worker's CMD.
+
+Model servers run the stock vLLM image (no Dockerfile here): what it needs from the pod
+is tested in tests/test_model_serving.py.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from components.model_serving import RUN_AS_USER
 from loadtests.services import WORKER_COMMAND
 
 ROOT = Path(__file__).resolve().parent.parent
-VLLM_DOCKERFILE = ROOT / "images" / "vllm" / "Dockerfile"
 WORKER_DOCKERFILE = ROOT / "images" / "agent-worker" / "Dockerfile"
-DOCKERFILES = sorted({VLLM_DOCKERFILE, *ROOT.glob("images/*/Dockerfile")})
+DOCKERFILES = sorted({WORKER_DOCKERFILE, *ROOT.glob("images/*/Dockerfile")})
 
 
 def hadolint() -> str:
@@ -73,21 +74,6 @@ def test_base_images_pinned_to_a_version_tag_and_user_is_not_root(dockerfile: Pa
     assert users, f"{dockerfile}: no USER instruction (runs as root)"
     final = users[-1].split(":")[0]
     assert final not in ("root", "0"), f"{dockerfile}: final USER is root"
-
-
-def test_vllm_image_matches_the_stack_and_the_pod_spec() -> None:
-    steps = instructions(VLLM_DOCKERFILE)
-    base = next(args for keyword, args in steps if keyword == "FROM").split()[0]
-    pilot = yaml.safe_load((ROOT / "stacks" / "Pulumi.pilot.yaml").read_text())["config"]
-    image = pilot["swarmstack:images"]["vllm"]
-    assert base == f"{image['repository']}:{image['tag']}"
-    final_user = [args for keyword, args in steps if keyword == "USER"][-1]
-    assert final_user == f"{RUN_AS_USER}:{RUN_AS_USER}"
-    entrypoint = json.loads(next(args for keyword, args in steps if keyword == "ENTRYPOINT"))
-    assert entrypoint == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
-    env = " ".join(args for keyword, args in steps if keyword == "ENV")
-    for variable in ("HOME=/cache/home", "HF_HOME=/cache/huggingface", "VLLM_CACHE_ROOT=/cache"):
-        assert variable in env
 
 
 def test_worker_image_runs_the_command_the_local_target_runs() -> None:

@@ -16,6 +16,7 @@ from components.model_serving import (
     pod_template,
     server_args,
 )
+from components.vllm import SERVER_MODULE
 from stacks.config import StackConfig, accelerator_resource, load
 from stacks.plan.recorder import Capture, run
 
@@ -92,6 +93,7 @@ def test_s3_model_declares_deployment_service_pdb_and_irsa_role(pilot_raw: dict[
     assert "--enable-prefix-caching" in args
     assert args[args.index("--tool-call-parser") - 1] == "--enable-auto-tool-choice"
     assert args[args.index("--tool-call-parser") + 1] == "hermes"
+    assert args[args.index("--tool-strict-level") + 1] == "parameter"
 
 
 def test_mig_slice_is_requested_exactly_once_with_limits_equal_requests(
@@ -149,16 +151,68 @@ def test_slo_annotations_and_labels_for_policies(pilot_raw: dict[str, Any]) -> N
     assert deployment["spec"]["replicas"] == 1
 
 
-def test_hub_model_reads_its_token_from_a_secret_and_gets_no_role(
+def test_hub_model_reads_its_token_from_a_mounted_secret_file_and_gets_no_role(
     pilot_raw: dict[str, Any],
 ) -> None:
     capture = _serve(_config(pilot_raw), 1)
     assert not capture.of_type("aws:iam/role:Role")
-    env = {e["name"]: e for e in _container(capture)["env"]}
-    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-        "name": "huggingface-token",
-        "key": "token",
+    pod = capture.of_type("kubernetes:apps/v1:Deployment")[0].inputs["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    # A file, never an environment value: no variable of the pod reads a Secret.
+    assert "HF_TOKEN" not in env
+    assert not [e for e in container["env"] if "valueFrom" in e]
+    volume = next(v for v in pod["volumes"] if "secret" in v)
+    assert volume["secret"] == {
+        "secretName": "huggingface-token",
+        "items": [{"key": "token", "path": "token"}],
+        "defaultMode": 0o440,
     }
+    mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+    assert mount["readOnly"] is True
+    assert env["HF_TOKEN_PATH"] == {
+        "name": "HF_TOKEN_PATH",
+        "value": f"{mount['mountPath']}/token",
+    }
+    # Mode 0440 is root and the file's group; the kubelet gives the file the pod's fsGroup,
+    # which is the group the server runs as.
+    security = pod["securityContext"]
+    assert security["fsGroup"] == security["runAsGroup"] == 2000
+
+
+def test_s3_model_mounts_no_token(pilot_raw: dict[str, Any]) -> None:
+    capture = _serve(_config(pilot_raw), 0)
+    pod = capture.of_type("kubernetes:apps/v1:Deployment")[0].inputs["spec"]["template"]["spec"]
+    assert not [v for v in pod["volumes"] if "secret" in v]
+    assert "HF_TOKEN_PATH" not in {e["name"] for e in pod["containers"][0]["env"]}
+
+
+def test_stock_image_runs_with_every_written_path_on_an_empty_dir(
+    pilot_raw: dict[str, Any],
+) -> None:
+    """The pod sets what a custom image would have: command, user, writable paths."""
+    capture = _serve(_config(pilot_raw), 1)
+    pod = capture.of_type("kubernetes:apps/v1:Deployment")[0].inputs["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    # The stock image's entrypoint is `vllm serve`, run as root: both are replaced.
+    assert container["command"] == ["python3", "-m", SERVER_MODULE]
+    assert pod["securityContext"]["runAsUser"] == 2000
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+    writable = [m["mountPath"] for m in container["volumeMounts"] if m["name"] in empty_dirs]
+    assert sorted(writable) == ["/cache", "/dev/shm", "/tmp"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    written = {
+        name: env[name]
+        for name in ("HOME", "HF_HOME", "VLLM_CACHE_ROOT", "XDG_CACHE_HOME", "TRITON_CACHE_DIR")
+    }
+    written["workingDir"] = container["workingDir"]
+    for name, path in written.items():
+        assert any(path == d or path.startswith(f"{d}/") for d in writable), (name, path)
+    # HOME must exist in a fresh emptyDir: it is the mount itself, not a subfolder.
+    assert env["HOME"] in writable
+    assert env["VLLM_NO_USAGE_STATS"] == env["DO_NOT_TRACK"] == "1"
+    assert env["HF_HUB_DISABLE_TELEMETRY"] == "1"
 
 
 def test_pdb_allows_one_disruption(pilot_raw: dict[str, Any]) -> None:
@@ -211,11 +265,11 @@ def test_volume_weights_mount_read_only(pilot_raw: dict[str, Any]) -> None:
 
 def test_image_is_the_pinned_tag(pilot_raw: dict[str, Any]) -> None:
     assert (
-        _container(_serve(_config(pilot_raw), 0))["image"] == "docker.io/vllm/vllm-openai:v0.11.0"
+        _container(_serve(_config(pilot_raw), 0))["image"] == "docker.io/vllm/vllm-openai:v0.32.0"
     )
     pilot_raw["images"]["vllm"]["digest"] = "sha256:" + "a" * 64
     image = _container(_serve(_config(pilot_raw), 0))["image"]
-    assert image == "docker.io/vllm/vllm-openai:v0.11.0@sha256:" + "a" * 64
+    assert image == "docker.io/vllm/vllm-openai:v0.32.0@sha256:" + "a" * 64
 
 
 def test_no_resource_without_the_provider_it_was_given(pilot_raw: dict[str, Any]) -> None:

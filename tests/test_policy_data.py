@@ -335,6 +335,8 @@ def test_secret_from_secret_key_ref_and_harmless_literals_pass() -> None:
         _secret_env("HF_TOKEN", "huggingface-token", "token"),
         {"name": "HF_HOME", "value": "/cache/huggingface"},
         {"name": "DB_PASSWORD_FILE", "value": "/run/secrets/db"},
+        # Secrets as files: the variable names the mounted file, the model pods' convention.
+        {"name": "HF_TOKEN_PATH", "value": "/var/run/secrets/huggingface/token"},
     ]
     assert messages(lambda: deployment(pod=_pod(env=env)), "no-plaintext-secrets") == []
 

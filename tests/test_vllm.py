@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -100,6 +102,25 @@ def test_server_args_render_every_setting_in_order() -> None:
         "--enable-prefix-caching",
         "--load-format", "runai_streamer",
     ]  # fmt: skip
+
+
+def test_tool_calling_renders_parser_and_strictness_together() -> None:
+    base = ServerArgs("m/m", "m/m", 8000, 1, 8, 1024, 0.9, True, "bfloat16", "auto")
+    assert "--tool-strict-level" not in render_server_args(base)  # no tool calls to constrain
+    args = render_server_args(
+        replace(base, tool_call_parser="llama3_json", tool_strict_level="parameter")
+    )
+    assert args[-5:] == [
+        "--enable-auto-tool-choice",
+        "--tool-call-parser",
+        "llama3_json",
+        "--tool-strict-level",
+        "parameter",
+    ]
+    assert render_server_args(replace(base, tool_call_parser="hermes"))[-2:] == [
+        "--tool-strict-level",
+        "auto",
+    ]
 
 
 def test_prefix_caching_can_be_turned_off() -> None:

@@ -27,6 +27,13 @@ def test_answer_after_a_tool_uses_tool_choice_none() -> None:
     assert "tools" not in plain and "tool_choice" not in plain
 
 
+def test_min_tokens_is_sent_only_when_asked_for() -> None:
+    plain = build_request("m", [], tool=None, force_tool=False, max_tokens=8)
+    assert "min_tokens" not in plain  # a plain OpenAI request for endpoints without it
+    exact = build_request("m", [], tool=None, force_tool=False, max_tokens=8, min_tokens=8)
+    assert (exact["max_tokens"], exact["min_tokens"]) == (8, 8)
+
+
 def test_tool_call_deltas_and_usage_fold_into_one_call() -> None:
     acc = StreamAccumulator()
     chunks = [

@@ -47,8 +47,14 @@ def build_request(
     tool: JSON | None,
     force_tool: bool,
     max_tokens: int,
+    min_tokens: int = 0,
 ) -> JSON:
-    """A streaming chat request; a forced tool uses a named tool_choice."""
+    """A streaming chat request; a forced tool uses a named tool_choice.
+
+    `min_tokens` > 0 is sent as vLLM's sampling extension of that name (no end of
+    sequence before that many tokens); 0 leaves it out, so other endpoints see a plain
+    OpenAI request.
+    """
     body: JSON = {
         "model": model,
         "messages": messages,
@@ -56,6 +62,8 @@ def build_request(
         "stream_options": {"include_usage": True},
         "max_tokens": max_tokens,
     }
+    if min_tokens > 0:
+        body["min_tokens"] = min_tokens
     if tool is not None:
         body["tools"] = [tool]
         body["tool_choice"] = (

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Generator
 
 import uvicorn
+from starlette.applications import Starlette
 
 from agent_worker.config import ConfigError, Settings, load_settings
 from agent_worker.events import EventLoop
@@ -49,11 +50,9 @@ def drain_budget(grace_period_s: float) -> float:
     return max(grace_period_s * 0.5, grace_period_s - 7.0)
 
 
-async def serve(settings: Settings) -> int:
-    worker = Worker(settings)
-    await worker.start()
-    config = uvicorn.Config(
-        build_app(worker),
+def server_config(app: Starlette, settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
         host=settings.worker_host,
         port=settings.worker_port,
         http="auto",  # httptools when installed (pinned with the image), else h11
@@ -63,7 +62,12 @@ async def serve(settings: Settings) -> int:
         timeout_graceful_shutdown=2,
         timeout_keep_alive=5,
     )
-    server = _Server(config)
+
+
+async def serve(settings: Settings) -> int:
+    worker = Worker(settings)
+    await worker.start()
+    server = _Server(server_config(build_app(worker), settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -87,8 +87,8 @@ loadtest-smoke: setup-serve
 	$(BIN)/python -m loadtests.local_target --vllm-python $(VLLM_VENV)/bin/python \
 		--duration 20 --users 4 --out out/loadtest-ci
 
-bench-worker: setup-serve ## latency the agent worker adds over calling vLLM directly
-	$(BIN)/python benchmarks/worker_overhead.py --pairs 40
+bench-worker: setup-serve ## latency and CPU the agent worker adds over vLLM, 1-16 sessions
+	$(BIN)/python benchmarks/worker_overhead.py --concurrency 1,4,8,16 --pairs 48
 	$(BIN)/python benchmarks/ttft_agreement.py
 
 clean:

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from agent_worker.model import StreamAccumulator, build_request
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from agent_worker.model import (
+    ModelClient,
+    ModelError,
+    ModelResult,
+    StreamAccumulator,
+    build_request,
+)
 from agent_worker.tools import SCHEMAS, openai_tool
 
 
@@ -25,6 +38,13 @@ def test_answer_after_a_tool_uses_tool_choice_none() -> None:
     assert body["tool_choice"] == "none"
     plain = build_request("m", [], tool=None, force_tool=False, max_tokens=8)
     assert "tools" not in plain and "tool_choice" not in plain
+
+
+def test_min_tokens_is_sent_only_when_asked_for() -> None:
+    plain = build_request("m", [], tool=None, force_tool=False, max_tokens=8)
+    assert "min_tokens" not in plain  # a plain OpenAI request for endpoints without it
+    exact = build_request("m", [], tool=None, force_tool=False, max_tokens=8, min_tokens=8)
+    assert (exact["max_tokens"], exact["min_tokens"]) == (8, 8)
 
 
 def test_tool_call_deltas_and_usage_fold_into_one_call() -> None:
@@ -87,3 +107,78 @@ def test_content_deltas() -> None:
     assert acc.add({"choices": [], "usage": None}) == ""
     assert not acc.produced
     assert acc.finish().content == "Hello"
+
+
+def _client_streaming(chunks: list[bytes]) -> tuple[ModelClient, list[dict[str, Any]]]:
+    """A ModelClient whose HTTP transport answers with `chunks` as the body, read by
+    read: chunk boundaries a real server cannot be made to produce on purpose."""
+    bodies: list[dict[str, Any]] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+
+    client = ModelClient("http://model.test/v1", "m", "http://model.test/health", 5.0)
+    client._http = httpx.AsyncClient(  # pyright: ignore[reportPrivateUsage]
+        base_url="http://model.test/v1/", transport=httpx.MockTransport(handler)
+    )
+    return client, bodies
+
+
+def _run_chat(client: ModelClient) -> tuple[ModelResult, list[str]]:
+    texts: list[str] = []
+
+    async def on_text(text: str) -> None:
+        texts.append(text)
+
+    async def go() -> ModelResult:
+        try:
+            return await client.chat({"model": "m", "messages": []}, on_text)
+        finally:
+            await client.close()
+
+    return asyncio.run(go()), texts
+
+
+def test_chat_reads_messages_across_any_read_boundaries() -> None:
+    client, bodies = _client_streaming(
+        [
+            b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\nda',
+            b'ta: {"choices":[{"index":0,"delta":{"content":"h\xc3',  # "é" cut in two
+            b'\xa9"}}]}\r\n\r\ndata: {"choices":[{"index":0,"delta":{"content":" x"},'
+            b'"finish_reason":"length"}]}\n\n'
+            b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\n'
+            b"data: [DONE]\n\n",
+            b'data: {"choices":[{"index":0,"delta":{"content":"after DONE"}}]}\n\n',
+        ]
+    )
+    result, texts = _run_chat(client)
+    assert texts == ["hé", " x"]
+    assert (result.content, result.finish_reason) == ("hé x", "length")
+    assert (result.input_tokens, result.output_tokens, result.chunks) == (3, 2, 4)
+    assert result.ttft_s is not None
+    assert bodies == [{"model": "m", "messages": []}]
+
+
+def test_chat_takes_a_last_message_without_its_blank_line() -> None:
+    client, _ = _client_streaming(
+        [
+            b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n',
+            b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}',
+        ]
+    )
+    result, texts = _run_chat(client)
+    assert texts == ["a"] and result.output_tokens == 1
+
+
+def test_chat_stream_errors_are_model_errors() -> None:
+    client, _ = _client_streaming([b'data: {"error": {"message": "overloaded"}}\n\n'])
+    with pytest.raises(ModelError, match="model stream error"):
+        _run_chat(client)
+    client, _ = _client_streaming([b"data: {not json\n\n"])
+    with pytest.raises(ModelError, match="invalid JSON"):
+        _run_chat(client)

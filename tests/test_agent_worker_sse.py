@@ -87,3 +87,18 @@ def test_sse_parser_does_not_depend_on_chunk_boundaries(cuts: list[int]) -> None
     events += parser.close()  # the last event has no blank line after it
     assert [e.event for e in events] == ["token"] * 5 + ["done"]
     assert events[-1].data == '{"a":\n1}'
+
+
+def test_a_character_cut_between_two_reads_is_decoded_whole() -> None:
+    frame = 'data: {"text": "né€"}\n\n'.encode()
+    cut = frame.index("€".encode()) + 1  # inside the 3-byte euro sign
+    parser = SSEStream()
+    events = parser.feed(frame[:cut]) + parser.feed(frame[cut:])
+    assert [e.data for e in events] == ['{"text": "né€"}']
+
+
+def test_frames_match_the_documented_layout_for_every_event() -> None:
+    data = {"text": "é\u2028", "n": 1, "nested": {"a": [1, None]}}
+    for name in ("resumed", "token", "tool_call", "tool_result", "done", "error", "custom"):
+        payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        assert format_event(name, data) == f"event: {name}\ndata: {payload}\n\n".encode()

@@ -39,6 +39,10 @@ def turn(body: object) -> TurnRequest:
         ({"message": "hi", "max_tokens": True}, 400, "invalid_field"),
         ({"message": "hi", "max_tokens": 0}, 400, "invalid_field"),
         ({"message": "hi", "extra": 1}, 400, "unknown_field"),
+        ({"message": "hi", "min_tokens": "4"}, 400, "invalid_field"),
+        ({"message": "hi", "min_tokens": False}, 400, "invalid_field"),
+        ({"message": "hi", "min_tokens": -1}, 400, "invalid_field"),
+        ({"message": "hi", "max_tokens": 8, "min_tokens": 9}, 400, "invalid_field"),
         ({"message": "x" * (LIMIT + 1)}, 413, "message_too_large"),
         ({"message": "é" * (LIMIT // 2 + 1)}, 413, "message_too_large"),  # bytes, not chars
     ],
@@ -61,6 +65,15 @@ def test_good_turn_and_defaults() -> None:
     assert (request.tool, request.turn_id, request.max_tokens) == ("ledger", "t-1:a", 16)
     generated = turn({"message": "hi", "tool": None, "max_tokens": None})
     assert len(generated.turn_id) == 32 and generated.tool is None
+    assert request.min_tokens == 0 and generated.min_tokens == 0
+
+
+def test_min_tokens_up_to_max_tokens() -> None:
+    exact = turn({"message": "hi", "max_tokens": 8, "min_tokens": 8})
+    assert (exact.max_tokens, exact.min_tokens) == (8, 8)
+    assert turn({"message": "hi", "min_tokens": None}).min_tokens == 0
+    with pytest.raises(ApiError, match=r"'min_tokens' must be 0-16 \(at most max_tokens\), not 17"):
+        turn({"message": "hi", "min_tokens": 17})  # max_tokens defaults to 16 here
 
 
 def test_session_requests() -> None:

@@ -173,6 +173,7 @@ class Agent:
             tool=openai_tool(tool_name) if tool_name else None,
             force_tool=forced is not None,
             max_tokens=TOOL_STEP_MAX_TOKENS if forced else int(turn["max_tokens"]),
+            min_tokens=0 if forced else int(turn.get("min_tokens") or 0),
         )
         if forced:
             body["temperature"] = 0.0  # tool arguments: greedy, within the schema

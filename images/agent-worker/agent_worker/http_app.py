@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -14,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from agent_worker.relay import FrameRelay
 from agent_worker.service import DrainingError, SessionNotFoundError, TurnBusyError, Worker
 from agent_worker.sse import format_comment, format_event
 from agent_worker.state import TurnConflictError
@@ -27,7 +26,7 @@ from agent_worker.validation import (
 
 log = logging.getLogger("agent_worker.http")
 KEEPALIVE_S = 15.0
-_END = object()
+KEEPALIVE_FRAME = format_comment("keep-alive")
 
 
 def error(
@@ -133,29 +132,18 @@ def build_app(worker: Worker) -> Starlette:
         except RedisError as exc:
             return error(503, "store_unavailable", f"session store failed: {exc}")
 
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        # The turn runs in its own task: a client that goes away does not stop it, and a
+        # re-send with the same turn_id gets the recorded outcome.
+        relay = FrameRelay(KEEPALIVE_S, KEEPALIVE_FRAME)
 
         async def emit(event: str, data: dict[str, Any]) -> None:
-            await queue.put(format_event(event, data))
+            relay.put(format_event(event, data))
 
         task = worker.spawn(turn, emit)
-        task.add_done_callback(lambda _: queue.put_nowait(_END))
-
-        async def stream() -> AsyncIterator[bytes]:
-            # The turn runs in its own task: a client that goes away does not stop it,
-            # and a re-send with the same turn_id gets the recorded outcome.
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-                except TimeoutError:
-                    yield format_comment("keep-alive")
-                    continue
-                if item is _END:
-                    return
-                yield item
+        task.add_done_callback(lambda _: relay.close())
 
         return StreamingResponse(
-            stream(),
+            relay.frames(),
             media_type="text/event-stream",
             headers={
                 "Cache-Control": "no-cache",

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from agent_worker.sse import SSEParser
+from agent_worker.sse import SSEMessage, SSEStream
 
 JSON = dict[str, Any]
 OnText = Callable[[str], Awaitable[None]]
@@ -47,8 +47,14 @@ def build_request(
     tool: JSON | None,
     force_tool: bool,
     max_tokens: int,
+    min_tokens: int = 0,
 ) -> JSON:
-    """A streaming chat request; a forced tool uses a named tool_choice."""
+    """A streaming chat request; a forced tool uses a named tool_choice.
+
+    `min_tokens` > 0 is sent as vLLM's sampling extension of that name (no end of
+    sequence before that many tokens); 0 leaves it out, so other endpoints see a plain
+    OpenAI request.
+    """
     body: JSON = {
         "model": model,
         "messages": messages,
@@ -56,6 +62,8 @@ def build_request(
         "stream_options": {"include_usage": True},
         "max_tokens": max_tokens,
     }
+    if min_tokens > 0:
+        body["min_tokens"] = min_tokens
     if tool is not None:
         body["tools"] = [tool]
         body["tool_choice"] = (
@@ -132,8 +140,24 @@ class ModelClient:
 
     async def chat(self, body: JSON, on_text: OnText) -> ModelResult:
         acc = StreamAccumulator()
-        parser = SSEParser()
+        stream = SSEStream()
         started = time.monotonic()
+
+        async def handle(messages: list[SSEMessage]) -> bool:
+            """Fold a read's messages in; False once the stream said [DONE]."""
+            for msg in messages:
+                if msg.data.strip() == "[DONE]":
+                    return False
+                chunk = json.loads(msg.data)
+                if "error" in chunk:
+                    raise ModelError(f"model stream error: {chunk['error']}")
+                text = acc.add(chunk)
+                if acc.produced and acc.result.ttft_s is None:
+                    acc.result.ttft_s = time.monotonic() - started
+                if text:
+                    await on_text(text)
+            return True
+
         try:
             async with self._http.stream("POST", "chat/completions", json=body) as response:
                 if response.status_code != 200:
@@ -141,20 +165,14 @@ class ModelClient:
                     raise ModelError(
                         f"model answered {response.status_code}: {detail}", response.status_code
                     )
-                async for line in response.aiter_lines():
-                    msg = parser.feed(line)
-                    if msg is None:
-                        continue
-                    if msg.data.strip() == "[DONE]":
+                # Bytes as they arrive, split into SSE messages here: one pass per read
+                # instead of httpx's text and line layers per line.
+                async for data in response.aiter_bytes():
+                    messages = stream.feed(data)
+                    if messages and not await handle(messages):
                         break
-                    chunk = json.loads(msg.data)
-                    if "error" in chunk:
-                        raise ModelError(f"model stream error: {chunk['error']}")
-                    text = acc.add(chunk)
-                    if acc.produced and acc.result.ttft_s is None:
-                        acc.result.ttft_s = time.monotonic() - started
-                    if text:
-                        await on_text(text)
+                else:
+                    await handle(stream.close())
         except httpx.HTTPError as exc:
             raise ModelError(f"model request failed: {type(exc).__name__}: {exc}") from exc
         except ValueError as exc:

@@ -99,11 +99,12 @@ class Worker:
         await self.vectors.seed()
         self.metrics.ready.labels(self.settings.agent_name).set(1)
         log.info(
-            "worker %s ready: agent=%s mode=%s model=%s",
+            "worker %s ready: agent=%s mode=%s model=%s loop=%s",
             self.instance_id,
             self.settings.agent_name,
             self.settings.worker_mode,
             self.settings.model_name,
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
 
     async def close(self) -> None:

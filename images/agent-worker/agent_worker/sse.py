@@ -9,12 +9,20 @@ from typing import Any
 EVENT_NAMES = ("resumed", "token", "tool_call", "tool_result", "done", "error")
 
 
+# One encoder for every frame: json.dumps with non-default options builds a new encoder
+# on each call, and this runs once per streamed token.
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_EVENT_PREFIX = {name: f"event: {name}\ndata: ".encode() for name in EVENT_NAMES}
+
+
 def format_event(event: str, data: dict[str, Any]) -> bytes:
     """One SSE frame: `event:` line, a single-line JSON `data:` line, blank line."""
-    if not event or any(c in event for c in "\r\n:"):
-        raise ValueError(f"invalid SSE event name {event!r}")
-    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return f"event: {event}\ndata: {payload}\n\n".encode()
+    prefix = _EVENT_PREFIX.get(event)
+    if prefix is None:
+        if not event or any(c in event for c in "\r\n:"):
+            raise ValueError(f"invalid SSE event name {event!r}")
+        prefix = f"event: {event}\ndata: ".encode()
+    return prefix + _encode_json(data).encode() + b"\n\n"
 
 
 def format_comment(text: str = "") -> bytes:
@@ -65,30 +73,47 @@ class SSEParser:
 
 
 class SSEStream:
-    """Feed bytes or text as they arrive (any chunking); complete messages come out.
+    """Feed bytes as they arrive (any chunking); complete messages come out.
 
-    Load generators read raw chunks to time each one; this splits them into lines for
-    `SSEParser`, keeping a partial line until its newline arrives.
+    The worker reads the model's stream through this, and the load generators read
+    the worker's and vLLM's streams through it to time each chunk. Lines are split on
+    bytes (a b"\n" never occurs inside a multi-byte UTF-8 character, so a character cut
+    between two chunks is decoded whole) and a partial line is kept until its newline
+    arrives.
     """
 
     def __init__(self) -> None:
-        self._buffer = ""
+        self._buffer = b""
         self._lines = SSEParser()
 
     def feed(self, chunk: bytes | str) -> list[SSEMessage]:
-        text = chunk.decode("utf-8", errors="replace") if isinstance(chunk, bytes) else chunk
-        self._buffer += text
-        *lines, self._buffer = self._buffer.split("\n")
-        return [m for m in (self._lines.feed(line) for line in lines) if m is not None]
+        data = chunk.encode() if isinstance(chunk, str) else chunk
+        if self._buffer:
+            data = self._buffer + data
+        if b"\n" not in data:
+            self._buffer = data
+            return []
+        *lines, self._buffer = data.split(b"\n")
+        out: list[SSEMessage] = []
+        feed = self._lines.feed
+        for line in lines:
+            msg = feed(line.decode("utf-8", "replace"))
+            if msg is not None:
+                out.append(msg)
+        return out
 
     def close(self) -> list[SSEMessage]:
         """Dispatch what the stream ended with, even without a final blank line."""
-        out = (
-            [m for m in (self._lines.feed(self._buffer),) if m is not None] if self._buffer else []
-        )
-        self._buffer = ""
+        out: list[SSEMessage] = []
+        if self._buffer:
+            msg = self._lines.feed(self._buffer.decode("utf-8", "replace"))
+            if msg is not None:
+                out.append(msg)
+        self._buffer = b""
         last = self._lines.close()
-        return [*out, *([last] if last is not None else [])]
+        if last is not None:
+            out.append(last)
+        return out
 
 
 def parse_events(text: str) -> list[tuple[str, Any]]:

@@ -60,6 +60,7 @@ class TurnRequest:
     message: str
     tool: str | None
     max_tokens: int
+    min_tokens: int = 0  # answer at least this long (0: the model may stop when it likes)
 
 
 Start = Literal["new", "resume", "completed"]
@@ -93,6 +94,7 @@ def begin_turn(session: JSON, request: TurnRequest, now: float) -> tuple[JSON, S
         "message": request.message,
         "tool": request.tool,
         "max_tokens": request.max_tokens,
+        "min_tokens": request.min_tokens,
         "phase": "accepted",
         "steps": 0,
         "messages": [{"role": "user", "content": request.message}],

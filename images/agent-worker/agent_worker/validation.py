@@ -86,7 +86,7 @@ def parse_turn_request(
             f"request body larger than allowed for a message of {max_message_bytes} bytes",
         )
     body = decode_object(raw)
-    _check_fields(body, ("message", "tool", "turn_id", "max_tokens"))
+    _check_fields(body, ("message", "tool", "turn_id", "max_tokens", "min_tokens"))
     message = body.get("message")
     if not isinstance(message, str):
         raise ApiError(400, "invalid_field", "'message' is required and must be a string")
@@ -116,4 +116,21 @@ def parse_turn_request(
         raise ApiError(400, "invalid_field", "'max_tokens' must be an integer")
     if not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
         raise ApiError(400, "invalid_field", f"'max_tokens' must be 1-{MAX_TOKENS_LIMIT}")
-    return TurnRequest(turn_id=turn_id, message=message, tool=tool, max_tokens=max_tokens)
+    min_tokens = body.get("min_tokens", 0)
+    if min_tokens is None:
+        min_tokens = 0
+    if isinstance(min_tokens, bool) or not isinstance(min_tokens, int):
+        raise ApiError(400, "invalid_field", "'min_tokens' must be an integer")
+    if not 0 <= min_tokens <= max_tokens:
+        raise ApiError(
+            400,
+            "invalid_field",
+            f"'min_tokens' must be 0-{max_tokens} (at most max_tokens), not {min_tokens}",
+        )
+    return TurnRequest(
+        turn_id=turn_id,
+        message=message,
+        tool=tool,
+        max_tokens=max_tokens,
+        min_tokens=min_tokens,
+    )

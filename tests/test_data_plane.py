@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from agent_worker.config import load_settings
 
 from components.agents.spec import AgentSpec
 from components.data import qdrant as qdrant_store
@@ -340,7 +341,7 @@ AGENTS = [
     ),
     AgentSpec.model_validate(
         {"name": "concierge", "mode": "http", "replicas": {"min": 1, "max": 2}}
-    ),  # noqa: E501
+    ),
 ]
 
 
@@ -426,11 +427,6 @@ def test_contract_names_only_variables_the_worker_reads(
 def test_strimzi_contract_runs_the_worker_settings_loader(tmp_path: Path) -> None:
     """The worker's own loader accepts the environment the contract renders (files made
     here stand in for the mounted Secrets)."""
-    import sys
-
-    sys.path.insert(0, str(WORKER_CONFIG.parent.parent))
-    from agent_worker.config import load_settings  # pyright: ignore[reportMissingImports,reportUnknownVariableType]  # noqa: E501, I001
-
     contract = data_plane_contract(
         agents_namespace="swarmstack-agents",
         kafka=(KAFKA_MODES["strimzi"], "strimzi"),
@@ -448,8 +444,7 @@ def test_strimzi_contract_runs_the_worker_settings_loader(tmp_path: Path) -> Non
                 if v == f.path:
                     env[k] = str(local)
         env |= {"MODEL_BASE_URL": "http://model:8000/v1", "MODEL_NAME": "m"}
-        settings = load_settings(env)  # pyright: ignore[reportUnknownVariableType]
-        assert settings.worker_mode == agent.mode  # pyright: ignore[reportUnknownMemberType]
+        assert load_settings(env).worker_mode == agent.mode
 
 
 # --------------------------------------------------------------------------- network policies
@@ -516,7 +511,7 @@ def test_plan_declares_the_data_network_policies(pilot_out: Path) -> None:
     policies = [d for d in _manifests(pilot_out) if d["kind"] == "NetworkPolicy"]
     data = {
         p["metadata"]["name"] for p in policies if p["metadata"]["namespace"] == "swarmstack-data"
-    }  # noqa: E501
+    }
     assert {"default-deny", "allow-dns", "allow-kafka-clients", "allow-redis-clients"} <= data
     assert "allow-qdrant-clients" in data
     helm = yaml.safe_load((pilot_out / "helm" / "strimzi-cluster-operator.yaml").read_text())

@@ -227,6 +227,12 @@ class ClusterNetworkAndEks:
     oidc_provider_arn: pulumi.Output[str]
     oidc_issuer: pulumi.Output[str]  # host/path, without https://
     kubernetes_version: str
+    # The security group EKS creates for the control plane and the managed node groups
+    # (the nodes' source address for managed data stores).
+    node_security_group_id: pulumi.Output[str]
+    # The stack's customer-managed KMS key (Secrets envelope encryption; reused for the
+    # data stores' encryption at rest).
+    kms_key_arn: pulumi.Output[str]
     # What every node group must wait for: node role policies, private routes,
     # and the vpc-cni and kube-proxy add-ons.
     node_group_dependencies: list[pulumi.Resource]
@@ -301,7 +307,7 @@ class Cluster(pulumi.ComponentResource):
         spec, name = self._args.spec, self._name
         network = self._network()
         roles = self._roles()
-        cluster = self._control_plane(network, roles)
+        cluster, key = self._control_plane(network, roles)
         admin_access = self._admin_access(cluster)
         oidc_provider, oidc_issuer = self._oidc(cluster)
 
@@ -368,6 +374,10 @@ class Cluster(pulumi.ComponentResource):
             oidc_provider_arn=oidc_provider.arn,
             oidc_issuer=oidc_issuer,
             kubernetes_version=spec.kubernetes_version,
+            node_security_group_id=cluster.vpc_config.apply(
+                lambda vpc: vpc.cluster_security_group_id or ""
+            ),
+            kms_key_arn=key.arn,
             node_group_dependencies=node_group_dependencies,
         )
         return eks, provider
@@ -580,7 +590,9 @@ class Cluster(pulumi.ComponentResource):
             for policy in policies
         ]
 
-    def _control_plane(self, network: _Network, roles: _Roles) -> aws.eks.Cluster:
+    def _control_plane(
+        self, network: _Network, roles: _Roles
+    ) -> tuple[aws.eks.Cluster, aws.kms.Key]:
         """Secrets key, control-plane log group and the EKS cluster itself."""
         spec, name = self._args.spec, self._name
         key = aws.kms.Key(
@@ -612,7 +624,7 @@ class Cluster(pulumi.ComponentResource):
             opts=self._child(),
         )
         endpoint = spec.endpoint
-        return aws.eks.Cluster(
+        cluster = aws.eks.Cluster(
             f"{name}-eks",
             name=spec.name,
             version=spec.kubernetes_version,
@@ -637,6 +649,7 @@ class Cluster(pulumi.ComponentResource):
             tags=self._tagged(spec.name),
             opts=self._child(depends_on=[log_group, key_use, *roles.cluster_policies]),
         )
+        return cluster, key
 
     def _admin_access(self, cluster: aws.eks.Cluster) -> list[pulumi.Resource]:
         """Cluster-admin access entries for the configured IAM roles."""

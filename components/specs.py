@@ -155,6 +155,26 @@ class SystemPool(Spec):
         return self
 
 
+class ExistingNetwork(Spec):
+    """The VPC of an existing cluster, for data stores AWS runs (MSK, ElastiCache)."""
+
+    vpc_id: str = Field(pattern=r"^vpc-[0-9a-f]{8,17}$", description="VPC of the cluster.")
+    private_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
+        min_length=2,
+        max_length=6,
+        description="Private subnets the managed stores use, one per AZ (their count is the "
+        "AZ count of the data-plane rules).",
+    )
+    node_security_group_id: str = Field(
+        pattern=r"^sg-[0-9a-f]{8,17}$",
+        description="Security group of the cluster's nodes: the only source the stores admit.",
+    )
+    kms_key_arn: str = Field(
+        pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$",
+        description="KMS key for the stores' encryption at rest.",
+    )
+
+
 class ClusterSpec(Spec):
     """The Kubernetes cluster: a new EKS cluster, or an existing one from a kubeconfig."""
 
@@ -190,11 +210,18 @@ class ClusterSpec(Spec):
     log_retention_days: Literal[7, 14, 30, 60, 90, 180, 365] = Field(
         default=90, description="Retention of the control-plane log group, days."
     )
+    network: ExistingNetwork | None = Field(
+        default=None,
+        description="VPC facts of an existing cluster (mode: existing), needed only by "
+        "`dataPlane.kafka.mode: msk` and `dataPlane.redis.mode: elasticache`.",
+    )
 
     @model_validator(mode="after")
     def _mode(self) -> ClusterSpec:
         if self.mode == "existing" and not self.kubeconfig_context:
             raise ValueError("mode 'existing' needs kubeconfigContext")
+        if self.mode == "eks" and self.network is not None:
+            raise ValueError("network is only used with mode 'existing' (eks builds its own VPC)")
         if self.mode == "eks" and self.kubeconfig_context:
             raise ValueError("kubeconfigContext is only used with mode 'existing'")
         prefix = ipaddress.ip_network(self.vpc_cidr).prefixlen
@@ -399,13 +426,17 @@ class ModelSpec(Spec):
 class Namespaces(Spec):
     models: DnsLabel = Field(default="swarmstack-models", description="Namespace of model servers.")
     agents: DnsLabel = Field(default="swarmstack-agents", description="Namespace of agent workers.")
+    data: DnsLabel = Field(
+        default="swarmstack-data", description="Namespace of the data stores and their operator."
+    )
 
     @model_validator(mode="after")
     def _distinct(self) -> Namespaces:
-        if self.models == self.agents:
-            raise ValueError("models and agents must be different namespaces")
-        reserved = {"default", "kube-system", "kube-public", "kube-node-lease"}
-        for name in (self.models, self.agents):
+        names = [self.models, self.agents, self.data]
+        if len(set(names)) != len(names):
+            raise ValueError(f"models, agents and data must be different namespaces ({names})")
+        reserved = {"default", "kube-system", "kube-public", "kube-node-lease", "cert-manager"}
+        for name in names:
             if name in reserved:
                 raise ValueError(f"{name!r} is reserved by Kubernetes")
         return self

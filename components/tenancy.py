@@ -1,14 +1,15 @@
-"""Namespaces for models and agents, each closed by a default-deny NetworkPolicy.
+"""Namespaces for models, agents and data stores, each closed by a default-deny NetworkPolicy.
 
 Traffic that is allowed is listed explicitly: DNS for everyone, agents to the
 model servers' port, and model servers out on 443 for weights (S3 or the Hub)
-and for STS (IRSA).
+and for STS (IRSA). The data stores' own openings come in as `extra_policies`
+(rendered by components/data/network.py from the stores that exist).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -49,7 +50,7 @@ def network_policies(ns: Namespaces) -> dict[str, dict[str, Any]]:
     }
     model_pods = {"matchLabels": {"app.kubernetes.io/component": MODEL_SERVER_COMPONENT}}
     policies: dict[str, dict[str, Any]] = {}
-    for role, name in (("models", ns.models), ("agents", ns.agents)):
+    for role, name in (("models", ns.models), ("agents", ns.agents), ("data", ns.data)):
         policies[f"{role}-default-deny"] = {
             "namespace": name,
             "name": "default-deny",
@@ -104,6 +105,10 @@ def network_policies(ns: Namespaces) -> dict[str, dict[str, Any]]:
 class TenancyArgs:
     namespaces: Namespaces
     cost_labels: CostLabels
+    # More NetworkPolicies (suffix -> namespace, name, spec) in these namespaces.
+    extra_policies: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=dict[str, Mapping[str, Any]]
+    )
 
 
 class Tenancy(pulumi.ComponentResource):
@@ -112,6 +117,7 @@ class Tenancy(pulumi.ComponentResource):
     namespaces: Mapping[str, k8s.core.v1.Namespace]
     models_namespace: pulumi.Output[str]
     agents_namespace: pulumi.Output[str]
+    data_namespace: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: TenancyArgs, opts: pulumi.ResourceOptions | None = None
@@ -127,12 +133,18 @@ class Tenancy(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-            for role, ns_name in (("models", ns.models), ("agents", ns.agents))
+            for role, ns_name in (("models", ns.models), ("agents", ns.agents), ("data", ns.data))
         }
         self.models_namespace = self.namespaces["models"].metadata.apply(lambda m: m.name or "")
         self.agents_namespace = self.namespaces["agents"].metadata.apply(lambda m: m.name or "")
-        namespace_of = {ns.models: self.namespaces["models"], ns.agents: self.namespaces["agents"]}
-        for suffix, policy in network_policies(ns).items():
+        self.data_namespace = self.namespaces["data"].metadata.apply(lambda m: m.name or "")
+        namespace_of = {
+            ns.models: self.namespaces["models"],
+            ns.agents: self.namespaces["agents"],
+            ns.data: self.namespaces["data"],
+        }
+        policies = {**network_policies(ns), **args.extra_policies}
+        for suffix, policy in policies.items():
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-{suffix}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -146,5 +158,9 @@ class Tenancy(pulumi.ComponentResource):
                 ),
             )
         self.register_outputs(
-            {"modelsNamespace": self.models_namespace, "agentsNamespace": self.agents_namespace}
+            {
+                "modelsNamespace": self.models_namespace,
+                "agentsNamespace": self.agents_namespace,
+                "dataNamespace": self.data_namespace,
+            }
         )

@@ -217,6 +217,7 @@ CLUSTER_SCOPED = {
     "MutatingWebhookConfiguration",
     "ValidatingWebhookConfiguration",
     "RuntimeClass",
+    "ClusterIssuer",  # cert-manager.io
 }
 
 

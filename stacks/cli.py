@@ -11,7 +11,7 @@ import pulumi
 
 from policies.framework import Level
 from policies.pack import stack_phase
-from stacks.config import load, raw_from_config, secret_purposes
+from stacks.config import HF_TOKEN_CONFIG_KEY, load, raw_from_config, secret_purposes
 from stacks.plan.checks import run_checks
 from stacks.plan.model import Plan
 from stacks.plan.policy import (
@@ -49,10 +49,11 @@ def secret_warnings(inp: ProgramInput, purposes: dict[str, str], source: str) ->
                 f"placeholder stood in for it{why}"
             )
         elif purpose:
+            value = "<token>" if key == HF_TOKEN_CONFIG_KEY else "<value>"
             warnings.append(
                 f"{full} is not set in {source}, so `pulumi up` refuses to run: {purpose}. "
                 f"A redacted placeholder stood in for it here; `pulumi config set --secret {key} "
-                f"<token>` sets it, and `swarmstack plan {inp.stack} --unset-secret {key}` shows "
+                f"{value}` sets it, and `swarmstack plan {inp.stack} --unset-secret {key}` shows "
                 "the refusal"
             )
     return warnings

@@ -20,11 +20,16 @@ from pulumi.runtime import config as runtime_config
 from pydantic import Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
+from components.agents.spec import AgentSpec, agent_problems, events_agents
+from components.data.kafka import KafkaSpec, kafka_problems, zone_spread_problems
+from components.data.qdrant import QdrantSpec, qdrant_problems
+from components.data.redis import RedisSpec, redis_problems
 from components.instances import INSTANCE_TYPES
 from components.mig import MIG_PROFILES, MigLayoutError, mig_resource_name, validate_layout
 from components.specs import (
     ClusterSpec,
     CostLabels,
+    DnsLabel,
     GpuOperatorSpec,
     GpuPoolSpec,
     ImageRef,
@@ -37,7 +42,12 @@ from components.vllm import MemoryFit, memory_fit
 PROJECT = "swarmstack"
 # Config keys that hold secrets: read with Config.get_secret, never validated as data.
 HF_TOKEN_CONFIG_KEY = "huggingFaceToken"
-SECRET_KEYS = frozenset({HF_TOKEN_CONFIG_KEY})
+REDIS_PASSWORD_KEY = "redisPassword"
+QDRANT_API_KEY = "qdrantApiKey"
+QDRANT_READ_ONLY_API_KEY = "qdrantReadOnlyApiKey"
+SECRET_KEYS = frozenset(
+    {HF_TOKEN_CONFIG_KEY, REDIS_PASSWORD_KEY, QDRANT_API_KEY, QDRANT_READ_ONLY_API_KEY}
+)
 # Config keys outside this project's namespace that the program reads.
 REGION_KEY = "aws:region"
 
@@ -69,6 +79,34 @@ class ExternalResources(Spec):
         return buckets
 
 
+class DataPlaneSpec(Spec):
+    """The agents' data stores. Each is optional: a stack may run without one (the pilot
+    has all three); the agents that need a missing store are rejected."""
+
+    kafka: KafkaSpec | None = Field(
+        default=None, description="Event bus for events agents (unset: no Kafka)."
+    )
+    redis: RedisSpec | None = Field(
+        default=None, description="Session store (unset: no Redis/Valkey)."
+    )
+    qdrant: QdrantSpec | None = Field(default=None, description="Vector store (unset: no Qdrant).")
+    allow_fewer_zones_than_replicas: bool = Field(
+        default=False,
+        description="Accept a cluster with fewer AZs than `kafka.replicationFactor`. Two "
+        "replicas of a partition then share a zone, and losing that zone can stop every "
+        "acks=all write. Default false: such a stack is rejected.",
+    )
+    monitoring_namespace: DnsLabel = Field(
+        default="monitoring",
+        description="Namespace whose Prometheus may scrape the stores' metrics ports "
+        "(the data namespace's NetworkPolicies admit it).",
+    )
+
+    @property
+    def empty(self) -> bool:
+        return self.kafka is None and self.redis is None and self.qdrant is None
+
+
 class StackConfig(Spec):
     """Everything a stack is built from: the `swarmstack:` keys of Pulumi.<stack>.yaml."""
 
@@ -88,6 +126,13 @@ class StackConfig(Spec):
         default_factory=ExternalResources,
         description="Resources the stack uses but does not create (none by default).",
     )
+    agents: list[AgentSpec] = Field(
+        default_factory=list[AgentSpec],
+        description="Agent types: the data plane declares their topics, users and ACLs.",
+    )
+    data_plane: DataPlaneSpec = Field(
+        default_factory=DataPlaneSpec, description="Event bus, session and vector stores."
+    )
 
     def pool(self, name: str) -> GpuPoolSpec:
         return next(p for p in self.gpu_pools if p.name == name)
@@ -103,6 +148,17 @@ def secret_purposes(config: StackConfig) -> dict[str, str]:
         purposes[HF_TOKEN_CONFIG_KEY] = (
             f"model{'s' if len(hub) > 1 else ''} {names} {verb} from the Hugging Face Hub with "
             "it (gated models refuse downloads without a token)"
+        )
+    data = config.data_plane
+    if data.redis is not None:
+        purposes[REDIS_PASSWORD_KEY] = (
+            f"the session store ({data.redis.engine}, mode {data.redis.mode}) requires it "
+            "from every client (16-128 printable characters, no spaces, quotes, @ or /)"
+        )
+    if data.qdrant is not None:
+        purposes[QDRANT_API_KEY] = "the vector store's read-write API key"
+        purposes[QDRANT_READ_ONLY_API_KEY] = (
+            "the vector store's read-only API key, for agents that only retrieve"
         )
     return purposes
 
@@ -262,6 +318,74 @@ def cross_component_problems(config: StackConfig, region: str) -> list[Problem]:
         problems += _model_problems(i, model, config)
     if not problems:  # capacity arithmetic needs valid pools and profiles
         problems += _capacity_problems(config)
+    problems += data_plane_problems(config)
+    return problems
+
+
+def cluster_zones(config: StackConfig) -> int:
+    """The AZs the stores can spread over: the VPC's, or an existing cluster's subnets."""
+    network = config.cluster.network
+    if config.cluster.mode == "existing" and network is not None:
+        return len(network.private_subnet_ids)
+    return config.cluster.availability_zones
+
+
+def data_plane_problems(config: StackConfig) -> list[Problem]:
+    """Rules of the agents and the stores, each mapped to its full config path."""
+    data, base = config.data_plane, "dataPlane"
+
+    def under(found: list[tuple[str, str]]) -> list[Problem]:
+        # Store rules name paths below `dataPlane`; agent rules start at the top level.
+        return [
+            Problem(path if path.startswith("agents[") else f"{base}.{path}", message)
+            for path, message in found
+        ]
+
+    problems = under(agent_problems(config.agents))
+    if data.kafka is None:
+        problems += [
+            Problem(
+                f"agents[{i}].mode",
+                f"agent {a.name!r} is mode events, but dataPlane.kafka is not set: add an "
+                "event bus or use mode http",
+            )
+            for i, a in enumerate(config.agents)
+            if a in events_agents(config.agents)
+        ]
+    else:
+        problems += under(kafka_problems(data.kafka, config.agents))
+        zones = cluster_zones(config)
+        for path, message in zone_spread_problems(data.kafka, zones):
+            if path == "kafka.replicationFactor" and data.allow_fewer_zones_than_replicas:
+                continue
+            hint = (
+                f"; use cluster.availabilityZones >= {data.kafka.replication_factor}, or set "
+                f"{base}.allowFewerZonesThanReplicas: true to accept it"
+                if path == "kafka.replicationFactor"
+                else ""
+            )
+            problems.append(Problem(f"{base}.{path}", message + hint))
+    if data.redis is not None:
+        problems += under(redis_problems(data.redis))
+    if data.qdrant is not None:
+        problems += under(qdrant_problems(data.qdrant))
+    managed = [
+        (f"{base}.kafka.mode", "msk") for k in [data.kafka] if k is not None and k.mode == "msk"
+    ] + [
+        (f"{base}.redis.mode", "elasticache")
+        for r in [data.redis]
+        if r is not None and r.mode == "elasticache"
+    ]
+    if config.cluster.mode == "existing" and config.cluster.network is None:
+        problems += [
+            Problem(
+                path,
+                f"{mode!r} runs in AWS next to the cluster, but cluster.mode is 'existing' and "
+                "cluster.network is not set: give cluster.network (vpcId, privateSubnetIds, "
+                "nodeSecurityGroupId, kmsKeyArn) or use an in-cluster mode",
+            )
+            for path, mode in managed
+        ]
     return problems
 
 

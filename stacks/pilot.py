@@ -1,4 +1,5 @@
-"""Pilot phase: one cluster, a system pool, MIG GPU pools and vLLM for 5-20 agents."""
+"""Pilot phase: one cluster, a system pool, MIG GPU pools, vLLM and the agents' data plane
+for 5-20 agents."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs, GpuOperator, 
 from components.model_serving import HF_TOKEN_KEY, Irsa, ModelServing, ModelServingArgs, Placement
 from components.tenancy import Tenancy, TenancyArgs
 from stacks.config import StackConfig, accelerator_resource
+from stacks.data_plane import build_data_plane, network_policies, read_secrets
 
 HF_TOKEN_SECRET = "huggingface-token"
 
@@ -50,7 +52,21 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
         opts=on_cluster,
     )
     tenancy = Tenancy(
-        "tenancy", TenancyArgs(namespaces=config.namespaces, cost_labels=labels), opts=on_cluster
+        "tenancy",
+        TenancyArgs(
+            namespaces=config.namespaces,
+            cost_labels=labels,
+            extra_policies=network_policies(config),
+        ),
+        opts=on_cluster,
+    )
+    contract = build_data_plane(
+        config,
+        stack=pulumi.get_stack(),
+        eks=cluster.eks,
+        irsa=irsa,
+        secrets=read_secrets(config),
+        on_cluster=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[tenancy]),
     )
 
     hf_secret_name: str | None = None
@@ -98,6 +114,8 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
         pulumi.export("clusterName", cluster.eks.cluster_name)
         pulumi.export("kubeconfig", cluster.eks.kubeconfig)
     pulumi.export("modelEndpoints", endpoints)
+    if contract is not None:
+        pulumi.export("dataPlane", contract.as_output())
     pulumi.export(
         "slos",
         {

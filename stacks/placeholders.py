@@ -97,4 +97,15 @@ def documentation_values(config: StackConfig) -> list[Problem]:
                     "and list that bucket there",
                 )
             )
+    qdrant = config.data_plane.qdrant
+    if qdrant is not None and qdrant.snapshots is not None:
+        bucket = qdrant.snapshots.bucket
+        if bucket not in external:
+            problems.append(
+                Problem(
+                    "dataPlane.qdrant.snapshots.bucket",
+                    f"bucket {bucket!r} is neither created by this stack (it creates none) nor "
+                    "listed in external.s3Buckets: name your own bucket and list it there",
+                )
+            )
     return problems

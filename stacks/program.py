@@ -25,7 +25,7 @@ Phase = Callable[[StackConfig, str, "pulumi.Output[str] | None"], None]
 PHASES: dict[str, Phase] = {"pilot": pilot.build}
 
 
-def _secret_problems(config: StackConfig, hf_token_set: bool) -> list[Problem]:
+def _secret_problems(config: StackConfig) -> list[Problem]:
     problems: list[Problem] = []
     for key in sorted(SECRET_KEYS):
         full = f"{pulumi.get_project()}:{key}"
@@ -33,15 +33,15 @@ def _secret_problems(config: StackConfig, hf_token_set: bool) -> list[Problem]:
             problems.append(
                 Problem(key, f"is stored in clear: run `pulumi config set --secret {key} ...`")
             )
-    purpose = secret_purposes(config).get(HF_TOKEN_CONFIG_KEY)
-    if purpose is not None and not hf_token_set:
-        problems.append(
-            Problem(
-                HF_TOKEN_CONFIG_KEY,
-                f"not set, but {purpose}: run "
-                f"`pulumi config set --secret {HF_TOKEN_CONFIG_KEY} <token>`",
+    for key, purpose in sorted(secret_purposes(config).items()):
+        if get_config(f"{pulumi.get_project()}:{key}") is None:
+            value = "<token>" if key == HF_TOKEN_CONFIG_KEY else "<value>"
+            problems.append(
+                Problem(
+                    key,
+                    f"not set, but {purpose}: run `pulumi config set --secret {key} {value}`",
+                )
             )
-        )
     return problems
 
 
@@ -56,7 +56,7 @@ def main() -> None:
     try:
         config = load(raw, region, source)
         hf_token = pulumi.Config().get_secret(HF_TOKEN_CONFIG_KEY)
-        problems = _secret_problems(config, hf_token is not None)
+        problems = _secret_problems(config)
         if problems:
             raise ConfigError(problems, source)
         placeholders = documentation_values(config)

@@ -11,6 +11,7 @@ from typing import Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
+from pydantic_core import to_jsonable_python
 
 from policies.framework import Level
 from policies.pack import RULES, phase_levels, stack_phase
@@ -63,7 +64,7 @@ def _default(field: FieldInfo) -> str:
         return "see its keys"
     if value is None:
         return "unset"
-    return f"`{json.dumps(value)}`"
+    return f"`{json.dumps(to_jsonable_python(value, by_alias=True))}`"
 
 
 def _rows(model: type[BaseModel], prefix: str) -> list[str]:

@@ -22,9 +22,9 @@ from components.data.certs import (
     IssuerRef,
     cert_manager_values,
 )
+from components.data.network import ManagedNetwork
 from components.data.qdrant import QdrantSpec, VectorStore, VectorStoreArgs
 from components.data.redis import (
-    ManagedNetwork,
     RedisSpec,
     SessionStore,
     SessionStoreArgs,

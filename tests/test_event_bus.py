@@ -12,9 +12,9 @@ from components.data.kafka import (
     STRIMZI_CHART_VERSION,
     EventBus,
     EventBusArgs,
-    ManagedNetwork,
     server_properties,
 )
+from components.data.network import ManagedNetwork
 from components.specs import ImageRef
 from stacks.plan.recorder import Capture, run
 from tests.kafka_support import COST_LABELS, NAMESPACE, agents, kafka, msk

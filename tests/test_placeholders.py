@@ -34,6 +34,7 @@ SHIPPED_KEYS = [
     "cluster.endpoint.publicAccessCidrs[0]",
     "cluster.adminRoleArns[0]",
     "models[0].weights.uri",
+    "dataPlane.qdrant.snapshots.bucket",
 ]
 
 
@@ -47,18 +48,21 @@ def _own_values(config: dict[str, Any]) -> None:
     cluster["endpoint"]["publicAccessCidrs"] = ["100.24.7.0/24"]
     cluster["adminRoleArns"] = ["arn:aws:iam::210987654321:role/platform-admin"]
     config["swarmstack:models"][0]["weights"]["uri"] = "s3://acme-models/qwen2.5-7b-instruct"
-    config["swarmstack:external"] = {"s3Buckets": ["acme-models"]}
+    snapshots = config["swarmstack:dataPlane"]["qdrant"]["snapshots"]
+    snapshots["bucket"] = "acme-backups"
+    config["swarmstack:external"] = {"s3Buckets": ["acme-models", "acme-backups"]}
 
 
 # --------------------------------------------------------------------------- what is refused
 
 
-def test_shipped_pilot_holds_exactly_its_three_placeholders(pilot_raw: dict[str, Any]) -> None:
+def test_shipped_pilot_holds_exactly_its_four_placeholders(pilot_raw: dict[str, Any]) -> None:
     assert _paths(pilot_raw) == SHIPPED_KEYS
 
 
 def test_each_finding_names_the_value_and_the_fix(pilot_raw: dict[str, Any]) -> None:
-    cidr, arn, bucket = map(str, documentation_values(load(pilot_raw, "us-east-1", SOURCE)))
+    found = map(str, documentation_values(load(pilot_raw, "us-east-1", SOURCE)))
+    cidr, arn, bucket, backups = found
     assert cidr == (
         "cluster.endpoint.publicAccessCidrs[0]: '203.0.113.0/24' is in 203.0.113.0/24 "
         "(RFC 5737 TEST-NET-3), an address range reserved for documentation: replace it with a "
@@ -71,6 +75,10 @@ def test_each_finding_names_the_value_and_the_fix(pilot_raw: dict[str, Any]) -> 
     assert bucket.startswith(
         "models[0].weights.uri: bucket 'swarm-pilot-models' is neither created by this stack "
         "(it creates none) nor listed in external.s3Buckets"
+    )
+    assert backups.startswith(
+        "dataPlane.qdrant.snapshots.bucket: bucket 'swarm-pilot-backups' is neither created by "
+        "this stack (it creates none) nor listed in external.s3Buckets"
     )
 
 
@@ -293,8 +301,8 @@ def test_unset_secret_names_the_secret_keys(
     argv = ["plan", "pilot", "--root", str(ROOT), "--out", str(tmp_path / "out")]
     assert main([*argv, "--unset-secret", "hfToken"]) == EXIT_CONFIG
     assert (
-        "--unset-secret hfToken: not a secret config key (one of huggingFaceToken)"
-        in capsys.readouterr().err
+        "--unset-secret hfToken: not a secret config key (one of huggingFaceToken, "
+        "qdrantApiKey, qdrantReadOnlyApiKey, redisPassword)" in capsys.readouterr().err
     )
     assert not (tmp_path / "out").exists()
 

@@ -96,8 +96,8 @@ def test_the_model_refuses_what_the_crd_refuses(
 def test_event_bus_refuses_a_cr_the_model_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
     good = kafka_module.kafka_resource
 
-    def typo(*args: Any) -> dict[str, Any]:
-        body = good(*args)
+    def typo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        body = good(*args, **kwargs)
         body["spec"]["kafka"]["listeners"][0]["tls"] = "yes"
         return body
 

@@ -33,6 +33,7 @@ def test_component_declares_namespaces_and_policies_with_cost_labels() -> None:
     namespaces = capture.of_type("kubernetes:core/v1:Namespace")
     assert sorted(n.inputs["metadata"]["name"] for n in namespaces) == [
         "swarmstack-agents",
+        "swarmstack-data",
         "swarmstack-models",
     ]
     for ns in namespaces:
@@ -40,7 +41,7 @@ def test_component_declares_namespaces_and_policies_with_cost_labels() -> None:
         assert labels["cost-center"] == "c"
         assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     policies = capture.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
-    assert len(policies) == 7
+    assert len(policies) == 9  # default deny + DNS in 3 namespaces, 3 model/agent openings
     component = capture.of_type("swarmstack:tenancy:Tenancy")[0]
     assert all(p.parent == component.urn for p in policies)
     ns_urns = {n.urn for n in namespaces}

@@ -30,7 +30,9 @@ import yaml
 from pydantic import Field
 
 from components.agents.spec import AgentSpec, TopicSpec, events_agents, kafka_names
+from components.data.certs import IssuerRef, certificate, server_certificate_spec
 from components.data.msk_pricing import MSK_BROKER_TYPES
+from components.data.network import ManagedNetwork
 from components.data.strimzi_schema import StrimziResourceError, check_strimzi_resource
 from components.nodes import aws_tags
 from components.specs import CostLabels, DnsLabel, ImageRef, Spec
@@ -618,10 +620,57 @@ def jmx_exporter_config() -> str:
     return yaml.safe_dump({"lowercaseOutputName": True, "rules": rules}, sort_keys=False)
 
 
+def listener_certificate_secret(cluster: str) -> str:
+    """The Secret cert-manager writes the TLS listener's certificate into (data namespace)."""
+    return f"{cluster}-listener-tls"
+
+
+def listener_dns_names(cluster: str, namespace: str) -> list[str]:
+    """Every name a client dials on the TLS listener: the bootstrap Service and each broker
+    behind the brokers' headless Service."""
+    names: list[str] = []
+    for suffix in ("", f".{namespace}", f".{namespace}.svc", f".{namespace}.svc.cluster.local"):
+        names.append(f"{cluster}-kafka-bootstrap{suffix}")
+    for suffix in (f".{namespace}.svc", f".{namespace}.svc.cluster.local"):
+        names.append(f"*.{cluster}-kafka-brokers{suffix}")
+    return names
+
+
 def kafka_resource(
-    spec: KafkaSpec, cluster: str, namespace: str, labels: Mapping[str, str]
+    spec: KafkaSpec,
+    cluster: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    *,
+    users_namespace: str | None = None,
+    listener_secret: str | None = None,
 ) -> dict[str, Any]:
-    """The `Kafka` CR: KRaft with node pools, one TLS+SCRAM listener, durable config."""
+    """The `Kafka` CR: KRaft with node pools, one TLS+SCRAM listener, durable config.
+
+    `users_namespace`: where the User Operator watches KafkaUsers (and so writes their
+    password Secrets): the agents' namespace, so their pods can mount them.
+    `listener_secret`: a cert-manager Secret (tls.crt, tls.key in PKCS #8) the TLS listener
+    serves instead of Strimzi's own cluster CA, so clients trust the stack's CA bundle."""
+    listener: dict[str, Any] = {
+        "name": TLS_LISTENER,
+        "port": TLS_PORT,
+        "type": "internal",
+        "tls": True,
+        "authentication": {"type": "scram-sha-512"},
+    }
+    if listener_secret is not None:
+        listener["configuration"] = {
+            "brokerCertChainAndKey": {
+                "secretName": listener_secret,
+                "certificate": "tls.crt",
+                "key": "tls.key",
+            }
+        }
+    user_operator: dict[str, Any] = (
+        {"watchedNamespace": users_namespace}
+        if users_namespace is not None and users_namespace != namespace
+        else {}
+    )
     return {
         "apiVersion": STRIMZI_API_VERSION,
         "kind": "Kafka",
@@ -630,15 +679,7 @@ def kafka_resource(
             "kafka": {
                 "version": spec.version,
                 "metadataVersion": STRIMZI_KAFKA_VERSIONS.get(spec.version, ""),
-                "listeners": [
-                    {
-                        "name": TLS_LISTENER,
-                        "port": TLS_PORT,
-                        "type": "internal",
-                        "tls": True,
-                        "authentication": {"type": "scram-sha-512"},
-                    }
-                ],
+                "listeners": [listener],
                 "authorization": {"type": "simple"},
                 "rack": {"topologyKey": ZONE_LABEL},
                 "config": broker_config(spec),
@@ -659,7 +700,7 @@ def kafka_resource(
             },
             "entityOperator": {
                 "topicOperator": {},
-                "userOperator": {},
+                "userOperator": user_operator,
                 "template": {
                     "pod": _pod_template(labels),
                     "topicOperatorContainer": {"securityContext": RESTRICTED_CONTAINER_SECURITY},
@@ -815,14 +856,22 @@ def kafka_user_resource(
     }
 
 
-def strimzi_operator_values(namespace: str) -> dict[str, Any]:
-    """Helm values of the Strimzi cluster operator: watch only the data namespace, restricted
-    pod security for every operand it creates."""
+def strimzi_operator_values(namespace: str, users_namespace: str | None = None) -> dict[str, Any]:
+    """Helm values of the Strimzi cluster operator: watch the data namespace (and the
+    namespace of the KafkaUsers, so the User Operator gets its RoleBinding there), restricted
+    pod security for every operand it creates, and no generated NetworkPolicies: the stack
+    declares its own, which admit the agents only (Strimzi's would admit every pod)."""
+    watched = [namespace]
+    if users_namespace is not None and users_namespace != namespace:
+        watched.append(users_namespace)
     return {
-        "watchNamespaces": [namespace],
+        "watchNamespaces": watched,
         "watchAnyNamespace": False,
         "replicas": 1,
-        "extraEnvs": [{"name": "STRIMZI_POD_SECURITY_PROVIDER_CLASS", "value": "restricted"}],
+        "extraEnvs": [
+            {"name": "STRIMZI_POD_SECURITY_PROVIDER_CLASS", "value": "restricted"},
+            {"name": "STRIMZI_NETWORK_POLICY_GENERATION", "value": "false"},
+        ],
         "resources": {
             "requests": {"cpu": "200m", "memory": "384Mi"},
             "limits": {"memory": "384Mi"},
@@ -836,8 +885,16 @@ def cluster_ca_secret(cluster: str, namespace: str) -> SecretKeyRef:
 
 
 def strimzi_connection(
-    cluster: str, namespace: str, agents: Sequence[AgentSpec]
+    cluster: str,
+    namespace: str,
+    agents: Sequence[AgentSpec],
+    *,
+    users_namespace: str | None = None,
+    ca: SecretKeyRef | None = None,
 ) -> KafkaConnection:
+    """`users_namespace`: where the KafkaUsers (and their password Secrets) are; `ca`: the
+    CA clients trust (default: Strimzi's cluster CA Secret in the data namespace)."""
+    users_ns = users_namespace or namespace
     bootstrap = f"{cluster}-kafka-bootstrap.{namespace}.svc:{TLS_PORT}"
     access = tuple(
         AgentKafkaAccess(
@@ -847,14 +904,14 @@ def strimzi_connection(
             dead_letter_topic=kafka_names(a).dead_letter,
             group=kafka_names(a).group,
             username=kafka_names(a).user,
-            password=SecretKeyRef(namespace, kafka_names(a).user, "password"),
+            password=SecretKeyRef(users_ns, kafka_names(a).user, "password"),
         )
         for a in events_agents(agents)
     )
     return KafkaConnection(
         bootstrap=bootstrap,
         tls=True,
-        ca=cluster_ca_secret(cluster, namespace),
+        ca=ca or cluster_ca_secret(cluster, namespace),
         auth="scram-sha-512",
         agents=access,
     )
@@ -944,16 +1001,6 @@ TOPICS_CONFIG_KEY = "topics.json"
 
 
 @dataclass(frozen=True)
-class ManagedNetwork:
-    """The stack's own VPC, for mode msk."""
-
-    vpc_id: pulumi.Input[str]
-    private_subnet_ids: Sequence[pulumi.Input[str]]  # one per AZ
-    node_security_group_id: pulumi.Input[str]
-    kms_key_arn: pulumi.Input[str]
-
-
-@dataclass(frozen=True)
 class EventBusArgs:
     spec: KafkaSpec
     agents: Sequence[AgentSpec]
@@ -963,6 +1010,14 @@ class EventBusArgs:
     # Image that runs `python -m agent_worker.topics` (the agent worker) for the MSK topic Job.
     topic_job_image: ImageRef | None = None
     cluster_name: str = "events"
+    # strimzi: where KafkaUsers live (their password Secrets with them): the agents'
+    # namespace, so agent pods can mount them. None: the data namespace.
+    users_namespace: str | None = None
+    # strimzi: a cert-manager issuer for the TLS listener's certificate. Clients then trust
+    # the stack's CA bundle (`ca_bundle`, a Secret in the agents' namespace) instead of
+    # Strimzi's cluster CA, whose Secret exists only in the data namespace.
+    issuer: IssuerRef | None = None
+    ca_bundle: SecretKeyRef | None = None
 
 
 class EventBusError(ValueError):
@@ -1011,11 +1066,21 @@ class EventBus(pulumi.ComponentResource):
 
     def _strimzi(self) -> KafkaConnection:
         args, ns, cluster = self._args, self._args.namespace, self._args.cluster_name
+        users_ns = args.users_namespace or ns
+        listener_secret = listener_certificate_secret(cluster) if args.issuer else None
         # Every CR is rendered and checked against the CRD model before anything is declared.
         pools = node_pool_resources(args.spec, cluster, ns, self._labels)
+        kafka_cr = kafka_resource(
+            args.spec,
+            cluster,
+            ns,
+            self._labels,
+            users_namespace=users_ns,
+            listener_secret=listener_secret,
+        )
         bodies: list[tuple[str, dict[str, Any]]] = [
             *[(f"pool-{p['metadata']['name']}", p) for p in pools],
-            ("kafka", kafka_resource(args.spec, cluster, ns, self._labels)),
+            ("kafka", kafka_cr),
             *[
                 (
                     f"topic-{t.name.replace('.', '-')}",
@@ -1027,14 +1092,16 @@ class EventBus(pulumi.ComponentResource):
                 (
                     f"user-{kafka_names(a).user}",
                     kafka_user_resource(
-                        kafka_names(a).user, agent_acls(a), cluster, ns, self._labels
+                        kafka_names(a).user, agent_acls(a), cluster, users_ns, self._labels
                     ),
                 )
                 for a in events_agents(args.agents)
             ],
             (
                 f"user-{KEDA_USER}",
-                kafka_user_resource(KEDA_USER, keda_acls(args.agents), cluster, ns, self._labels),
+                kafka_user_resource(
+                    KEDA_USER, keda_acls(args.agents), cluster, users_ns, self._labels
+                ),
             ),
         ]
         for _, body in bodies:
@@ -1051,7 +1118,7 @@ class EventBus(pulumi.ComponentResource):
                 version=STRIMZI_CHART_VERSION,
                 repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=STRIMZI_REPOSITORY),
                 namespace=ns,
-                values=strimzi_operator_values(ns),
+                values=strimzi_operator_values(ns, users_ns),
                 cleanup_on_fail=True,
             ),
             opts=self._child(),
@@ -1064,12 +1131,38 @@ class EventBus(pulumi.ComponentResource):
             data={METRICS_CONFIG_KEY: jmx_exporter_config()},
             opts=self._child(),
         )
+        kafka_needs: list[pulumi.Resource] = [metrics]
+        if args.issuer is not None and listener_secret is not None:
+            kafka_needs.append(
+                certificate(
+                    f"{self._name}-listener-certificate",
+                    name=listener_secret,
+                    namespace=ns,
+                    spec={
+                        **server_certificate_spec(
+                            secret_name=listener_secret,
+                            dns_names=listener_dns_names(cluster, ns),
+                            issuer=args.issuer,
+                            labels=self._labels,
+                        ),
+                        # Strimzi reads the listener key as unencrypted PKCS #8 only.
+                        "privateKey": {
+                            "algorithm": "ECDSA",
+                            "size": 256,
+                            "rotationPolicy": "Always",
+                            "encoding": "PKCS8",
+                        },
+                    },
+                    labels=self._labels,
+                    opts=self._child([release]),
+                )
+            )
         declared: dict[str, k8s.apiextensions.CustomResource] = {}
         for suffix, body in bodies:
             # The CRDs come with the operator's chart; the Kafka CR also waits for its pools
             # and its metrics ConfigMap (the operator reads both when it reconciles).
             extra: list[pulumi.Resource] = (
-                [metrics, *(declared[f"pool-{p['metadata']['name']}"] for p in pools)]
+                [*kafka_needs, *(declared[f"pool-{p['metadata']['name']}"] for p in pools)]
                 if body["kind"] == "Kafka"
                 else []
             )
@@ -1081,7 +1174,13 @@ class EventBus(pulumi.ComponentResource):
                 spec=body["spec"],
                 opts=self._child([release, *extra]),
             )
-        return strimzi_connection(cluster, ns, args.agents)
+        return strimzi_connection(
+            cluster,
+            ns,
+            args.agents,
+            users_namespace=users_ns,
+            ca=args.ca_bundle if args.issuer is not None else None,
+        )
 
     # -- msk -----------------------------------------------------------------------------
 

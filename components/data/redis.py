@@ -24,7 +24,6 @@ different paths (`RedisLayout`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -41,6 +40,7 @@ from components.data.certs import (
     server_certificate_spec,
     server_dns_names,
 )
+from components.data.network import ManagedNetwork
 from components.nodes import aws_tags
 from components.specs import CostLabels, Spec
 
@@ -587,16 +587,6 @@ def session_store_env(conn: SessionStoreConnection) -> dict[str, pulumi.Input[st
 
 
 # --------------------------------------------------------------------------- component
-
-
-@dataclass(frozen=True)
-class ManagedNetwork:
-    """The stack's VPC facts a managed store needs."""
-
-    vpc_id: pulumi.Input[str]
-    private_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
-    node_security_group_id: pulumi.Input[str]
-    kms_key_arn: pulumi.Input[str]
 
 
 @dataclass(frozen=True)

@@ -112,12 +112,25 @@ class ListenerAuthentication(_Closed):
     type: Literal["tls", "scram-sha-512", "custom"]
 
 
+class CertChainAndKey(_Closed):
+    # spec.kafka.listeners[].configuration.brokerCertChainAndKey (040-Crd-kafka.yaml at 1.2.0:
+    # all three required; the key must be unencrypted PKCS #8).
+    secretName: str
+    certificate: str
+    key: str
+
+
+class ListenerConfiguration(_Closed):
+    brokerCertChainAndKey: CertChainAndKey | None = None
+
+
 class Listener(_Closed):
     name: str = Field(pattern=r"^[a-z0-9]{1,11}$")
     port: int = Field(ge=9092)
     type: Literal["internal", "route", "tlsroute", "loadbalancer", "nodeport", "ingress", "cluster-ip"]  # fmt: skip  # noqa: E501
     tls: bool
     authentication: ListenerAuthentication | None = None
+    configuration: ListenerConfiguration | None = None
 
 
 class Authorization(_Closed):

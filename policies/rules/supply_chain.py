@@ -49,6 +49,7 @@ ALLOWED_CHART_REPOSITORIES = [
     "helm.ngc.nvidia.com",
     "kedacore.github.io",
     "strimzi.io",
+    "charts.jetstack.io",
     "istio-release.storage.googleapis.com",
     "prometheus-community.github.io",
     "qdrant.github.io",

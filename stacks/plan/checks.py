@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 # kubernetes_validate ships no stubs or py.typed marker; its inferred types are enough here.
 import kubernetes_validate  # pyright: ignore[reportMissingTypeStubs]
 
+from components.data.cert_manager_schema import cert_manager_problems
+from components.data.strimzi_schema import strimzi_problems
 from stacks.plan.model import Manifest, NodePool, Plan, as_dict, as_list
 
 Severity = Literal["error", "warning"]
@@ -85,10 +87,49 @@ def _base64_problems(manifest: Manifest) -> list[str]:
     return problems
 
 
+@dataclass(frozen=True)
+class CustomResourceModel:
+    """A typed model of one operator's CRDs (no registry package ships their schemas)."""
+
+    source: str  # where the model's fields were read
+    problems: Callable[[dict[str, Any]], list[str]]
+
+
+# API group -> the model every custom resource of that group is checked against.
+CUSTOM_RESOURCE_MODELS: dict[str, CustomResourceModel] = {
+    "kafka.strimzi.io": CustomResourceModel(
+        "components/data/strimzi_schema.py (Strimzi 1.2.0 CRDs)", strimzi_problems
+    ),
+    "cert-manager.io": CustomResourceModel(
+        "components/data/cert_manager_schema.py (cert-manager v1.21.1 CRDs)",
+        cert_manager_problems,
+    ),
+}
+
+
+def custom_resource_model(body: dict[str, Any]) -> CustomResourceModel | None:
+    group = str(body.get("apiVersion", "")).rpartition("/")[0]
+    return CUSTOM_RESOURCE_MODELS.get(group)
+
+
+def check_custom_resource(m: Manifest) -> list[Finding]:
+    """Errors naming the resource and each field its CRD model refuses."""
+    model = custom_resource_model(m.body)
+    assert model is not None
+    return [
+        Finding("error", "custom-resource", m.ref, f"{problem} (model: {model.source})")
+        for problem in model.problems(m.body)
+    ]
+
+
 def check_schemas(manifests: Iterable[Manifest], version: str) -> list[Finding]:
-    """Strict validation of every manifest exactly as the plan writes it."""
+    """Strict validation of every manifest exactly as the plan writes it: core kinds against
+    the Kubernetes schemas, custom resources against their CRD models."""
     findings: list[Finding] = []
     for m in manifests:
+        if custom_resource_model(m.body) is not None:
+            findings += check_custom_resource(m)
+            continue
         findings += [
             Finding("error", "schema", m.ref, f"{problem} (Kubernetes {version})")
             for problem in _base64_problems(m)

@@ -6,6 +6,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.data.elasticache_pricing import PRICES_AS_OF as ELASTICACHE_PRICES_AS_OF
+from components.data.elasticache_pricing import REDIS_USD_PER_NODE_HOUR, elasticache_hourly_usd
+from components.data.msk_pricing import HOURS_PER_MONTH, MSK_BROKER_TYPES, msk_monthly_usd
+from components.data.msk_pricing import PRICES_AS_OF as MSK_PRICES_AS_OF
 from components.instances import (
     EKS_CONTROL_PLANE_USD_PER_HOUR,
     INTERFACE_ENDPOINT_USD_PER_AZ_HOUR,
@@ -13,6 +17,7 @@ from components.instances import (
     PRICES_CHECKED_ON,
 )
 from stacks.plan.model import Plan, as_dict
+from stacks.plan.recorder import Registration
 
 
 @dataclass
@@ -32,6 +37,8 @@ class Summary:
     model_replicas: dict[str, tuple[int, int]]
     fixed_usd_per_hour: float
     warnings: list[str]
+    # Managed data stores (MSK, ElastiCache): resource name -> (what, $/hour); in fixed.
+    data_stores: dict[str, tuple[str, float]] = field(default_factory=dict[str, tuple[str, float]])
 
     def as_dict(self) -> dict[str, Any]:
         def scale(s: Scale) -> dict[str, Any]:
@@ -51,6 +58,10 @@ class Summary:
                 k: {"min": v[0], "max": v[1]} for k, v in self.model_replicas.items()
             },
             "fixedUsdPerHour": round(self.fixed_usd_per_hour, 3),
+            "managedDataStores": {
+                name: {"what": what, "usdPerHour": round(usd, 3)}
+                for name, (what, usd) in sorted(self.data_stores.items())
+            },
             "pricesCheckedOn": PRICES_CHECKED_ON,
             "warnings": self.warnings,
         }
@@ -76,6 +87,13 @@ class Summary:
             f"${self.fixed_usd_per_hour:.2f}/h for the EKS control plane, NAT gateways and VPC "
             "endpoints; data transfer and storage not included)"
         )
+        if self.data_stores:
+            lines.append(
+                f"  managed data stores, included above (MSK prices of {MSK_PRICES_AS_OF}, "
+                f"ElastiCache of {ELASTICACHE_PRICES_AS_OF}, both estimates):"
+            )
+            for name, (what, usd) in sorted(self.data_stores.items()):
+                lines.append(f"    {name}: {what}: ${usd:.3f}/h")
         if self.model_replicas:
             lines.append("")
             lines.append("Model replicas (min-max):")
@@ -107,6 +125,8 @@ def summarize(plan: Plan, stack: str, warnings: list[str]) -> Summary:
             and r.inputs.get("vpcEndpointType") == "Interface"
         ):
             fixed += INTERFACE_ENDPOINT_USD_PER_AZ_HOUR * len(r.inputs.get("subnetIds") or [])
+    stores = {r.name: cost for r in plan.aws if (cost := _data_store_cost(r)) is not None}
+    fixed += sum(usd for _, usd in stores.values())
     minimum.usd_per_hour += fixed
     maximum.usd_per_hour += fixed
     replicas: dict[str, tuple[int, int]] = {}
@@ -117,4 +137,32 @@ def summarize(plan: Plan, stack: str, warnings: list[str]) -> Summary:
                 int(annotations["swarmstack.io/replicas-min"]),
                 int(annotations["swarmstack.io/replicas-max"]),
             )
-    return Summary(stack, counts, minimum, maximum, replicas, fixed, warnings)
+    return Summary(stack, counts, minimum, maximum, replicas, fixed, warnings, stores)
+
+
+def _data_store_cost(r: Registration) -> tuple[str, float] | None:
+    """What a managed data store costs per hour, from its planned inputs."""
+    if r.type == "aws:msk/cluster:Cluster":
+        info = as_dict(r.inputs.get("brokerNodeGroupInfo"))
+        broker_type = str(info.get("instanceType", ""))
+        brokers = int(r.inputs.get("numberOfBrokerNodes") or 0)
+        ebs = as_dict(as_dict(info.get("storageInfo")).get("ebsStorageInfo"))
+        storage = int(ebs.get("volumeSize") or 0)
+        if broker_type not in MSK_BROKER_TYPES:
+            return None
+        monthly = msk_monthly_usd(broker_type, brokers, storage)
+        return (
+            f"MSK {brokers} x {broker_type}, {storage} GiB each (${monthly:,.2f}/month)",
+            monthly / HOURS_PER_MONTH,
+        )
+    if r.type == "aws:elasticache/replicationGroup:ReplicationGroup":
+        node_type = str(r.inputs.get("nodeType", ""))
+        nodes = int(r.inputs.get("numCacheClusters") or 0)
+        engine = str(r.inputs.get("engine", ""))
+        if node_type not in REDIS_USD_PER_NODE_HOUR:
+            return None
+        return (
+            f"ElastiCache {engine} {nodes} x {node_type}",
+            elasticache_hourly_usd(node_type, nodes, engine),
+        )
+    return None

@@ -363,3 +363,31 @@ def test_hold_mid_stream_keeps_the_turn_in_flight_until_cancelled(
     assert stored(store)["current"]["phase"] == "accepted"
     # The hook fires once: the next turn on this worker runs to the end.
     assert [e for e, _ in run_turn(store, agent, opened(store, None), "new")][-1] == "done"
+
+
+def test_min_tokens_reaches_the_answer_call_not_the_forced_tool_call(
+    store: RecordingStore,
+) -> None:
+    model = ScriptedModel()
+    agent, _ = make_agent(store, model)
+    session = state.new_session(SID, "u", "test-agent", 0.0)
+    store.sync(store.create_session(session))
+    request = state.TurnRequest("t1", "Record it", "ledger", 16, min_tokens=16)
+    session, start = state.begin_turn(session, request, 1.0)
+    assert session["current"]["min_tokens"] == 16  # checkpointed: a resume keeps it
+    run_turn(store, agent, session, start)
+    tool_call, answer = model.bodies
+    assert "min_tokens" not in tool_call
+    assert (answer["max_tokens"], answer["min_tokens"]) == (16, 16)
+
+
+def test_a_checkpoint_without_min_tokens_resumes_as_before(store: RecordingStore) -> None:
+    model = ScriptedModel()
+    agent, _ = make_agent(store, model)
+    session = state.new_session(SID, "u", "test-agent", 0.0)
+    store.sync(store.create_session(session))
+    session, start = state.begin_turn(session, state.TurnRequest("t1", "Hi", None, 16), 1.0)
+    del session["current"]["min_tokens"]  # a document written before the field existed
+    run_turn(store, agent, session, start)
+    (answer,) = model.bodies
+    assert "min_tokens" not in answer

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from components.gpu_operator_chart import CHART_VERSION
-from components.instances import CPU_INSTANCE_TYPES, GPU_INSTANCE_TYPES
-from components.vllm import KvCacheDtype, ToolCallParser, ToolStrictLevel, WeightDtype
+from components.compute.gpu_operator_chart import CHART_VERSION
+from components.compute.instances import CPU_INSTANCE_TYPES, GPU_INSTANCE_TYPES
+from components.serving.vllm import KvCacheDtype, ToolCallParser, ToolStrictLevel, WeightDtype
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 LABEL_VALUE = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
@@ -296,7 +296,7 @@ class GpuOperatorSpec(Spec):
             raise ValueError(
                 f"{version!r} is not the gpu-operator chart version swarmstack's Helm values "
                 f"were checked against ({CHART_VERSION}); another version needs its values.yaml "
-                "read again and components/gpu_operator_chart.py updated first"
+                "read again and components/compute/gpu_operator_chart.py updated first"
             )
         return version
 

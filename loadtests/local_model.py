@@ -2,7 +2,7 @@
 
 `LOCAL_MODEL` is a typed `ModelSpec`, the same model a stack's `models[]` entry becomes.
 Its command line is rendered by the function that renders every stack's model servers
-(`components.model_serving.server_args`); `local_flags` then lists, in this one place,
+(`components.serving.model_serving.server_args`); `local_flags` then lists, in this one place,
 each flag the CPU-only local target sets differently, and why. Nothing else is added,
 changed or dropped: `local_server_args` refuses an entry that no longer matches the
 rendered command line, so the two cannot drift apart unnoticed.
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from components.model_serving import server_args
+from components.serving.model_serving import server_args
+from components.serving.vllm import SERVER_MODULE
 from components.specs import ModelSpec
-from components.vllm import SERVER_MODULE
 from loadtests.slo import from_profile
 
 _SLO = from_profile("local")

@@ -21,11 +21,12 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
 from components.agents.spec import AgentSpec, agent_problems, events_agents
+from components.compute.instances import INSTANCE_TYPES
+from components.compute.mig import MIG_PROFILES, MigLayoutError, mig_resource_name, validate_layout
 from components.data.kafka import KafkaSpec, kafka_problems, zone_spread_problems
 from components.data.qdrant import QdrantSpec, qdrant_problems
 from components.data.redis import RedisSpec, redis_problems
-from components.instances import INSTANCE_TYPES
-from components.mig import MIG_PROFILES, MigLayoutError, mig_resource_name, validate_layout
+from components.serving.vllm import MemoryFit, memory_fit
 from components.specs import (
     ClusterSpec,
     CostLabels,
@@ -37,7 +38,6 @@ from components.specs import (
     Namespaces,
     Spec,
 )
-from components.vllm import MemoryFit, memory_fit
 
 PROJECT = "swarmstack"
 # Config keys that hold secrets: read with Config.get_secret, never validated as data.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.cluster import ClusterNetworkAndEks
+from components.compute.cluster import ClusterNetworkAndEks
 from components.data import kafka as kafka_store
 from components.data import qdrant as qdrant_store
 from components.data import redis as redis_store
@@ -20,7 +20,7 @@ from components.data.kafka import EventBus, EventBusArgs, SecretKeyRef
 from components.data.network import ManagedNetwork, StoreAccess, data_network_policies
 from components.data.qdrant import VectorStore, VectorStoreArgs
 from components.data.redis import SessionStore, SessionStoreArgs
-from components.model_serving import Irsa
+from components.serving.model_serving import Irsa
 from stacks.config import (
     QDRANT_API_KEY,
     QDRANT_READ_ONLY_API_KEY,

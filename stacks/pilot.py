@@ -6,10 +6,21 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.cluster import Cluster, ClusterArgs
-from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs, GpuOperator, GpuOperatorArgs
-from components.model_serving import HF_TOKEN_KEY, Irsa, ModelServing, ModelServingArgs, Placement
-from components.tenancy import Tenancy, TenancyArgs
+from components.compute.cluster import Cluster, ClusterArgs
+from components.compute.gpu_node_pool import (
+    GpuNodePool,
+    GpuNodePoolArgs,
+    GpuOperator,
+    GpuOperatorArgs,
+)
+from components.serving.model_serving import (
+    HF_TOKEN_KEY,
+    Irsa,
+    ModelServing,
+    ModelServingArgs,
+    Placement,
+)
+from components.traffic.tenancy import Tenancy, TenancyArgs
 from stacks.config import StackConfig, accelerator_resource
 from stacks.data_plane import build_data_plane, network_policies, read_secrets
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from hypothesis import strategies as st
 
-from components.mig import MIG_PROFILES, MigLayoutError, validate_layout
+from components.compute.mig import MIG_PROFILES, MigLayoutError, validate_layout
 
 Strategy = Literal["single", "mixed"]
 STRATEGIES: tuple[Strategy, ...] = ("single", "mixed")

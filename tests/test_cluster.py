@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components.cluster import (
+from components.compute.cluster import (
     INTERFACE_ENDPOINT_SERVICES,
     MAX_ZONES,
     Cluster,
@@ -22,7 +22,7 @@ from components.cluster import (
     irsa_trust_policy,
     kubeconfig,
 )
-from components.nodes import POOL_LABEL
+from components.compute.nodes import POOL_LABEL
 from components.specs import ClusterSpec, CostLabels
 from stacks.plan.recorder import REDACTED, Capture, Registration, run
 

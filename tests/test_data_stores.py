@@ -31,7 +31,7 @@ from components.data.redis import (
     redis_problems,
     render_redis_conf,
 )
-from components.model_serving import Irsa
+from components.serving.model_serving import Irsa
 from components.specs import CostLabels
 from stacks.plan.recorder import REDACTED, Capture, Registration, run
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from components.instances import INSTANCE_TYPES, PRICES_CHECKED_ON
-from components.mig import MIG_PROFILES, MigLayoutError, mig_resource_name, validate_layout
+from components.compute.instances import INSTANCE_TYPES, PRICES_CHECKED_ON
+from components.compute.mig import MIG_PROFILES, MigLayoutError, mig_resource_name, validate_layout
 from policies.rules.gpu import GPU_FAMILY, GPUS_PER_INSTANCE, RULES, mig_resource_suffix
 from stacks.config import ConfigError, StackConfig, accelerator_resource, load, pool_offers
 from stacks.plan.policy import evaluate
@@ -29,7 +29,7 @@ def test_the_pack_counts_the_gpus_the_components_know() -> None:
         if itype.gpus:
             assert GPUS_PER_INSTANCE.get(name) == itype.gpus, (
                 f"{name}: the policy pack counts {GPUS_PER_INSTANCE.get(name)} GPUs, "
-                f"components/instances.py {itype.gpus}"
+                f"components/compute/instances.py {itype.gpus}"
             )
             assert GPU_FAMILY.match(name), f"the pack would not see {name} as a GPU type"
         else:

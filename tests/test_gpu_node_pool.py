@@ -13,7 +13,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 
-from components.gpu_node_pool import (
+from components.compute.gpu_node_pool import (
     ALL_DISABLED,
     MIG_CONFIG_LABEL,
     MIG_PARTED_CONFIGMAP,
@@ -27,10 +27,10 @@ from components.gpu_node_pool import (
     pool_node_labels,
     pool_subnet_ids,
 )
-from components.gpu_operator_chart import CHART_VERSION
-from components.instances import INSTANCE_TYPES
-from components.mig import validate_layout
-from components.nodes import GPU_TAINT, POOL_LABEL
+from components.compute.gpu_operator_chart import CHART_VERSION
+from components.compute.instances import INSTANCE_TYPES
+from components.compute.mig import validate_layout
+from components.compute.nodes import GPU_TAINT, POOL_LABEL
 from components.specs import CostLabels, GpuOperatorSpec, GpuPoolSpec
 from stacks.plan.recorder import Capture, Registration, run
 from tests.mig_strategies import Strategy, valid_layouts

@@ -11,16 +11,16 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.gpu_node_pool import gpu_operator_values, mig_parted_config
-from components.gpu_operator_chart import (
+from components.compute.gpu_node_pool import gpu_operator_values, mig_parted_config
+from components.compute.gpu_operator_chart import (
     CHART_VERSION,
     VALUE_KEYS,
     mig_parted_problems,
     unchecked_value_paths,
     value_key_paths,
 )
-from components.instances import INSTANCE_TYPES
-from components.mig import MIG_PROFILES, MigLayoutError, validate_layout
+from components.compute.instances import INSTANCE_TYPES
+from components.compute.mig import MIG_PROFILES, MigLayoutError, validate_layout
 from components.specs import CostLabels, GpuOperatorSpec, GpuPoolSpec
 from stacks.config import ConfigError, load
 
@@ -45,7 +45,7 @@ def test_every_rendered_key_path_was_checked_against_the_pinned_chart() -> None:
     for values in renderings():
         assert unchecked_value_paths(values) == [], (
             f"set only keys checked in the gpu-operator chart {CHART_VERSION} "
-            "(components/gpu_operator_chart.py)"
+            "(components/compute/gpu_operator_chart.py)"
         )
 
 
@@ -108,7 +108,7 @@ def test_a_chart_version_that_was_not_checked_is_refused_by_path(pilot_raw: dict
     assert [str(p) for p in err.value.problems] == [
         "gpuOperator.chartVersion: 'v25.3.0' is not the gpu-operator chart version swarmstack's "
         "Helm values were checked against (v26.7.0); another version needs its values.yaml read "
-        "again and components/gpu_operator_chart.py updated first"
+        "again and components/compute/gpu_operator_chart.py updated first"
     ]
 
 

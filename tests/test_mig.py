@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.mig import (
+from components.compute.mig import (
     COMPUTE_SLICES,
     MEMORY_SLICES,
     MIG_PROFILES,

@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.model_serving import (
+from components.serving.model_serving import (
     Irsa,
     ModelServing,
     ModelServingArgs,
@@ -16,7 +16,7 @@ from components.model_serving import (
     pod_template,
     server_args,
 )
-from components.vllm import SERVER_MODULE
+from components.serving.vllm import SERVER_MODULE
 from stacks.config import StackConfig, accelerator_resource, load
 from stacks.plan.recorder import Capture, run
 

@@ -18,9 +18,9 @@ import pytest
 import yaml
 from pulumi.runtime import rpc
 
-import components.model_serving as serving
-from components.instances import PRICES_CHECKED_ON
-from components.model_serving import HF_TOKEN_KEY
+import components.serving.model_serving as serving
+from components.compute.instances import PRICES_CHECKED_ON
+from components.serving.model_serving import HF_TOKEN_KEY
 from stacks.cli import EXIT_CHECKS, EXIT_CONFIG, main
 from stacks.plan.checks import (
     check_scheduling,

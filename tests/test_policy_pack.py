@@ -25,7 +25,7 @@ from google.protobuf import empty_pb2
 from pulumi.runtime import proto, rpc
 from pulumi.runtime.proto import analyzer_pb2_grpc
 
-import components.model_serving as serving
+import components.serving.model_serving as serving
 import policies.rules
 import stacks.cli
 import stacks.pilot

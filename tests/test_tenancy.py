@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from components.specs import CostLabels, Namespaces
-from components.tenancy import Tenancy, TenancyArgs, network_policies
+from components.traffic.tenancy import Tenancy, TenancyArgs, network_policies
 from stacks.plan.recorder import run
 
 LABELS = CostLabels(team="t", cost_center="c", environment="e")

@@ -7,7 +7,7 @@ from dataclasses import replace
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from components.vllm import (
+from components.serving.vllm import (
     ServerArgs,
     kv_bytes_per_token,
     memory_fit,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from components.model_serving import Placement, pod_template, server_args
+from components.serving.model_serving import Placement, pod_template, server_args
+from components.serving.vllm import SERVER_MODULE
 from components.specs import CostLabels, ImageRef
-from components.vllm import SERVER_MODULE
 from loadtests.local_model import (
     LOCAL_MODEL,
     LocalFlag,

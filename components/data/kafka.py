@@ -30,11 +30,11 @@ import yaml
 from pydantic import Field
 
 from components.agents.spec import AgentSpec, TopicSpec, events_agents, kafka_names
+from components.compute.nodes import aws_tags
 from components.data.certs import IssuerRef, certificate, server_certificate_spec
 from components.data.msk_pricing import MSK_BROKER_TYPES
 from components.data.network import ManagedNetwork
 from components.data.strimzi_schema import StrimziResourceError, check_strimzi_resource
-from components.nodes import aws_tags
 from components.specs import CostLabels, DnsLabel, ImageRef, Spec
 
 # --- Versions (checked against the Strimzi 1.2.0 tag and the MSK version table) ----------

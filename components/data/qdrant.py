@@ -34,7 +34,8 @@ import pulumi_kubernetes as k8s
 import yaml
 from pydantic import Field
 
-from components.cluster import irsa_trust_policy
+from components.compute.cluster import irsa_trust_policy
+from components.compute.nodes import aws_tags
 from components.data.certs import (
     CA_BUNDLE_KEY,
     CA_BUNDLE_SECRET,
@@ -44,8 +45,7 @@ from components.data.certs import (
     server_dns_names,
 )
 from components.data.redis import DEFAULT_STORAGE_CLASS, SecretFile, SecretKeyRef
-from components.model_serving import Irsa
-from components.nodes import aws_tags
+from components.serving.model_serving import Irsa
 from components.specs import CostLabels, Spec
 
 QDRANT_VERSION = "v1.19.0"

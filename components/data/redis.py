@@ -32,6 +32,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 from pydantic import Field
 
+from components.compute.nodes import aws_tags
 from components.data.certs import (
     CA_BUNDLE_KEY,
     CA_BUNDLE_SECRET,
@@ -41,7 +42,6 @@ from components.data.certs import (
     server_dns_names,
 )
 from components.data.network import ManagedNetwork
-from components.nodes import aws_tags
 from components.specs import CostLabels, Spec
 
 Engine = Literal["redis", "valkey"]
@@ -88,7 +88,7 @@ EXPORTER_PORT = 9121
 RUN_AS = 999  # the redis and valkey images' own user
 MAXMEMORY_SHARE = 0.75  # of the container limit: the rest is AOF rewrite, buffers, forks
 TLS_RELOAD_INTERVAL_S = 60
-DEFAULT_STORAGE_CLASS = "gp3"  # the encrypted class components/cluster.py declares
+DEFAULT_STORAGE_CLASS = "gp3"  # the encrypted class components/compute/cluster.py declares
 
 CONF_DIR = "/etc/redis/conf"
 CONF_FILE = "redis.conf"

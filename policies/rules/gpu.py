@@ -60,7 +60,7 @@ GPU_AMI = re.compile(r"NVIDIA|_GPU$")
 EKS_DEFAULT_INSTANCE_TYPE = "t3.medium"
 
 # GPUs per instance of the NVIDIA GPU types EC2 offers. The pack imports nothing of the
-# components; tests/test_gpu_catalogue.py holds this table to components/instances.py
+# components; tests/test_gpu_catalogue.py holds this table to components/compute/instances.py
 # (same count for every GPU type the components know, no type they know to be CPU-only).
 GPUS_PER_INSTANCE: dict[str, int] = {
     "p4d.24xlarge": 8,

@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import yaml
 
-from components.instances import INSTANCE_TYPES
+from components.compute.instances import INSTANCE_TYPES
 from stacks.plan.recorder import Capture, Registration
 
 K8S_PREFIX = "kubernetes:"

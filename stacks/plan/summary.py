@@ -6,16 +6,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.data.elasticache_pricing import PRICES_AS_OF as ELASTICACHE_PRICES_AS_OF
-from components.data.elasticache_pricing import REDIS_USD_PER_NODE_HOUR, elasticache_hourly_usd
-from components.data.msk_pricing import HOURS_PER_MONTH, MSK_BROKER_TYPES, msk_monthly_usd
-from components.data.msk_pricing import PRICES_AS_OF as MSK_PRICES_AS_OF
-from components.instances import (
+from components.compute.instances import (
     EKS_CONTROL_PLANE_USD_PER_HOUR,
     INTERFACE_ENDPOINT_USD_PER_AZ_HOUR,
     NAT_GATEWAY_USD_PER_HOUR,
     PRICES_CHECKED_ON,
 )
+from components.data.elasticache_pricing import PRICES_AS_OF as ELASTICACHE_PRICES_AS_OF
+from components.data.elasticache_pricing import REDIS_USD_PER_NODE_HOUR, elasticache_hourly_usd
+from components.data.msk_pricing import HOURS_PER_MONTH, MSK_BROKER_TYPES, msk_monthly_usd
+from components.data.msk_pricing import PRICES_AS_OF as MSK_PRICES_AS_OF
 from stacks.plan.model import Plan, as_dict
 from stacks.plan.recorder import Registration
 

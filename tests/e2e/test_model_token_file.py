@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from components.model_serving import HF_TOKEN_KEY, Placement, pod_template
+from components.serving.model_serving import HF_TOKEN_KEY, Placement, pod_template
 from tests.vllm_support import stack_configs
 
 

@@ -25,15 +25,15 @@ import subprocess
 from pathlib import Path
 from typing import Any, get_args
 
-from components.model_serving import server_args
-from components.specs import ModelSpec
-from components.vllm import (
+from components.serving.model_serving import server_args
+from components.serving.vllm import (
     SERVER_MODULE,
     KvCacheDtype,
     ToolCallParser,
     ToolStrictLevel,
     WeightDtype,
 )
+from components.specs import ModelSpec
 from loadtests.local_model import LOCAL_MODEL, local_server_args
 from tests.vllm_support import pinned_vllm_version, stack_configs
 

@@ -13,7 +13,7 @@ The mig-parted document and the Helm values are plain functions so that they can
 be tested (and shown in a plan) without a Pulumi runtime.
 
 Helm values are those of the `gpu-operator` chart at the version the stack config
-accepts (`components.gpu_operator_chart.CHART_VERSION`); what each key means there is
+accepts (`components.compute.gpu_operator_chart.CHART_VERSION`); what each key means there is
 recorded in that module, and a test holds the rendered values to it.
 """
 
@@ -29,7 +29,13 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.nodes import GPU_TAINT, POOL_LABEL, NodeGroupSpec, aws_tags, managed_node_group
+from components.compute.nodes import (
+    GPU_TAINT,
+    POOL_LABEL,
+    NodeGroupSpec,
+    aws_tags,
+    managed_node_group,
+)
 from components.specs import CostLabels, GpuOperatorSpec, GpuPoolSpec
 
 MIG_CONFIG_LABEL = "nvidia.com/mig.config"
@@ -72,7 +78,7 @@ def mig_parted_config(pools: Sequence[GpuPoolSpec]) -> dict[str, Any]:
 
     Every GPU of a pool's node gets the pool's layout (`devices: all`), written as
     instance counts per profile. The layouts themselves are checked against the GPU
-    when the stack config is loaded (`components.mig.validate_layout`).
+    when the stack config is loaded (`components.compute.mig.validate_layout`).
     """
     seen: set[str] = set()
     configs: dict[str, list[dict[str, Any]]] = {

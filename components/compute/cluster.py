@@ -22,7 +22,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.nodes import NodeGroupSpec, aws_tags, managed_node_group
+from components.compute.nodes import NodeGroupSpec, aws_tags, managed_node_group
 from components.specs import ClusterSpec, CostLabels
 
 TYPE_TOKEN = "swarmstack:cluster:Cluster"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.mig import GPUS, GpuSpec
+from components.compute.mig import GPUS, GpuSpec
 
 # The date of the AWS price list the hourly prices below were checked against.
 PRICES_CHECKED_ON = "2026-07-20"

@@ -30,16 +30,16 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.cluster import irsa_trust_policy
-from components.nodes import GPU_TAINT, POOL_LABEL, aws_tags
-from components.specs import CostLabels, ImageRef, ModelSpec, S3Weights, VolumeWeights
-from components.tenancy import MODEL_PORT, MODEL_SERVER_COMPONENT
-from components.vllm import (
+from components.compute.cluster import irsa_trust_policy
+from components.compute.nodes import GPU_TAINT, POOL_LABEL, aws_tags
+from components.serving.vllm import (
     SERVER_MODULE,
     ServerArgs,
     render_server_args,
     startup_probe_failure_threshold,
 )
+from components.specs import CostLabels, ImageRef, ModelSpec, S3Weights, VolumeWeights
+from components.traffic.tenancy import MODEL_PORT, MODEL_SERVER_COMPONENT
 
 RUN_AS_USER = 2000
 CACHE_DIR = "/cache"

@@ -1,6 +1,6 @@
 """What swarmstack relies on in NVIDIA's `gpu-operator` Helm chart, and the release it was read at.
 
-`components.gpu_node_pool.gpu_operator_values` renders Helm values for one chart version,
+`components.compute.gpu_node_pool.gpu_operator_values` renders Helm values for one chart version,
 `CHART_VERSION`. Every value key path it may set is listed in `VALUE_KEYS` with what the
 chart does with it at that release, as read in the release's
 `deployments/gpu-operator/values.yaml` and in the templates that consume the keys

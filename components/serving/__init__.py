@@ -1,0 +1,1 @@
+"""Serving layer: vLLM model servers and their sizing and argument rendering."""

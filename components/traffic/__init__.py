@@ -1,0 +1,1 @@
+"""Traffic layer: namespaces and the NetworkPolicies that decide who may reach whom."""

@@ -45,6 +45,7 @@ from components.data.certs import (
     server_dns_names,
 )
 from components.data.redis import DEFAULT_STORAGE_CLASS, SecretFile, SecretKeyRef
+from components.data.stateful import declare_stateful_store
 from components.serving.model_serving import Irsa
 from components.specs import CostLabels, Spec
 
@@ -590,39 +591,16 @@ class VectorStore(pulumi.ComponentResource):
             {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
             {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"},
         ]
-        k8s.core.v1.Service(
-            f"{name}-headless",
-            metadata=meta(HEADLESS),
-            spec=_wire(
-                {
-                    "clusterIP": "None",
-                    "publishNotReadyAddresses": True,
-                    "selector": selector_labels(),
-                    "ports": [
-                        *ports,
-                        {"name": "p2p", "port": P2P_PORT, "targetPort": "p2p", "protocol": "TCP"},
-                    ],
-                }
-            ),
-            opts=child,
-        )
-        k8s.core.v1.Service(
-            f"{name}-service",
-            metadata=meta(NAME),
-            spec=_wire({"type": "ClusterIP", "selector": selector_labels(), "ports": ports}),
-            opts=child,
-        )
-        k8s.apps.v1.StatefulSet(
-            f"{name}-statefulset",
-            metadata=meta(NAME),
-            spec=_wire(statefulset_spec(spec, ns, args.cost_labels)),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
-        )
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-pdb",
-            metadata=meta(NAME),
-            spec=_wire({"maxUnavailable": 1, "selector": {"matchLabels": selector_labels()}}),
-            opts=child,
+        declare_stateful_store(
+            name,
+            resource=NAME,
+            meta=meta,
+            selector=selector_labels(),
+            ports=ports,
+            peer_ports=[{"name": "p2p", "port": P2P_PORT, "targetPort": "p2p", "protocol": "TCP"}],
+            statefulset_spec=statefulset_spec(spec, ns, args.cost_labels),
+            parent=self,
+            depends_on=depends,
         )
         self.snapshot_role_arn = None
         if spec.snapshots is not None:

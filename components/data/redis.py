@@ -42,6 +42,7 @@ from components.data.certs import (
     server_dns_names,
 )
 from components.data.network import ManagedNetwork
+from components.data.stateful import declare_stateful_store
 from components.specs import CostLabels, Spec
 
 Engine = Literal["redis", "valkey"]
@@ -719,41 +720,17 @@ class SessionStore(pulumi.ComponentResource):
             {"name": "redis", "port": PORT, "targetPort": "redis", "protocol": "TCP"},
             {"name": "metrics", "port": EXPORTER_PORT, "targetPort": "metrics", "protocol": "TCP"},
         ]
-        k8s.core.v1.Service(
-            f"{name}-headless",
-            metadata=meta(f"{NAME}-headless"),
-            spec=_wire(
-                {
-                    "clusterIP": "None",
-                    "publishNotReadyAddresses": True,
-                    "selector": selector_labels(),
-                    "ports": ports,
-                }
+        declare_stateful_store(
+            name,
+            resource=NAME,
+            meta=meta,
+            selector=selector_labels(),
+            ports=ports,
+            statefulset_spec=statefulset_spec(
+                spec, args.cost_labels, auth_secret=auth_secret, tls_secret=tls_secret
             ),
-            opts=child,
-        )
-        k8s.core.v1.Service(
-            f"{name}-service",
-            metadata=meta(NAME),
-            spec=_wire({"type": "ClusterIP", "selector": selector_labels(), "ports": ports}),
-            opts=child,
-        )
-        k8s.apps.v1.StatefulSet(
-            f"{name}-statefulset",
-            metadata=meta(NAME),
-            spec=_wire(
-                statefulset_spec(
-                    spec, args.cost_labels, auth_secret=auth_secret, tls_secret=tls_secret
-                )
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
-        )
-        # One primary: the budget still allows its eviction (0 would block every drain).
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-pdb",
-            metadata=meta(NAME),
-            spec=_wire({"maxUnavailable": 1, "selector": {"matchLabels": selector_labels()}}),
-            opts=child,
+            parent=self,
+            depends_on=depends,
         )
 
     def _elasticache(
@@ -831,8 +808,3 @@ class SessionStore(pulumi.ComponentResource):
         )
         # Known once AWS created the group (absent in a plan).
         return replication.primary_endpoint_address.apply(lambda address: address or "")
-
-
-def _wire(spec: dict[str, Any]) -> Any:
-    """A spec in Kubernetes wire form (camelCase), sent as written."""
-    return spec

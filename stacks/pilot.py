@@ -74,6 +74,7 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
     contract = build_data_plane(
         config,
         stack=pulumi.get_stack(),
+        region=region,
         eks=cluster.eks,
         irsa=irsa,
         secrets=read_secrets(config),

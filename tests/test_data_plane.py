@@ -352,6 +352,7 @@ def _msk_iam() -> KafkaConnection:
         tls=True,
         ca=None,
         auth="aws-msk-iam",
+        region="eu-west-1",
         agents=tuple(
             type(a)(**{**a.__dict__, "username": None, "password": None, "iam_policy": "{}"})
             for a in base.agents
@@ -424,12 +425,14 @@ def test_contract_names_only_variables_the_worker_reads(
         assert {f.secret.namespace for f in wiring.files} == {"swarmstack-agents"}
 
 
-def test_strimzi_contract_runs_the_worker_settings_loader(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kafka_mode", sorted(KAFKA_MODES))
+def test_contract_runs_the_worker_settings_loader(tmp_path: Path, kafka_mode: str) -> None:
     """The worker's own loader accepts the environment the contract renders (files made
-    here stand in for the mounted Secrets)."""
+    here stand in for the mounted Secrets): SCRAM with its password file for Strimzi,
+    OAUTHBEARER with the cluster's region for MSK IAM."""
     contract = data_plane_contract(
         agents_namespace="swarmstack-agents",
-        kafka=(KAFKA_MODES["strimzi"], "strimzi"),
+        kafka=(KAFKA_MODES[kafka_mode], "strimzi" if kafka_mode == "strimzi" else "msk"),
         redis=REDIS_MODES["inCluster"],
         qdrant=QDRANT,
     )
@@ -444,7 +447,13 @@ def test_strimzi_contract_runs_the_worker_settings_loader(tmp_path: Path) -> Non
                 if v == f.path:
                     env[k] = str(local)
         env |= {"MODEL_BASE_URL": "http://model:8000/v1", "MODEL_NAME": "m"}
-        assert load_settings(env).worker_mode == agent.mode
+        settings = load_settings(env)
+        assert settings.worker_mode == agent.mode
+        if agent.mode == "events":
+            expected = "OAUTHBEARER" if kafka_mode == "msk-iam" else "SCRAM-SHA-512"
+            assert settings.kafka.sasl_mechanism == expected
+            if kafka_mode == "msk-iam":
+                assert settings.kafka.aws_region == "eu-west-1"
 
 
 # --------------------------------------------------------------------------- network policies

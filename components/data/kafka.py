@@ -502,6 +502,8 @@ class KafkaConnection:
     # enable.idempotence of the producers (off only where the broker cannot, see
     # LOCAL_BROKER_GAPS).
     idempotent: bool = True
+    # MSK: the cluster's AWS region, for which IAM clients sign their OAUTHBEARER tokens.
+    region: str | None = None
 
     def access(self, agent: str) -> AgentKafkaAccess:
         for a in self.agents:
@@ -546,6 +548,10 @@ def worker_environment(connection: KafkaConnection, agent: str) -> dict[str, Any
     }
     if connection.auth in _SASL_MECHANISM:
         env["KAFKA_SASL_MECHANISM"] = _SASL_MECHANISM[connection.auth]
+    if connection.auth == "aws-msk-iam":
+        if connection.region is None:
+            raise ValueError("auth aws-msk-iam needs the cluster's region to sign tokens")
+        env["AWS_REGION"] = connection.region
     if access.username is not None:
         env["KAFKA_USERNAME"] = access.username
     if access.password is not None:
@@ -1007,6 +1013,7 @@ class EventBusArgs:
     namespace: str  # the data namespace (declared by the tenancy component)
     cost_labels: CostLabels
     network: ManagedNetwork | None = None  # mode msk
+    region: str | None = None  # mode msk: the stack's AWS region (IAM clients sign for it)
     # Image that runs `python -m agent_worker.topics` (the agent worker) for the MSK topic Job.
     topic_job_image: ImageRef | None = None
     cluster_name: str = "events"
@@ -1043,6 +1050,8 @@ class EventBus(pulumi.ComponentResource):
             raise EventBusError("; ".join(f"{path}: {message}" for path, message in problems))
         if args.spec.mode == "msk" and args.network is None:
             raise EventBusError("kafka.mode: msk needs the stack's VPC (network)")
+        if args.spec.mode == "msk" and args.region is None:
+            raise EventBusError("kafka.mode: msk needs the stack's AWS region")
         super().__init__(TYPE_TOKEN, name, None, opts)
         self._name, self._args = name, args
         self._labels = {**args.cost_labels.as_labels(), "app.kubernetes.io/part-of": "swarmstack"}
@@ -1308,6 +1317,7 @@ class EventBus(pulumi.ComponentResource):
             ca=None,
             auth="aws-msk-iam" if msk.client_auth == "iam" else "scram-sha-512",
             agents=tuple(access),
+            region=self._args.region,
         )
         self._topic_job(cluster, connection)
         return connection, cluster

@@ -28,15 +28,19 @@ class ConfigError(ValueError):
 
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_SSL")
-SASL_MECHANISMS = ("SCRAM-SHA-512",)
+SASL_MECHANISMS = ("SCRAM-SHA-512", "OAUTHBEARER")
+# An AWS region name (us-east-1, eu-central-2, us-gov-west-1, ...).
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
 
 
 @dataclass(frozen=True)
 class KafkaSecurity:
     """How the worker authenticates to Kafka and checks the brokers' certificates.
 
-    SASL_PLAINTEXT is refused: it would send the password in clear. The password is read
-    from a mounted file (KAFKA_PASSWORD_FILE), never from the environment.
+    SASL_PLAINTEXT is refused: it would send the password in clear. With SCRAM-SHA-512 the
+    password is read from a mounted file (KAFKA_PASSWORD_FILE), never from the environment.
+    With OAUTHBEARER (Amazon MSK with IAM client auth) each connection presents a token
+    signed for `aws_region` with the default AWS credential chain (IRSA in a pod).
     """
 
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
@@ -45,6 +49,7 @@ class KafkaSecurity:
     password_file: str | None = None
     ca_file: str | None = None
     enable_idempotence: bool = False
+    aws_region: str | None = None
 
 
 @dataclass(frozen=True)
@@ -286,19 +291,25 @@ def kafka_security(env: Mapping[str, str]) -> KafkaSecurity:
         raise ConfigError(
             "KAFKA_PASSWORD is not read: mount the password and set KAFKA_PASSWORD_FILE"
         )
+    aws_region: str | None = None
     if protocol == "SASL_SSL":
         if mechanism not in SASL_MECHANISMS:
             raise ConfigError(
                 f"KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)} with "
                 f"SASL_SSL, got {mechanism!r}"
             )
-        if username is None:
-            raise ConfigError("KAFKA_USERNAME is required when KAFKA_SECURITY_PROTOCOL=SASL_SSL")
-        if password_file is None:
-            raise ConfigError(
-                "KAFKA_PASSWORD_FILE is required when KAFKA_SECURITY_PROTOCOL=SASL_SSL"
-            )
-        _existing_file("KAFKA_PASSWORD_FILE", password_file)
+        if mechanism == "OAUTHBEARER":
+            aws_region = _aws_region(env, username, password_file)
+        else:
+            if username is None:
+                raise ConfigError(
+                    "KAFKA_USERNAME is required when KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+                )
+            if password_file is None:
+                raise ConfigError(
+                    "KAFKA_PASSWORD_FILE is required when KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+                )
+            _existing_file("KAFKA_PASSWORD_FILE", password_file)
     elif mechanism or username or password_file:
         raise ConfigError(
             f"KAFKA_SASL_MECHANISM, KAFKA_USERNAME and KAFKA_PASSWORD_FILE need "
@@ -320,4 +331,19 @@ def kafka_security(env: Mapping[str, str]) -> KafkaSecurity:
         password_file=password_file,
         ca_file=ca_file,
         enable_idempotence=idempotence == "true",
+        aws_region=aws_region,
     )
+
+
+def _aws_region(env: Mapping[str, str], username: str | None, password_file: str | None) -> str:
+    """OAUTHBEARER (MSK IAM): the region the token is signed for; no SCRAM credentials."""
+    for name, value in (("KAFKA_USERNAME", username), ("KAFKA_PASSWORD_FILE", password_file)):
+        if value is not None:
+            raise ConfigError(
+                f"{name} is set but KAFKA_SASL_MECHANISM=OAUTHBEARER authenticates with AWS "
+                "IAM credentials, not a username and password: unset it"
+            )
+    region = _required(env, "AWS_REGION", " when KAFKA_SASL_MECHANISM=OAUTHBEARER (MSK IAM)")
+    if not _REGION_RE.match(region):
+        raise ConfigError(f"AWS_REGION must be an AWS region such as us-east-1, got {region!r}")
+    return region

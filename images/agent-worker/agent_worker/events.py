@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 
 from agent_worker import state
 from agent_worker.config import KafkaSecurity
+from agent_worker.msk_iam import MskIamTokenProvider
 from agent_worker.service import DrainingError, TurnBusyError, Worker
 from agent_worker.state import JSON, TurnRequest
 from agent_worker.store import task_lease_key
@@ -136,12 +137,17 @@ def error_document(task_id: str, session_id: str | None, message: str, worker_id
 
 def client_options(security: KafkaSecurity) -> dict[str, Any]:
     """aiokafka connection options for every client of the worker (consumer, producer,
-    scanner): TLS against the given CA, SASL/SCRAM with the password read from its file."""
+    scanner): TLS against the given CA; SASL/SCRAM with the password read from its file, or
+    SASL/OAUTHBEARER with tokens signed for MSK IAM."""
     options: dict[str, Any] = {"security_protocol": security.security_protocol}
     if security.security_protocol in ("SSL", "SASL_SSL"):
         # Without a CA file the system trust store verifies the brokers (MSK's certificates).
         options["ssl_context"] = create_ssl_context(cafile=security.ca_file)
-    if security.security_protocol == "SASL_SSL":
+    if security.security_protocol == "SASL_SSL" and security.sasl_mechanism == "OAUTHBEARER":
+        assert security.aws_region is not None  # checked by load_settings
+        options["sasl_mechanism"] = "OAUTHBEARER"
+        options["sasl_oauth_token_provider"] = MskIamTokenProvider(security.aws_region)
+    elif security.security_protocol == "SASL_SSL":
         assert security.password_file is not None  # checked by load_settings
         with open(security.password_file, encoding="utf-8") as handle:
             password = handle.read().strip()

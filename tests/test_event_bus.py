@@ -122,7 +122,7 @@ def test_strimzi_declares_operator_pools_cluster_topics_and_users() -> None:
 
 
 def test_msk_declares_private_encrypted_iam_cluster_and_per_agent_policies() -> None:
-    capture = _bus(spec=msk(), network=NETWORK, topic_job_image=WORKER_IMAGE)
+    capture = _bus(spec=msk(), network=NETWORK, region="us-east-1", topic_job_image=WORKER_IMAGE)
     types = sorted({r.type for r in capture.registrations})
     assert types == [
         "aws:cloudwatch/logGroup:LogGroup",

@@ -22,7 +22,9 @@ def test_rendered_strimzi_and_msk_buses_pass() -> None:
         )
         == []
     )
-    args = EventBusArgs(msk(), agents(), NAMESPACE, COST_LABELS, network=NETWORK)
+    args = EventBusArgs(
+        msk(), agents(), NAMESPACE, COST_LABELS, network=NETWORK, region="us-east-1"
+    )
     assert messages(lambda: EventBus("bus", args), RULE) == []
 
 

@@ -132,6 +132,34 @@ def certificate(
     )
 
 
+def store_certificate(
+    resource_name: str,
+    *,
+    name: str,
+    headless: str,
+    namespace: str,
+    issuer: IssuerRef,
+    secret_labels: dict[str, str],
+    labels: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.apiextensions.CustomResource:
+    """The server Certificate of a store behind Service `name` and headless Service
+    `headless`; cert-manager writes it to the Secret `<name>-tls`."""
+    return certificate(
+        resource_name,
+        name=name,
+        namespace=namespace,
+        spec=server_certificate_spec(
+            secret_name=f"{name}-tls",
+            dns_names=server_dns_names(name, headless, namespace),
+            issuer=issuer,
+            labels=secret_labels,
+        ),
+        labels=labels,
+        opts=opts,
+    )
+
+
 @dataclass(frozen=True)
 class CertManagerArgs:
     stack: str

@@ -40,9 +40,7 @@ from components.data.certs import (
     CA_BUNDLE_KEY,
     CA_BUNDLE_SECRET,
     IssuerRef,
-    certificate,
-    server_certificate_spec,
-    server_dns_names,
+    store_certificate,
 )
 from components.data.redis import DEFAULT_STORAGE_CLASS, SecretFile, SecretKeyRef
 from components.data.stateful import declare_stateful_store
@@ -573,16 +571,13 @@ class VectorStore(pulumi.ComponentResource):
         if spec.tls:
             assert args.issuer is not None
             depends.append(
-                certificate(
+                store_certificate(
                     f"{name}-certificate",
                     name=NAME,
+                    headless=HEADLESS,
                     namespace=ns,
-                    spec=server_certificate_spec(
-                        secret_name=f"{NAME}-tls",
-                        dns_names=server_dns_names(NAME, HEADLESS, ns),
-                        issuer=args.issuer,
-                        labels=args.cost_labels.as_labels(),
-                    ),
+                    issuer=args.issuer,
+                    secret_labels=args.cost_labels.as_labels(),
                     labels=tags,
                     opts=child,
                 )

@@ -37,9 +37,7 @@ from components.data.certs import (
     CA_BUNDLE_KEY,
     CA_BUNDLE_SECRET,
     IssuerRef,
-    certificate,
-    server_certificate_spec,
-    server_dns_names,
+    store_certificate,
 )
 from components.data.network import ManagedNetwork
 from components.data.stateful import declare_stateful_store
@@ -702,16 +700,13 @@ class SessionStore(pulumi.ComponentResource):
             assert args.issuer is not None
             tls_secret = f"{NAME}-tls"
             depends.append(
-                certificate(
+                store_certificate(
                     f"{name}-certificate",
                     name=NAME,
+                    headless=f"{NAME}-headless",
                     namespace=ns,
-                    spec=server_certificate_spec(
-                        secret_name=tls_secret,
-                        dns_names=server_dns_names(NAME, f"{NAME}-headless", ns),
-                        issuer=args.issuer,
-                        labels=args.cost_labels.as_labels(),
-                    ),
+                    issuer=args.issuer,
+                    secret_labels=args.cost_labels.as_labels(),
                     labels=tags,
                     opts=child,
                 )

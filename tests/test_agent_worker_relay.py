@@ -130,3 +130,31 @@ def test_a_closed_stream_leaves_no_timer_behind() -> None:
         return sum(1 for h in loop._scheduled if not h.cancelled())  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType, reportUnknownArgumentType]
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_written_returns_only_after_the_response_has_taken_the_frame() -> None:
+    async def scenario() -> list[str]:
+        relay = FrameRelay(60.0, KEEPALIVE)
+        seen: list[str] = []
+        gate = asyncio.Event()
+
+        async def slow_reader() -> None:
+            async for batch in relay.frames():
+                await gate.wait()  # the socket write is still in progress
+                seen.append(f"wrote {batch.decode()}")
+
+        reader = asyncio.create_task(slow_reader())
+        await asyncio.sleep(0)
+        relay.put(b"a")
+        waiter = asyncio.create_task(relay.written())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert not waiter.done(), "written() returned before the frame was written"
+        gate.set()
+        await waiter
+        seen.append("written() returned")
+        relay.close()
+        await reader
+        return seen
+
+    assert asyncio.run(scenario()) == ["wrote a", "written() returned"]

@@ -139,7 +139,13 @@ def build_app(worker: Worker) -> Starlette:
         async def emit(event: str, data: dict[str, Any]) -> None:
             relay.put(format_event(event, data))
 
-        task = worker.spawn(turn, emit)
+        async def emit_written(event: str, data: dict[str, Any]) -> None:
+            relay.put(format_event(event, data))
+            await relay.written()  # a fault hook after this event fires once it is sent
+
+
+        # Only a worker with a fault armed waits per frame; production never does.
+        task = worker.spawn(turn, emit_written if settings.fault else emit)
         task.add_done_callback(lambda _: relay.close())
 
         return StreamingResponse(

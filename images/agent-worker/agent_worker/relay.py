@@ -7,6 +7,9 @@ response is waiting, the first frame is written at once; frames that arrived whi
 was busy writing are joined into one write, in order. A keep-alive comment goes out on
 a stream idle for `keepalive_s`, from one timer per stream that is re-armed at most once
 per interval.
+
+`written()` waits until every frame queued so far has been handed to the response; the
+fault hooks use it so a crash "after N tokens" happens after the client has them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ class FrameRelay:
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._last_write = self._loop.time()
+        self._writing = False
+        self._written: list[asyncio.Future[None]] = []
         self.writes = 0  # batches handed to the response (fewer than frames when coalesced)
 
     def put(self, frame: bytes) -> None:
@@ -38,6 +43,20 @@ class FrameRelay:
         """No more frames: `frames()` ends once the queued ones are written."""
         self._closed = True
         self._wake()
+
+    async def written(self) -> None:
+        """Return once the frames queued so far are written (or the stream has ended)."""
+        if not (self._frames or self._writing) or self._closed:
+            return
+        done = self._loop.create_future()
+        self._written.append(done)
+        await done
+
+    def _settle(self) -> None:
+        waiting, self._written = self._written, []
+        for done in waiting:
+            if not done.done():
+                done.set_result(None)
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -62,8 +81,12 @@ class FrameRelay:
                 if self._frames:
                     ready, self._frames = self._frames, []
                     self.writes += 1
+                    self._writing = True
                     yield ready[0] if len(ready) == 1 else b"".join(ready)
+                    self._writing = False
                     self._last_write = loop.time()
+                    if self._written and not self._frames:
+                        self._settle()
                     continue
                 if self._closed:
                     return
@@ -77,6 +100,8 @@ class FrameRelay:
                 finally:
                     self._waiter = None
         finally:
+            self._writing = False
+            self._settle()  # a response that stopped early releases its waiters
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None

@@ -143,7 +143,6 @@ def build_app(worker: Worker) -> Starlette:
             relay.put(format_event(event, data))
             await relay.written()  # a fault hook after this event fires once it is sent
 
-
         # Only a worker with a fault armed waits per frame; production never does.
         task = worker.spawn(turn, emit_written if settings.fault else emit)
         task.add_done_callback(lambda _: relay.close())

@@ -54,6 +54,12 @@ REGION_KEY = "aws:region"
 
 class Images(Spec):
     vllm: ImageRef = Field(description="vLLM OpenAI-compatible server image.")
+    agent_worker: ImageRef | None = Field(
+        default=None,
+        description="The agent worker image (`images/agent-worker`, pushed to your registry "
+        "as the README describes). Needed with `dataPlane.kafka.mode: msk`, whose topics a "
+        "Job of this image creates.",
+    )
 
 
 BucketName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")]
@@ -376,6 +382,25 @@ def data_plane_problems(config: StackConfig) -> list[Problem]:
         for r in [data.redis]
         if r is not None and r.mode == "elasticache"
     ]
+    if data.kafka is not None and data.kafka.mode == "msk":
+        if config.images.agent_worker is None:
+            problems.append(
+                Problem(
+                    "images.agentWorker",
+                    "is not set, but dataPlane.kafka.mode is 'msk': MSK has no topic "
+                    "resource, so a Job of the agent worker image creates the topics; give "
+                    "its repository and tag",
+                )
+            )
+        if config.cluster.mode == "existing":
+            problems.append(
+                Problem(
+                    f"{base}.kafka.mode",
+                    "'msk' authenticates agents with IAM roles for service accounts, which "
+                    "the stack declares through the OIDC provider of a cluster it creates; "
+                    "cluster.mode is 'existing': use mode strimzi, or cluster.mode eks",
+                )
+            )
     if config.cluster.mode == "existing" and config.cluster.network is None:
         problems += [
             Problem(

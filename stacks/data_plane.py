@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pulumi
 
 from components.compute.cluster import ClusterNetworkAndEks
+from components.compute.irsa import Irsa
 from components.data import kafka as kafka_store
 from components.data import qdrant as qdrant_store
 from components.data import redis as redis_store
@@ -20,7 +21,6 @@ from components.data.kafka import EventBus, EventBusArgs, SecretKeyRef
 from components.data.network import ManagedNetwork, StoreAccess, data_network_policies
 from components.data.qdrant import VectorStore, VectorStoreArgs
 from components.data.redis import SessionStore, SessionStoreArgs
-from components.serving.model_serving import Irsa
 from stacks.config import (
     QDRANT_API_KEY,
     QDRANT_READ_ONLY_API_KEY,
@@ -179,6 +179,8 @@ def build_data_plane(
                 cost_labels=labels,
                 network=network if data.kafka.mode == "msk" else None,
                 region=region,
+                topic_job_image=config.images.agent_worker,
+                irsa=irsa,
                 users_namespace=ns.agents,
                 issuer=issuer,
                 ca_bundle=SecretKeyRef(ns.agents, CA_BUNDLE_SECRET, CA_BUNDLE_KEY),

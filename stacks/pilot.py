@@ -13,9 +13,9 @@ from components.compute.gpu_node_pool import (
     GpuOperator,
     GpuOperatorArgs,
 )
+from components.compute.irsa import Irsa
 from components.serving.model_serving import (
     HF_TOKEN_KEY,
-    Irsa,
     ModelServing,
     ModelServingArgs,
     Placement,

@@ -1,8 +1,9 @@
 """Documentation values that must never reach AWS.
 
 The shipped stack files carry values from the documentation so that a fresh
-checkout plans: the RFC 5737 address ranges, AWS's example account ids, and a
-weights bucket nobody here owns. `pulumi up` refuses every one of them (see
+checkout plans: the RFC 5737 address ranges, AWS's example account ids (in ARNs
+and in ECR registry hosts), and a weights bucket nobody here owns. `pulumi up`
+refuses every one of them (see
 stacks/program.py); `pulumi preview` and the offline plan list them as warnings.
 Each finding names the config path as written in `Pulumi.<stack>.yaml`.
 """
@@ -26,6 +27,8 @@ DOCUMENTATION_NETWORKS = {
 # Account ids AWS's documentation uses in example ARNs.
 DOCUMENTATION_ACCOUNTS = frozenset({"111122223333", "123456789012", "444455556666", "777788889999"})
 _ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]*:[a-z0-9-]*:([0-9]{12}):")
+# A private ECR registry host names its account: <account>.dkr.ecr.<region>.amazonaws.com
+_ECR_HOST = re.compile(r"^([0-9]{12})\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/")
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -85,6 +88,15 @@ def documentation_values(config: StackConfig) -> list[Problem]:
                         "documentation: use an ARN of your own account",
                     )
                 )
+        registry = _ECR_HOST.match(value)
+        if registry is not None and registry.group(1) in DOCUMENTATION_ACCOUNTS:
+            problems.append(
+                Problem(
+                    path,
+                    f"{value!r} is a registry of account {registry.group(1)}, an example "
+                    "account of AWS's documentation: push the image to your own registry",
+                )
+            )
     external = set(config.external.s3_buckets)
     for i, model in enumerate(config.models):
         weights = model.weights

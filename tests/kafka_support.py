@@ -5,11 +5,32 @@ from __future__ import annotations
 from typing import Any
 
 from components.agents.spec import AgentSpec
+from components.compute.irsa import Irsa
 from components.data.kafka import KafkaSpec
-from components.specs import CostLabels
+from components.data.network import ManagedNetwork
+from components.specs import CostLabels, ImageRef
 
 COST_LABELS = CostLabels(team="agents", cost_center="cc-1", environment="test")
 NAMESPACE = "swarmstack-data"
+NETWORK = ManagedNetwork(
+    vpc_id="vpc-1",
+    private_subnet_ids=["subnet-a", "subnet-b", "subnet-c"],
+    node_security_group_id="sg-nodes",
+    kms_key_arn="arn:aws:kms:us-east-1:111122223333:key/k",
+)
+WORKER_IMAGE = ImageRef(repository="registry.example.com/swarmstack/agent-worker", tag="0.3.0")
+ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/X"
+IRSA = Irsa(
+    oidc_provider_arn=f"arn:aws:iam::210987654321:oidc-provider/{ISSUER}",
+    oidc_issuer=ISSUER,
+)
+# What an EventBus in mode msk is given beside its spec.
+MSK: dict[str, Any] = {
+    "network": NETWORK,
+    "region": "us-east-1",
+    "topic_job_image": WORKER_IMAGE,
+    "irsa": IRSA,
+}
 
 
 def agents_raw() -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ file in a temporary project.
 from __future__ import annotations
 
 import ast
+import copy
 import json
 import shutil
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from components.data.contract import data_plane_contract, worker_wiring
 from components.data.kafka import (
     KafkaConnection,
     SecretKeyRef,
+    rendered_topics,
     strimzi_connection,
 )
 from components.data.network import StoreAccess, data_network_policies
@@ -171,6 +173,10 @@ def _managed(config: dict[str, Any]) -> None:
         "storage": {"sizeGib": 200},
         "msk": {"brokerType": "kafka.m7g.large", "clientAuth": "iam"},
     }
+    config["swarmstack:images"]["agentWorker"] = {
+        "repository": "210987654321.dkr.ecr.us-east-1.amazonaws.com/swarmstack/agent-worker",
+        "tag": "0.4.0",
+    }
     data["redis"] = {
         "mode": "elasticache",
         "engine": "valkey",
@@ -223,6 +229,76 @@ def test_msk_and_elasticache_variant_plans_tls_kms_auth_private_subnets_and_cost
     assert "MSK 3 x kafka.m7g.large" in text and "ElastiCache valkey 2 x cache.r7g.large" in text
 
 
+def test_msk_topics_come_from_a_job_of_the_worker_image_with_its_own_iam_role(
+    tmp_path: Path,
+) -> None:
+    root = _project(tmp_path, _managed)
+    out = tmp_path / "out"
+    assert main(["plan", "pilot", "--root", str(root), "--out", str(out)]) == 0
+    docs = _manifests(out / "pilot")
+    (configmap,) = [
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "events-topics"
+    ]
+    listed = json.loads(configmap["data"]["topics.json"])["topics"]
+    raw = yaml.safe_load((root / "stacks" / "Pulumi.pilot.yaml").read_text())["config"]
+    mine = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("swarmstack:")}
+    config = load(mine, "us-east-1", SOURCE)
+    assert config.data_plane.kafka is not None
+    rendered = rendered_topics(config.data_plane.kafka, config.agents)
+    assert [t["name"] for t in listed] == [t.name for t in rendered]
+    assert {t["name"] for t in listed} >= {"researcher.tasks", "researcher.results"}
+
+    (job,) = [d for d in docs if d["kind"] == "Job"]
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == (
+        "210987654321.dkr.ecr.us-east-1.amazonaws.com/swarmstack/agent-worker:0.4.0"
+    )
+    assert container["command"] == ["python", "-m", "agent_worker.topics", "/config/topics.json"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert env["KAFKA_SASL_MECHANISM"] == "OAUTHBEARER"
+    assert env["AWS_REGION"] == "us-east-1"
+    assert "KAFKA_PASSWORD_FILE" not in env and "KAFKA_USERNAME" not in env
+    assert pod["volumes"] == [{"name": "topics", "configMap": {"name": "events-topics"}}]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    # Its own service account, bound to an IAM role only that account may assume.
+    (account,) = [
+        d
+        for d in docs
+        if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == pod["serviceAccountName"]
+    ]
+    assert account["metadata"]["namespace"] == job["metadata"]["namespace"] == "swarmstack-data"
+    assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
+    resources = yaml.safe_load((out / "pilot" / "aws-resources.yaml").read_text())
+    (role,) = [
+        r
+        for r in resources
+        if r["type"] == "aws:iam/role:Role" and r["name"] == "event-bus-topics-role"
+    ]
+    trust = json.loads(role["inputs"]["assumeRolePolicy"])
+    condition = trust["Statement"][0]["Condition"]["StringEquals"]
+    assert (
+        f"system:serviceaccount:swarmstack-data:{pod['serviceAccountName']}" in condition.values()
+    )
+    (policy,) = [
+        r
+        for r in resources
+        if r["type"] == "aws:iam/rolePolicy:RolePolicy" and r["name"] == "event-bus-topics-admin"
+    ]
+    statements = json.loads(policy["inputs"]["policy"])["Statement"]
+    topic_arns = next(
+        s["Resource"] for s in statements if "kafka-cluster:CreateTopic" in s["Action"]
+    )
+    assert sorted(a.rsplit("/", 1)[1] for a in topic_arns) == sorted(t.name for t in rendered)
+    actions = {a for s in statements for a in s["Action"]}
+    assert (
+        not {"kafka-cluster:DeleteTopic", "kafka-cluster:WriteData", "kafka-cluster:ReadData"}
+        & actions
+    )
+
+
 # --------------------------------------------------------------------------- bad configs
 
 
@@ -245,6 +321,16 @@ def _existing_without_network(config: dict[str, Any]) -> None:
     _managed(config)
 
 
+def _msk_without_worker_image(config: dict[str, Any]) -> None:
+    _managed(config)
+    del config["swarmstack:images"]["agentWorker"]
+
+
+def _msk_with_scram(config: dict[str, Any]) -> None:
+    _managed(config)
+    config["swarmstack:dataPlane"]["kafka"]["msk"]["clientAuth"] = "scram"
+
+
 BAD = [
     (_set("dataPlane.kafka.replicationFactor", 4), "dataPlane.kafka.replicationFactor: 4 is above brokers (3)"),  # noqa: E501
     (_set("dataPlane.kafka.minInsyncReplicas", 3), "dataPlane.kafka.minInsyncReplicas: 3 is not below replicationFactor 3"),  # noqa: E501
@@ -253,6 +339,8 @@ BAD = [
     (_set("dataPlane.redis.version", "6.2"), "dataPlane.redis.version: '6.2' is not a known valkey version"),  # noqa: E501
     (_set("dataPlane.kafka.version", "3.7.0"), "dataPlane.kafka.version: '3.7.0' is not a Kafka version of Strimzi"),  # noqa: E501
     (_existing_without_network, "dataPlane.kafka.mode: 'msk' runs in AWS next to the cluster, but cluster.mode is 'existing' and cluster.network is not set"),  # noqa: E501
+    (_msk_without_worker_image, "images.agentWorker: is not set, but dataPlane.kafka.mode is 'msk'"),  # noqa: E501
+    (_msk_with_scram, "dataPlane.kafka.msk.clientAuth"),
     (_set("cluster.availabilityZones", 2), "dataPlane.kafka.replicationFactor: 3 replicas need as many AZs, the cluster has 2"),  # noqa: E501
 ]  # fmt: skip
 
@@ -280,6 +368,7 @@ def test_fewer_zones_than_replicas_is_accepted_only_when_said(pilot_raw: dict[st
 
 
 def test_existing_cluster_network_makes_managed_stores_valid(pilot_raw: dict[str, Any]) -> None:
+    strimzi = copy.deepcopy(pilot_raw["dataPlane"]["kafka"])
     config = {f"swarmstack:{k}": v for k, v in pilot_raw.items()}
     _existing_without_network(config)
     raw = {k.split(":", 1)[1]: v for k, v in config.items()}
@@ -291,6 +380,10 @@ def test_existing_cluster_network_makes_managed_stores_valid(pilot_raw: dict[str
         "nodeSecurityGroupId": "sg-0a1b2c3d",
         "kmsKeyArn": "arn:aws:kms:us-east-1:210987654321:key/abcd",
     }
+    # MSK's IAM auth needs IRSA, which the stack has only for a cluster it creates.
+    with pytest.raises(ConfigError, match=r"dataPlane\.kafka\.mode: 'msk' authenticates"):
+        load(raw, "us-east-1", SOURCE)
+    raw["dataPlane"]["kafka"] = strimzi  # the pilot's Strimzi; ElastiCache stays
     assert load(raw, "us-east-1", SOURCE).cluster.network is not None
     raw["cluster"]["network"]["privateSubnetIds"] = raw["cluster"]["network"]["privateSubnetIds"][
         :2

@@ -14,6 +14,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from components.compute.irsa import Irsa
 from components.data import qdrant, redis
 from components.data.certs import (
     CHART_VERSION,
@@ -31,7 +32,6 @@ from components.data.redis import (
     redis_problems,
     render_redis_conf,
 )
-from components.serving.model_serving import Irsa
 from components.specs import CostLabels
 from stacks.plan.recorder import REDACTED, Capture, Registration, run
 

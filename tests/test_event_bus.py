@@ -6,27 +6,20 @@ import json
 from typing import Any
 
 import kubernetes_validate  # pyright: ignore[reportMissingTypeStubs]
+import pytest
 import yaml
 
 from components.data.kafka import (
     STRIMZI_CHART_VERSION,
     EventBus,
     EventBusArgs,
+    EventBusError,
     server_properties,
 )
-from components.data.network import ManagedNetwork
-from components.specs import ImageRef
 from stacks.plan.recorder import Capture, run
-from tests.kafka_support import COST_LABELS, NAMESPACE, agents, kafka, msk
+from tests.kafka_support import COST_LABELS, MSK, NAMESPACE, NETWORK, agents, kafka, msk
 
 STRIMZI = "kubernetes:kafka.strimzi.io/v1:"
-NETWORK = ManagedNetwork(
-    vpc_id="vpc-1",
-    private_subnet_ids=["subnet-a", "subnet-b", "subnet-c"],
-    node_security_group_id="sg-nodes",
-    kms_key_arn="arn:aws:kms:us-east-1:111122223333:key/k",
-)
-WORKER_IMAGE = ImageRef(repository="registry.example.com/swarmstack/agent-worker", tag="0.3.0")
 
 
 def _bus(**changes: Any) -> Capture:
@@ -122,16 +115,19 @@ def test_strimzi_declares_operator_pools_cluster_topics_and_users() -> None:
 
 
 def test_msk_declares_private_encrypted_iam_cluster_and_per_agent_policies() -> None:
-    capture = _bus(spec=msk(), network=NETWORK, region="us-east-1", topic_job_image=WORKER_IMAGE)
+    capture = _bus(spec=msk(), **MSK)
     types = sorted({r.type for r in capture.registrations})
     assert types == [
         "aws:cloudwatch/logGroup:LogGroup",
         "aws:ec2/securityGroup:SecurityGroup",
         "aws:iam/policy:Policy",
+        "aws:iam/role:Role",
+        "aws:iam/rolePolicy:RolePolicy",
         "aws:msk/cluster:Cluster",
         "aws:msk/configuration:Configuration",
         "kubernetes:batch/v1:Job",
         "kubernetes:core/v1:ConfigMap",
+        "kubernetes:core/v1:ServiceAccount",
         "swarmstack:data:EventBus",
     ]
     cluster = capture.of_type("aws:msk/cluster:Cluster")[0].inputs
@@ -171,6 +167,19 @@ def test_msk_declares_private_encrypted_iam_cluster_and_per_agent_policies() -> 
         json.loads(topics_map.inputs["data"]["topics.json"])["topics"][0]["name"]
         == "researcher.tasks"
     )
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ("topic_job_image", "set images.agentWorker"),
+        ("irsa", "need the cluster's OIDC provider"),
+    ],
+)
+def test_msk_without_the_topic_jobs_image_or_role_is_refused(missing: str, message: str) -> None:
+    args = {**MSK, missing: None}
+    with pytest.raises(EventBusError, match=message):
+        EventBus("bus", EventBusArgs(msk(), agents(), NAMESPACE, COST_LABELS, **args))
 
 
 def test_bad_spec_stops_before_anything_is_declared() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.compute.irsa import Irsa
 from components.serving.model_serving import (
-    Irsa,
     ModelServing,
     ModelServingArgs,
     Placement,

@@ -105,6 +105,22 @@ def test_example_account_arns_are_found(pilot_raw: dict[str, Any], account: str)
     assert "cluster.adminRoleArns[0]" not in _paths(pilot_raw)
 
 
+@pytest.mark.parametrize(
+    ("repository", "found"),
+    [
+        ("111122223333.dkr.ecr.us-east-1.amazonaws.com/swarmstack/agent-worker", True),
+        ("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/agent-worker", True),
+        ("210987654321.dkr.ecr.us-east-1.amazonaws.com/swarmstack/agent-worker", False),
+        ("docker.io/library/python", False),
+    ],
+)
+def test_an_image_in_an_example_accounts_registry_is_found(
+    pilot_raw: dict[str, Any], repository: str, found: bool
+) -> None:
+    pilot_raw["images"]["agentWorker"] = {"repository": repository, "tag": "0.4.0"}
+    assert ("images.agentWorker.repository" in _paths(pilot_raw)) is found
+
+
 def test_a_bucket_named_external_is_accepted(pilot_raw: dict[str, Any]) -> None:
     pilot_raw["external"] = {"s3Buckets": ["swarm-pilot-models"]}
     assert "models[0].weights.uri" not in _paths(pilot_raw)

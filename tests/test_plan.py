@@ -371,6 +371,21 @@ def test_selector_check() -> None:
     messages = [str(f) for f in check_selectors([bad, service])]
     assert any("does not match its pod template labels" in m for m in messages)
     assert any("Service n/s" in m and "matches no pod template" in m for m in messages)
+    # A Job's selector is written by Kubernetes: an empty one is right; a Deployment's is not.
+    job = _manifest(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "j", "namespace": "n"},
+            "spec": {"template": {"metadata": {"labels": {"app": "j"}}, "spec": pod}},
+        },
+        "j",
+    )
+    assert check_selectors([job]) == []
+    unselected = _deployment({"app": "a"}, {}, pod)
+    assert [f.message for f in check_selectors([unselected])] == [
+        "spec.selector.matchLabels is empty"
+    ]
 
 
 def test_scheduling_and_accelerator_checks() -> None:

@@ -8,9 +8,8 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.data.kafka import EventBus, EventBusArgs
-from tests.kafka_support import COST_LABELS, NAMESPACE, agents, kafka, msk
+from tests.kafka_support import COST_LABELS, MSK, NAMESPACE, agents, kafka, msk
 from tests.policy_support import messages, violations
-from tests.test_event_bus import NETWORK
 
 RULE = "kafka-durable"
 
@@ -22,9 +21,7 @@ def test_rendered_strimzi_and_msk_buses_pass() -> None:
         )
         == []
     )
-    args = EventBusArgs(
-        msk(), agents(), NAMESPACE, COST_LABELS, network=NETWORK, region="us-east-1"
-    )
+    args = EventBusArgs(msk(), agents(), NAMESPACE, COST_LABELS, **MSK)
     assert messages(lambda: EventBus("bus", args), RULE) == []
 
 

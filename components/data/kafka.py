@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import pulumi
@@ -30,6 +30,7 @@ import yaml
 from pydantic import Field
 
 from components.agents.spec import AgentSpec, TopicSpec, events_agents, kafka_names
+from components.compute.irsa import ROLE_ANNOTATION, Irsa, irsa_role
 from components.compute.nodes import aws_tags
 from components.data.certs import IssuerRef, certificate, server_certificate_spec
 from components.data.msk_pricing import MSK_BROKER_TYPES
@@ -103,10 +104,12 @@ class MskSettings(Spec):
         default="kafka.m7g.large",
         description="MSK broker instance type (priced in components/data/msk_pricing.py).",
     )
-    client_auth: Literal["iam", "scram"] = Field(
+    client_auth: Literal["iam"] = Field(
         default="iam",
-        description="`iam`: SASL/IAM, each agent type's IRSA role may use only its topics; "
-        "`scram`: SASL/SCRAM-SHA-512 with credentials in Secrets Manager.",
+        description="SASL/IAM: each agent type's IRSA role may use only its own topics and "
+        "group, and the topic Job's role only creates and configures the rendered topics. "
+        "(MSK's SCRAM needs a Secrets Manager secret per user and Kafka ACLs the stack would "
+        "manage outside MSK's API; it is not offered.)",
     )
     log_retention_days: Literal[7, 14, 30, 60, 90, 180, 365] = Field(
         default=30, description="Retention of the broker log group, days."
@@ -529,22 +532,15 @@ _SASL_MECHANISM: dict[KafkaAuth, str] = {
 }
 
 
-def worker_environment(connection: KafkaConnection, agent: str) -> dict[str, Any]:
-    """The agent worker's Kafka environment variables for one agent (names as the worker's
-    config module reads them; secrets are paths of mounted files)."""
-    access = connection.access(agent)
+def kafka_client_environment(connection: KafkaConnection) -> dict[str, Any]:
+    """How any client of the bus connects (bootstrap, protocol, SASL mechanism, the region
+    IAM tokens are signed for): the worker and the MSK topic Job read the same variables."""
     protocol = _SECURITY_PROTOCOL.get((connection.tls, connection.auth))
     if protocol is None:
         raise ValueError(f"auth {connection.auth} without TLS would send credentials in clear")
     env: dict[str, Any] = {
-        "WORKER_MODE": "events",
         "KAFKA_BOOTSTRAP": connection.bootstrap,
-        "TASK_TOPIC": access.tasks_topic,
-        "RESULT_TOPIC": access.results_topic,
-        "DEAD_LETTER_TOPIC": access.dead_letter_topic,
-        "CONSUMER_GROUP": access.group,
         "KAFKA_SECURITY_PROTOCOL": protocol,
-        "KAFKA_ENABLE_IDEMPOTENCE": "true" if connection.idempotent else "false",
     }
     if connection.auth in _SASL_MECHANISM:
         env["KAFKA_SASL_MECHANISM"] = _SASL_MECHANISM[connection.auth]
@@ -552,6 +548,22 @@ def worker_environment(connection: KafkaConnection, agent: str) -> dict[str, Any
         if connection.region is None:
             raise ValueError("auth aws-msk-iam needs the cluster's region to sign tokens")
         env["AWS_REGION"] = connection.region
+    return env
+
+
+def worker_environment(connection: KafkaConnection, agent: str) -> dict[str, Any]:
+    """The agent worker's Kafka environment variables for one agent (names as the worker's
+    config module reads them; secrets are paths of mounted files)."""
+    access = connection.access(agent)
+    env: dict[str, Any] = {
+        "WORKER_MODE": "events",
+        **kafka_client_environment(connection),
+        "TASK_TOPIC": access.tasks_topic,
+        "RESULT_TOPIC": access.results_topic,
+        "DEAD_LETTER_TOPIC": access.dead_letter_topic,
+        "CONSUMER_GROUP": access.group,
+        "KAFKA_ENABLE_IDEMPOTENCE": "true" if connection.idempotent else "false",
+    }
     if access.username is not None:
         env["KAFKA_USERNAME"] = access.username
     if access.password is not None:
@@ -1014,8 +1026,10 @@ class EventBusArgs:
     cost_labels: CostLabels
     network: ManagedNetwork | None = None  # mode msk
     region: str | None = None  # mode msk: the stack's AWS region (IAM clients sign for it)
-    # Image that runs `python -m agent_worker.topics` (the agent worker) for the MSK topic Job.
+    # mode msk: the agent worker image (it runs `python -m agent_worker.topics` in the topic
+    # Job) and the cluster's OIDC provider (the Job's IAM role)
     topic_job_image: ImageRef | None = None
+    irsa: Irsa | None = None
     cluster_name: str = "events"
     # strimzi: where KafkaUsers live (their password Secrets with them): the agents'
     # namespace, so agent pods can mount them. None: the data namespace.
@@ -1052,6 +1066,16 @@ class EventBus(pulumi.ComponentResource):
             raise EventBusError("kafka.mode: msk needs the stack's VPC (network)")
         if args.spec.mode == "msk" and args.region is None:
             raise EventBusError("kafka.mode: msk needs the stack's AWS region")
+        if args.spec.mode == "msk" and args.topic_job_image is None:
+            raise EventBusError(
+                "kafka.mode: msk creates its topics with a Job of the agent worker image: "
+                "set images.agentWorker"
+            )
+        if args.spec.mode == "msk" and args.irsa is None:
+            raise EventBusError(
+                "kafka.mode: msk authenticates with IAM roles for service accounts, which "
+                "need the cluster's OIDC provider (cluster.mode: eks)"
+            )
         super().__init__(TYPE_TOKEN, name, None, opts)
         self._name, self._args = name, args
         self._labels = {**args.cost_labels.as_labels(), "app.kubernetes.io/part-of": "swarmstack"}
@@ -1230,11 +1254,6 @@ class EventBus(pulumi.ComponentResource):
             description="Durability settings rendered by swarmstack (same as Strimzi's)",
             opts=self._child(),
         )
-        sasl = (
-            aws.msk.ClusterClientAuthenticationSaslArgs(iam=True)
-            if msk.client_auth == "iam"
-            else aws.msk.ClusterClientAuthenticationSaslArgs(scram=True)
-        )
         cluster = aws.msk.Cluster(
             f"{name}-cluster",
             cluster_name=self._args.cluster_name,
@@ -1257,7 +1276,8 @@ class EventBus(pulumi.ComponentResource):
                 ),
             ),
             client_authentication=aws.msk.ClusterClientAuthenticationArgs(
-                sasl=sasl, unauthenticated=False
+                sasl=aws.msk.ClusterClientAuthenticationSaslArgs(iam=True),
+                unauthenticated=False,
             ),
             configuration_info=aws.msk.ClusterConfigurationInfoArgs(
                 arn=configuration.arn, revision=configuration.latest_revision
@@ -1306,16 +1326,11 @@ class EventBus(pulumi.ComponentResource):
                     iam_policy=policy_json,
                 )
             )
-        bootstrap = (
-            cluster.bootstrap_brokers_sasl_iam
-            if msk.client_auth == "iam"
-            else cluster.bootstrap_brokers_sasl_scram
-        )
         connection = KafkaConnection(
-            bootstrap=bootstrap,
+            bootstrap=cluster.bootstrap_brokers_sasl_iam,
             tls=True,
             ca=None,
-            auth="aws-msk-iam" if msk.client_auth == "iam" else "scram-sha-512",
+            auth="aws-msk-iam",
             agents=tuple(access),
             region=self._args.region,
         )
@@ -1324,82 +1339,116 @@ class EventBus(pulumi.ComponentResource):
 
     def _topic_job(self, cluster: aws.msk.Cluster, connection: KafkaConnection) -> None:
         """MSK has no topic resource: a Job applies the rendered topic list through the
-        Kafka admin API (`python -m agent_worker.topics`), idempotently, on every change."""
-        ns, name = self._args.namespace, self._name
+        Kafka admin API (`python -m agent_worker.topics`), idempotently, on every change,
+        as a service account whose IAM role may create and configure those topics only."""
+        args, name = self._args, self._name
+        image, irsa = args.topic_job_image, args.irsa
+        assert image is not None and irsa is not None  # checked in __init__
+        ns, account = args.namespace, topic_job_account(args.cluster_name)
         document = topics_document(self.topics)
         topics = k8s.core.v1.ConfigMap(
             f"{name}-topics",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=f"{self._args.cluster_name}-topics", namespace=ns, labels=self._labels
+                name=f"{args.cluster_name}-topics", namespace=ns, labels=self._labels
             ),
             data={TOPICS_CONFIG_KEY: document},
             opts=self._child(),
         )
-        image = self._args.topic_job_image
-        if image is None:
-            return
+        role = irsa_role(
+            irsa,
+            role_name=f"{name}-topics-role",
+            policy_name=f"{name}-topics-admin",
+            namespace=ns,
+            service_account=account,
+            policy=cluster.arn.apply(lambda arn: msk_topic_admin_policy(arn, self.topics)),
+            description=f"Create and configure the topics of MSK cluster {args.cluster_name}",
+            tags=aws_tags(args.cost_labels.as_labels(), component="event-bus"),
+            parent=self,
+        )
+        service_account = k8s.core.v1.ServiceAccount(
+            f"{name}-topics-sa",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=account,
+                namespace=ns,
+                labels=self._labels,
+                annotations={ROLE_ANNOTATION: role.arn},
+            ),
+            automount_service_account_token=False,
+            opts=self._child(),
+        )
+        env = cluster.bootstrap_brokers_sasl_iam.apply(
+            lambda bootstrap: kafka_client_environment(replace(connection, bootstrap=bootstrap))
+        )
         digest = hashlib.sha256(document.encode()).hexdigest()[:10]
-        protocol = "SASL_SSL"
-        mechanism = _SASL_MECHANISM[connection.auth] if connection.auth != "none" else ""
         k8s.batch.v1.Job(
             f"{name}-topics-job",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 # A new name per topic list: a Job's pod template cannot change in place.
-                name=f"{self._args.cluster_name}-topics-{digest}",
+                name=f"{args.cluster_name}-topics-{digest}",
                 namespace=ns,
                 labels=self._labels,
             ),
-            spec=_wire(
-                {
-                    "backoffLimit": 6,
-                    "ttlSecondsAfterFinished": 86400,
-                    "template": {
-                        "metadata": {"labels": self._labels},
-                        "spec": {
-                            "restartPolicy": "OnFailure",
-                            "automountServiceAccountToken": False,
-                            "securityContext": {
-                                "runAsNonRoot": True,
-                                "runAsUser": 10001,
-                                "seccompProfile": {"type": "RuntimeDefault"},
-                            },
-                            "containers": [
-                                {
-                                    "name": "topics",
-                                    "image": image.reference,
-                                    "command": [
-                                        "python",
-                                        "-m",
-                                        "agent_worker.topics",
-                                        f"/config/{TOPICS_CONFIG_KEY}",
-                                    ],
-                                    "env": [
-                                        {"name": "KAFKA_BOOTSTRAP", "value": connection.bootstrap},
-                                        {"name": "KAFKA_SECURITY_PROTOCOL", "value": protocol},
-                                        {"name": "KAFKA_SASL_MECHANISM", "value": mechanism},
-                                    ],
-                                    "resources": {
-                                        "requests": {"cpu": "50m", "memory": "128Mi"},
-                                        "limits": {"memory": "128Mi"},
-                                    },
-                                    "securityContext": RESTRICTED_CONTAINER_SECURITY,
-                                    "volumeMounts": [
-                                        {"name": "topics", "mountPath": "/config", "readOnly": True}
-                                    ],
-                                }
-                            ],
-                            "volumes": [
-                                {
-                                    "name": "topics",
-                                    "configMap": {"name": f"{self._args.cluster_name}-topics"},
-                                }
-                            ],
-                        },
-                    },
-                }
+            spec=env.apply(
+                lambda e: _wire(topic_job_spec(image, account, e, args.cluster_name, self._labels))
             ),
-            opts=self._child([topics, cluster]),
+            opts=self._child([topics, service_account, cluster]),
         )
+
+
+def topic_job_account(cluster: str) -> str:
+    return f"{cluster}-topics"
+
+
+def topic_job_spec(
+    image: ImageRef,
+    service_account: str,
+    env: Mapping[str, str],
+    cluster: str,
+    labels: Mapping[str, str],
+) -> dict[str, Any]:
+    """The MSK topic Job's spec: the worker image's topics module over the rendered list,
+    as the Job's own service account (IRSA; EKS's webhook projects the web identity token,
+    so the Kubernetes API token is not mounted), restricted pod security."""
+    return {
+        "backoffLimit": 6,
+        "ttlSecondsAfterFinished": 86400,
+        "template": {
+            "metadata": {"labels": dict(labels)},
+            "spec": {
+                "restartPolicy": "OnFailure",
+                "serviceAccountName": service_account,
+                "automountServiceAccountToken": False,
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": 10001,
+                    "runAsGroup": 10001,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "containers": [
+                    {
+                        "name": "topics",
+                        "image": image.reference,
+                        "command": [
+                            "python",
+                            "-m",
+                            "agent_worker.topics",
+                            f"/config/{TOPICS_CONFIG_KEY}",
+                        ],
+                        "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
+                        "resources": {
+                            "requests": {"cpu": "50m", "memory": "128Mi"},
+                            "limits": {"memory": "128Mi"},
+                        },
+                        "securityContext": RESTRICTED_CONTAINER_SECURITY,
+                        "volumeMounts": [
+                            {"name": "topics", "mountPath": "/config", "readOnly": True}
+                        ],
+                    }
+                ],
+                "volumes": [{"name": "topics", "configMap": {"name": f"{cluster}-topics"}}],
+            },
+        },
+    }
 
 
 def _wire(spec: dict[str, Any]) -> Any:

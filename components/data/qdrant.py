@@ -29,12 +29,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import yaml
 from pydantic import Field
 
-from components.compute.cluster import irsa_trust_policy
+from components.compute.irsa import ROLE_ANNOTATION, Irsa, irsa_role
 from components.compute.nodes import aws_tags
 from components.data.certs import (
     CA_BUNDLE_KEY,
@@ -44,7 +43,6 @@ from components.data.certs import (
 )
 from components.data.redis import DEFAULT_STORAGE_CLASS, SecretFile, SecretKeyRef
 from components.data.stateful import declare_stateful_store
-from components.serving.model_serving import Irsa
 from components.specs import CostLabels, Spec
 
 QDRANT_VERSION = "v1.19.0"
@@ -634,25 +632,20 @@ class VectorStore(pulumi.ComponentResource):
     ) -> pulumi.Output[str]:
         spec, ns = args.spec, args.namespace_name
         assert spec.snapshots is not None
-        trust = pulumi.Output.all(irsa.oidc_provider_arn, irsa.oidc_issuer).apply(
-            lambda v: irsa_trust_policy(str(v[0]), str(v[1]), ns, SNAPSHOT_ACCOUNT)
-        )
-        role = aws.iam.Role(
-            f"{name}-snapshots-role",
-            description=f"Qdrant snapshots to s3://{spec.snapshots.bucket}/{spec.snapshots.prefix}",
-            assume_role_policy=trust,
-            tags=aws_tags(args.cost_labels.as_labels(), component="vector-store"),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        aws.iam.RolePolicy(
-            f"{name}-snapshots-put",
-            role=role.id,
+        role = irsa_role(
+            irsa,
+            role_name=f"{name}-snapshots-role",
+            policy_name=f"{name}-snapshots-put",
+            namespace=ns,
+            service_account=SNAPSHOT_ACCOUNT,
             policy=snapshot_put_policy(spec.snapshots),
-            opts=pulumi.ResourceOptions(parent=self),
+            description=f"Qdrant snapshots to s3://{spec.snapshots.bucket}/{spec.snapshots.prefix}",
+            tags=aws_tags(args.cost_labels.as_labels(), component="vector-store"),
+            parent=self,
         )
         account = k8s.core.v1.ServiceAccount(
             f"{name}-snapshots-sa",
-            metadata=meta(SNAPSHOT_ACCOUNT, annotations={"eks.amazonaws.com/role-arn": role.arn}),
+            metadata=meta(SNAPSHOT_ACCOUNT, annotations={ROLE_ANNOTATION: role.arn}),
             opts=pulumi.ResourceOptions(parent=self),
         )
         k8s.batch.v1.CronJob(

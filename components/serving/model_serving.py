@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.compute.cluster import irsa_trust_policy
+from components.compute.irsa import ROLE_ANNOTATION, Irsa, irsa_role
 from components.compute.nodes import GPU_TAINT, POOL_LABEL, aws_tags
 from components.serving.vllm import (
     SERVER_MODULE,
@@ -253,14 +252,6 @@ def _wire_form(spec: dict[str, Any]) -> Any:
     return spec
 
 
-@dataclass(frozen=True)
-class Irsa:
-    """The cluster's OIDC provider, for IAM roles for service accounts."""
-
-    oidc_provider_arn: pulumi.Input[str]
-    oidc_issuer: pulumi.Input[str]  # host/path, without https://
-
-
 def s3_read_policy(uri: str) -> str:
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     prefix = prefix.strip("/")
@@ -323,7 +314,7 @@ class ModelServing(pulumi.ComponentResource):
         account_annotations: dict[str, pulumi.Input[str]] = {}
         if isinstance(spec.weights, S3Weights) and args.irsa is not None:
             self.role_arn = self._weights_role(name, args, args.irsa, spec.weights)
-            account_annotations["eks.amazonaws.com/role-arn"] = self.role_arn
+            account_annotations[ROLE_ANNOTATION] = self.role_arn
         account = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
             metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -404,20 +395,15 @@ class ModelServing(pulumi.ComponentResource):
     def _weights_role(
         self, name: str, args: ModelServingArgs, irsa: Irsa, weights: S3Weights
     ) -> pulumi.Output[str]:
-        trust = pulumi.Output.all(irsa.oidc_provider_arn, irsa.oidc_issuer).apply(
-            lambda v: irsa_trust_policy(str(v[0]), str(v[1]), args.namespace_name, args.spec.name)
-        )
-        role = aws.iam.Role(
-            f"{name}-weights-role",
-            description=f"Read {weights.uri} for model {args.spec.name} (IRSA)",
-            assume_role_policy=trust,
-            tags=aws_tags(args.cost_labels.as_labels(), model=args.spec.name),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        aws.iam.RolePolicy(
-            f"{name}-weights-read",
-            role=role.id,
+        role = irsa_role(
+            irsa,
+            role_name=f"{name}-weights-role",
+            policy_name=f"{name}-weights-read",
+            namespace=args.namespace_name,
+            service_account=args.spec.name,
             policy=s3_read_policy(weights.uri),
-            opts=pulumi.ResourceOptions(parent=self),
+            description=f"Read {weights.uri} for model {args.spec.name} (IRSA)",
+            tags=aws_tags(args.cost_labels.as_labels(), model=args.spec.name),
+            parent=self,
         )
         return role.arn

@@ -201,10 +201,17 @@ def _template_labels(m: Manifest) -> dict[str, str]:
     }
 
 
+# Kubernetes writes these kinds' selectors itself (a Job's controller-uid, unless
+# spec.manualSelector); an empty one is what a Job should have.
+GENERATED_SELECTOR_KINDS = frozenset({"Job", "CronJob"})
+
+
 def check_selectors(manifests: list[Manifest]) -> list[Finding]:
     findings: list[Finding] = []
     workloads = [m for m in manifests if m.pod_template() is not None]
     for w in workloads:
+        if w.kind in GENERATED_SELECTOR_KINDS:
+            continue
         selector = as_dict(as_dict(as_dict(w.body.get("spec")).get("selector")).get("matchLabels"))
         if not selector:
             findings.append(

@@ -1,0 +1,1 @@
+"""Observability: the monitoring release, monitors, alert and cost rules, dashboards."""

@@ -3,7 +3,7 @@ one run, at several concurrency levels.
 
     .venv/bin/python benchmarks/worker_overhead.py [--concurrency 1,4,8,16] [--pairs 48]
         [--max-tokens 32] [--lengths exact|natural] [--max-seconds 1800] [--out FILE]
-        [--vllm-python .venv-vllm/bin/python]
+        [--vllm-python .venv-vllm/bin/python] [--control]
         # or against running services: --vllm-url URL --worker-url URL
         #     [--vllm-pgid PGID --worker-pgid PGID] for the CPU columns
 
@@ -21,6 +21,11 @@ Equal lengths: with `--lengths exact` (default) both requests carry `max_tokens`
 has exactly that many tokens and the differences compare equal work. `--lengths natural`
 lets the model stop when it likes (for a worker without `min_tokens`): the pairs with equal
 token counts are then counted and summarized apart.
+
+Noise floor: `--control` sends both requests of every pair straight to vLLM (the "worker"
+columns are then a second direct request). Its differences are what the pairing method
+measures when there is nothing between client and model: the floor under which a worker
+overhead cannot be told from vLLM's own run-to-run variation at that level.
 
 Concurrency: at level N, N runners each run pairs one after another, so N pairs (N
 requests) are in flight at once. Within a pair the two requests run one after the other,
@@ -452,6 +457,7 @@ async def measure(
     max_tokens: int,
     lengths: str,
     warmup: int,
+    control: bool = False,
     max_seconds: float,
 ) -> dict[str, Any]:
     system = system_prompt(agent)
@@ -468,6 +474,8 @@ async def measure(
                 return direct(client, target.vllm_url, model=model, system=system, request=request)
 
             def w_call() -> Awaitable[Timing]:
+                if control:  # the noise floor: a second direct request in the worker's place
+                    return d_call()
                 return through_worker(client, target.worker_url, request)
 
             if direct_first(index):
@@ -520,6 +528,7 @@ async def measure(
             "pairs_per_level": pairs,
             "max_tokens": max_tokens,
             "lengths": lengths,
+            "control": control,
             "min_tokens": min_tokens,
             "warmup": warmup,
             "max_seconds": max_seconds,
@@ -597,6 +606,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--lengths", choices=("exact", "natural"), default="exact")
+    p.add_argument(
+        "--control",
+        action="store_true",
+        help="both sides of each pair go straight to vLLM: the method's noise floor",
+    )
     p.add_argument("--max-seconds", type=float, default=1800.0, help="bound on the whole run")
     p.add_argument("--vllm-python", default=DEFAULT_VLLM_PYTHON)
     p.add_argument("--vllm-url", default="", help="use a running vLLM instead of starting one")
@@ -644,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
                 pairs=args.pairs,
                 max_tokens=args.max_tokens,
                 lengths=args.lengths,
+                control=args.control,
                 warmup=args.warmup,
                 max_seconds=args.max_seconds,
             )
@@ -656,7 +671,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory']}, {m['os']}")
     print(
         f"{args.pairs} pairs per level, max_tokens {args.max_tokens}, lengths {args.lengths}; "
-        "worker - direct per pair, ms (d = difference)"
+        + (
+            "CONTROL: both sides straight to vLLM, ms (d = one direct request - the other)"
+            if args.control
+            else "worker - direct per pair, ms (d = difference)"
+        )
     )
     print(table(result))
     print(f"written to {args.out}")

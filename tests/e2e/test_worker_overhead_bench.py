@@ -12,6 +12,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import worker_overhead as bench  # pyright: ignore[reportMissingImports]
 
+from tests.e2e.worker_client import metrics_text
+
 
 def test_quick_run_at_two_levels(vllm: Any, worker_factory: Any) -> None:
     worker = worker_factory({"AGENT_NAME": "bench"})
@@ -39,3 +41,28 @@ def test_quick_run_at_two_levels(vllm: Any, worker_factory: Any) -> None:
         assert cpu["vllm_s"] > 0 and 0 <= cpu["worker_share"] < 1
         assert level["worker_tokens"] >= 24
     assert "TRUNCATED" not in bench.table(result)
+
+
+def test_control_run_never_calls_the_worker(vllm: Any, worker_factory: Any) -> None:
+    """--control: both sides go straight to vLLM, so the worker serves no turn at all."""
+    worker = worker_factory({"AGENT_NAME": "bench"})
+    target = bench.Target(vllm.url, worker.url, vllm.process.pid, worker.process.pid)
+    result = asyncio.run(
+        bench.measure(
+            target,
+            agent="bench",
+            levels=[1],
+            pairs=2,
+            max_tokens=8,
+            lengths="exact",
+            warmup=0,
+            max_seconds=300,
+            control=True,
+        )
+    )
+    assert result["config"]["control"] is True
+    (level,) = result["levels"]
+    assert level["pairs"] == 2 and level["errors"] == 0, level["error_examples"]
+    assert level["direct_output_tokens_mean"] == level["worker_output_tokens_mean"] == 8
+    text = metrics_text(worker.url)
+    assert 'agent_turns_total{agent="bench",outcome="done"}' not in text

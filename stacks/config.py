@@ -26,6 +26,8 @@ from components.compute.mig import MIG_PROFILES, MigLayoutError, mig_resource_na
 from components.data.kafka import KafkaSpec, kafka_problems, zone_spread_problems
 from components.data.qdrant import QdrantSpec, qdrant_problems
 from components.data.redis import RedisSpec, redis_problems
+from components.observe.alerts import slo_problems
+from components.observe.spec import ObservabilitySpec
 from components.serving.vllm import MemoryFit, memory_fit
 from components.specs import (
     ClusterSpec,
@@ -138,6 +140,10 @@ class StackConfig(Spec):
     )
     data_plane: DataPlaneSpec = Field(
         default_factory=DataPlaneSpec, description="Event bus, session and vector stores."
+    )
+    observability: ObservabilitySpec = Field(
+        default_factory=ObservabilitySpec,
+        description="Alert thresholds (and the monitoring stack's settings).",
     )
 
     def pool(self, name: str) -> GpuPoolSpec:
@@ -322,6 +328,7 @@ def cross_component_problems(config: StackConfig, region: str) -> list[Problem]:
         problems += _pool_problems(i, pool, config, region)
     for i, model in enumerate(config.models):
         problems += _model_problems(i, model, config)
+    problems += [Problem(path, message) for path, message in slo_problems(config.models)]
     if not problems:  # capacity arithmetic needs valid pools and profiles
         problems += _capacity_problems(config)
     problems += data_plane_problems(config)

@@ -197,7 +197,7 @@ def test_stack_slos_come_from_the_typed_stack_config() -> None:
     assert (first.ttft_p99_ms, first.itl_p99_ms, first.e2e_p99_s) == (500, 50, 60)
     assert "qwen25-7b" in first.source
     batch = resolve("stack:pilot/llama31-8b")
-    assert (batch.ttft_p99_ms, batch.itl_p99_ms, batch.e2e_p99_s) == (2000, 100, 120)
+    assert (batch.ttft_p99_ms, batch.itl_p99_ms, batch.e2e_p99_s) == (2500, 100, 120)
     with pytest.raises(SloError, match="no model 'nope'"):
         from_stack("pilot", "nope")
     with pytest.raises(SloError, match="no stack file"):

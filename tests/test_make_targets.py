@@ -45,3 +45,10 @@ def test_fast_installs_python_packages_only_and_leaves_the_services_out() -> Non
     assert "apt-get" not in commands and "redis-server" not in commands
     assert ".venv-vllm" not in commands and "torch" not in commands
     assert commands.splitlines()[-1] == '.venv/bin/pytest -m "not e2e"'
+
+
+def test_system_deps_install_redis_and_promtool_from_debian() -> None:
+    commands = dry_run("system-deps")
+    assert "command -v redis-server" in commands and "command -v promtool" in commands
+    install = next(line for line in commands.splitlines() if "apt-get install" in line)
+    assert "redis-server" in install and "prometheus" in install.split("redis-server", 1)[1]

@@ -144,7 +144,7 @@ def test_slo_annotations_and_labels_for_policies(pilot_raw: dict[str, Any]) -> N
     annotations = deployment["metadata"]["annotations"]
     assert annotations["swarmstack.io/latency-tier"] == "batch"
     assert annotations["swarmstack.io/slo-e2e-p99-s"] == "120"
-    assert annotations["swarmstack.io/slo-ttft-p99-ms"] == "2000"
+    assert annotations["swarmstack.io/slo-ttft-p99-ms"] == "2500"
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert labels["cost-center"] == "cc-1042" and labels["team"] == "agent-platform"
     assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()

@@ -49,8 +49,8 @@ def _module_rules() -> list[Rule]:
     return found
 
 
-def test_at_least_thirty_rules_with_unique_kebab_names() -> None:
-    assert len(RULES) >= 30
+def test_at_least_forty_six_rules_with_unique_kebab_names() -> None:
+    assert len(RULES) >= 46
     assert len(rules_by_name()) == len(RULES)
     for rule in RULES:
         assert KEBAB.match(rule.name)

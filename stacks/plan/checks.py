@@ -18,6 +18,7 @@ import kubernetes_validate  # pyright: ignore[reportMissingTypeStubs]
 
 from components.data.cert_manager_schema import cert_manager_problems
 from components.data.strimzi_schema import strimzi_problems
+from components.observe.prometheus_rule_schema import prometheus_rule_problems
 from stacks.plan.model import Manifest, NodePool, Plan, as_dict, as_list
 
 Severity = Literal["error", "warning"]
@@ -103,6 +104,10 @@ CUSTOM_RESOURCE_MODELS: dict[str, CustomResourceModel] = {
     "cert-manager.io": CustomResourceModel(
         "components/data/cert_manager_schema.py (cert-manager v1.21.1 CRDs)",
         cert_manager_problems,
+    ),
+    "monitoring.coreos.com": CustomResourceModel(
+        "components/observe/prometheus_rule_schema.py (prometheus-operator PrometheusRule CRD)",
+        prometheus_rule_problems,
     ),
 }
 

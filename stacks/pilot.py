@@ -14,6 +14,7 @@ from components.compute.gpu_node_pool import (
     GpuOperatorArgs,
 )
 from components.compute.irsa import Irsa
+from components.observe.dashboards import DashboardInputs, Dashboards, DashboardsArgs
 from components.serving.model_serving import (
     HF_TOKEN_KEY,
     ModelServing,
@@ -120,6 +121,8 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
             opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[operator]),
         )
         endpoints[model.name] = serving.endpoint
+
+    Dashboards("dashboards", DashboardsArgs(DashboardInputs.from_config(config)), opts=on_cluster)
 
     pulumi.export("phase", config.phase)
     if cluster.eks is not None:

@@ -84,6 +84,8 @@ def test_queries_say_what_a_local_prometheus_cannot_answer(pilot: StackConfig) -
     assert frozenset() in by_dashboard["data-plane"]  # Redis runs locally
     assert by_dashboard["model-serving"] == {frozenset()}
     assert by_dashboard["agents"] == {frozenset()}
+    # a pool's $/hour counts its nodes (kube-state-metrics); $ per token and per agent do not
+    assert by_dashboard["cost"] == {frozenset({"cluster"}), frozenset()}
     dashboard, panel, promql = queries[0]  # a plain (dashboard, panel, promql) tuple
     assert (dashboard, panel) == ("model-serving", "Time to first token")
     assert "vllm:time_to_first_token_seconds_bucket" in promql
@@ -153,6 +155,18 @@ def test_latency_panels_draw_each_models_slo(pilot_raw: dict[str, Any]) -> None:
         'model_name="meta-llama/Llama-3.1-8B-Instruct"' in t["expr"] for t in llama["targets"]
     )
     assert [t["legendFormat"] for t in llama["targets"]] == ["p50", "p95", "p99"]
+
+
+def test_each_gpu_pool_shows_its_nodes_against_its_maximum(pilot_raw: dict[str, Any]) -> None:
+    raw = copy.deepcopy(pilot_raw)
+    raw["gpuPools"][0]["maxSize"] = 3
+    board = d.build_dashboards(d.DashboardInputs.from_config(config_from(raw)))[2]
+    panel = _panel(board, "h100-mig: nodes (max 3)", "GPU pools")
+    (target,) = panel["targets"]
+    assert target["expr"] == (
+        'count(kube_node_labels{label_swarmstack_io_pool="h100-mig"}) or vector(0)'
+    )
+    assert panel["fieldConfig"]["defaults"]["thresholds"]["steps"][-1]["value"] == 3
 
 
 def test_data_plane_panels_follow_the_stores_configured(pilot_raw: dict[str, Any]) -> None:

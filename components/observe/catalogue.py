@@ -19,12 +19,14 @@ Redis) produces it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from components.compute.nodes import POOL_LABEL
 from components.observe.promql import query_metric_names, query_selectors
 
 Kind = Literal["counter", "gauge", "histogram", "summary", "info", "stateset", "unknown"]
@@ -114,9 +116,17 @@ DCGM_FI_PROF_PIPE_TENSOR_ACTIVE = _family(
 # only the node labels allow-listed with --metric-labels-allowlist, as label_<sanitised
 # name>: the monitoring release allow-lists nvidia.com/mig.config.state.
 _KSM = "kube-state-metrics docs/metrics/cluster/node-metrics.md, workload docs"
-MIG_CONFIG_STATE_LABEL = "label_nvidia_com_mig_config_state"
+
+
+def ksm_node_label(node_label: str) -> str:
+    """The label kube-state-metrics gives an allow-listed node label in kube_node_labels."""
+    return "label_" + re.sub(r"[^a-zA-Z0-9_]", "_", node_label)
+
+
+MIG_CONFIG_STATE_LABEL = ksm_node_label("nvidia.com/mig.config.state")
+POOL_NODE_LABEL = ksm_node_label(POOL_LABEL)
 KUBE_NODE_LABELS = _family(
-    "kube_node_labels", "gauge", ("node", MIG_CONFIG_STATE_LABEL), _KSM, "cluster"
+    "kube_node_labels", "gauge", ("node", MIG_CONFIG_STATE_LABEL, POOL_NODE_LABEL), _KSM, "cluster"
 )
 KUBE_NODE_INFO = _family(
     "kube_node_info",
@@ -248,10 +258,12 @@ SCRAPE_DURATION_SECONDS = _family(
 )
 
 # The stack's cost recording rules (group `swarmstack-cost`). Prices of pools come from
-# the stack's config and node counts from the cluster; the local target records the same
-# series from its own prices and vLLM's and the worker's counters.
+# the stack's config, node counts from kube-state-metrics, replicas and tokens from vLLM
+# and the workers' counters.
 _COST = "swarmstack recording rules, group swarmstack-cost"
-POOL_USD_PER_HOUR = _family("swarmstack:pool_usd_per_hour", "gauge", ("pool",), _COST)
+# A pool's $/hour counts its nodes in kube_node_labels: the cluster's.
+POOL_USD_PER_HOUR = _family("swarmstack:pool_usd_per_hour", "gauge", ("pool",), _COST, "cluster")
+MODEL_REPLICAS = _family("swarmstack:model_replicas", "gauge", ("model",), _COST)
 MODEL_USD_PER_HOUR = _family("swarmstack:model_usd_per_hour", "gauge", ("model",), _COST)
 MODEL_TOKENS_PER_SECOND = _family("swarmstack:model_tokens_per_second", "gauge", ("model",), _COST)
 MODEL_USD_PER_TOKEN = _family("swarmstack:model_usd_per_token", "gauge", ("model",), _COST)

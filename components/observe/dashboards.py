@@ -43,6 +43,7 @@ from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 from components.compute.instances import INSTANCE_TYPES
 from components.data.kafka import KafkaSpec
 from components.data.redis import RedisSpec
+from components.observe.catalogue import POOL_NODE_LABEL
 from components.observe.selection import DASHBOARD_LABEL, MONITORING_NAMESPACE
 from components.specs import CostLabels, GpuPoolSpec, ModelSpec, Namespaces
 
@@ -488,7 +489,7 @@ def gpu_mig(inputs: DashboardInputs) -> dash.Dashboard:
     slice_by = "Hostname, gpu, GPU_I_PROFILE, GPU_I_ID"
     slice_legend = "{{Hostname}} gpu {{gpu}} {{GPU_I_PROFILE}} {{GPU_I_ID}}"
     models_ns = inputs.namespaces.models
-    return (
+    board = (
         _board(
             "gpu-mig",
             "swarmstack / GPUs and MIG",
@@ -567,6 +568,19 @@ def gpu_mig(inputs: DashboardInputs) -> dash.Dashboard:
             )
         )
     )
+    board = board.with_row(dash.Row("GPU pools"))
+    for pool in inputs.gpu_pools:
+        board = board.with_panel(
+            single(
+                f"{pool.name}: nodes (max {pool.max_size})",
+                f'count(kube_node_labels{{{POOL_NODE_LABEL}="{pool.name}"}}) or vector(0)',
+                "short",
+                description=f"Nodes of pool {pool.name} ({pool.instance_type}); at "
+                f"maxSize {pool.max_size} the pool cannot grow.",
+                lines=(float(pool.max_size),),
+            )
+        )
+    return board
 
 
 def data_plane(inputs: DashboardInputs) -> dash.Dashboard:

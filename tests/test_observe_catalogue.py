@@ -56,6 +56,8 @@ ROOT = Path(__file__).resolve().parent.parent
         ('{"dotted.name", job="a"}', {"dotted.name"}),
         ('sum without (instance) ({"a.b"}) # a comment naming fake_metric', {"a.b"}),
         ("-(a) ^ 2 % b", {"a", "b"}),
+        # operators before a bracket are not calls
+        ("(a > 0.1 and b > 0.1)\nor\n(c > 1 unless (d)) atan2 (e)", {"a", "b", "c", "d", "e"}),
     ],
 )
 def test_query_metric_names(expr: str, names: set[str]) -> None:
@@ -89,8 +91,13 @@ def test_unknown_labels_names_a_matcher_on_a_label_the_family_lacks() -> None:
         'sum(rate(vllm:prompt_tokens_total{model="a", job="vllm"}[5m]))'
         ' + sum(agent_tool_calls_total{outcome="ok", namespace="x"})'
         ' + sum(DCGM_FI_DEV_FB_USED{GPU_I_PROFILE="3g.40gb"})'
+        ' + sum(rate(vllm:e2e_request_latency_seconds_bucket{le="60.0"}[5m]))'
+        ' + sum(rate(vllm:e2e_request_latency_seconds_count{le="60.0"}[5m]))'
     )
-    assert cat.unknown_labels(expr) == {"vllm:prompt_tokens_total": {"model"}}
+    assert cat.unknown_labels(expr) == {
+        "vllm:prompt_tokens_total": {"model"},
+        "vllm:e2e_request_latency_seconds_count": {"le"},
+    }
 
 
 def test_query_selectors_pair_names_with_their_matchers() -> None:

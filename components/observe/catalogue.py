@@ -371,9 +371,15 @@ def unknown_labels(
         family = table.get(selector.name) if selector.name is not None else None
         if family is None:
             continue
-        extra = selector.labels - family.labels - TARGET_LABELS
+        name = str(selector.name)
+        own: set[str] = set()  # the bucket's edge, the quantile of a summary's value
+        if family.kind == "histogram" and name.endswith("_bucket"):
+            own.add("le")
+        if family.kind == "summary" and not name.endswith(("_sum", "_count")):
+            own.add("quantile")
+        extra = selector.labels - family.labels - TARGET_LABELS - own
         if extra:
-            unknown.setdefault(str(selector.name), set()).update(extra)
+            unknown.setdefault(name, set()).update(extra)
     return unknown
 
 

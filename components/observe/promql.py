@@ -264,6 +264,9 @@ def query_selectors(expr: str) -> list[Selector]:
             if i < len(tokens) and tokens[i].text == "(":
                 i = _skip_group(tokens, i, "(", ")")
             continue
+        if keyword in NUMBER_WORDS or keyword in BINARY_KEYWORDS:
+            i += 1  # `a or (b)`: an operator, even before a bracket
+            continue
         if following is not None and following.text == "(":
             if word not in FUNCTIONS and keyword not in AGGREGATIONS:
                 raise PromQLError(f"{word!r} at {token.at} in {expr!r} is not a PromQL function")
@@ -275,9 +278,6 @@ def query_selectors(expr: str) -> list[Selector]:
             and following.text.lower() in GROUPING_KEYWORDS
         ):
             i += 1  # `sum by (x) (...)`: the aggregation comes before its grouping
-            continue
-        if keyword in NUMBER_WORDS or keyword in BINARY_KEYWORDS:
-            i += 1
             continue
         if following is not None and following.text == "{":  # name{matchers}
             end = _skip_group(tokens, i + 1, "{", "}")

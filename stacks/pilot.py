@@ -14,6 +14,7 @@ from components.compute.gpu_node_pool import (
     GpuOperatorArgs,
 )
 from components.compute.irsa import Irsa
+from components.observe.dashboards import DashboardInputs, Dashboards, DashboardsArgs
 from components.observe.rules_component import build_alert_rules
 from components.serving.model_serving import (
     HF_TOKEN_KEY,
@@ -123,6 +124,7 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
         endpoints[model.name] = serving.endpoint
 
     build_alert_rules(config, on_cluster)
+    Dashboards("dashboards", DashboardsArgs(DashboardInputs.from_config(config)), opts=on_cluster)
 
     pulumi.export("phase", config.phase)
     if cluster.eks is not None:

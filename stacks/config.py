@@ -26,11 +26,12 @@ from components.compute.mig import MIG_PROFILES, MigLayoutError, mig_resource_na
 from components.data.kafka import KafkaSpec, kafka_problems, zone_spread_problems
 from components.data.qdrant import QdrantSpec, qdrant_problems
 from components.data.redis import RedisSpec, redis_problems
+from components.observe.monitoring import ReceiverType
+from components.observe.spec import ObservabilitySpec
 from components.serving.vllm import MemoryFit, memory_fit
 from components.specs import (
     ClusterSpec,
     CostLabels,
-    DnsLabel,
     GpuOperatorSpec,
     GpuPoolSpec,
     ImageRef,
@@ -45,8 +46,22 @@ HF_TOKEN_CONFIG_KEY = "huggingFaceToken"
 REDIS_PASSWORD_KEY = "redisPassword"
 QDRANT_API_KEY = "qdrantApiKey"
 QDRANT_READ_ONLY_API_KEY = "qdrantReadOnlyApiKey"
+GRAFANA_ADMIN_PASSWORD_KEY = "grafanaAdminPassword"
+# The secret each Alertmanager receiver type reads (one receiver of each type at most).
+RECEIVER_SECRET_KEYS: dict[ReceiverType, str] = {
+    "slack": "alertmanagerSlackApiUrl",
+    "pagerduty": "alertmanagerPagerdutyRoutingKey",
+    "webhook": "alertmanagerWebhookUrl",
+}
 SECRET_KEYS = frozenset(
-    {HF_TOKEN_CONFIG_KEY, REDIS_PASSWORD_KEY, QDRANT_API_KEY, QDRANT_READ_ONLY_API_KEY}
+    {
+        HF_TOKEN_CONFIG_KEY,
+        REDIS_PASSWORD_KEY,
+        QDRANT_API_KEY,
+        QDRANT_READ_ONLY_API_KEY,
+        GRAFANA_ADMIN_PASSWORD_KEY,
+        *RECEIVER_SECRET_KEYS.values(),
+    }
 )
 # Config keys outside this project's namespace that the program reads.
 REGION_KEY = "aws:region"
@@ -102,11 +117,6 @@ class DataPlaneSpec(Spec):
         "replicas of a partition then share a zone, and losing that zone can stop every "
         "acks=all write. Default false: such a stack is rejected.",
     )
-    monitoring_namespace: DnsLabel = Field(
-        default="monitoring",
-        description="Namespace whose Prometheus may scrape the stores' metrics ports "
-        "(the data namespace's NetworkPolicies admit it).",
-    )
 
     @property
     def empty(self) -> bool:
@@ -139,6 +149,10 @@ class StackConfig(Spec):
     data_plane: DataPlaneSpec = Field(
         default_factory=DataPlaneSpec, description="Event bus, session and vector stores."
     )
+    observability: ObservabilitySpec = Field(
+        default_factory=ObservabilitySpec,
+        description="Monitoring (Prometheus, Alertmanager, Grafana) and what it scrapes.",
+    )
 
     def pool(self, name: str) -> GpuPoolSpec:
         return next(p for p in self.gpu_pools if p.name == name)
@@ -165,6 +179,16 @@ def secret_purposes(config: StackConfig) -> dict[str, str]:
         purposes[QDRANT_API_KEY] = "the vector store's read-write API key"
         purposes[QDRANT_READ_ONLY_API_KEY] = (
             "the vector store's read-only API key, for agents that only retrieve"
+        )
+    monitoring = config.observability.monitoring
+    purposes[GRAFANA_ADMIN_PASSWORD_KEY] = (
+        f"Grafana's admin user {monitoring.grafana.admin_user!r} logs in with it"
+    )
+    for receiver in monitoring.alertmanager.receivers:
+        what = "routing key" if receiver.type == "pagerduty" else "URL"
+        purposes[RECEIVER_SECRET_KEYS[receiver.type]] = (
+            f"Alertmanager receiver {receiver.name!r} ({receiver.type}) posts alerts with "
+            f"this {what}"
         )
     return purposes
 

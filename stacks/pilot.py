@@ -1,5 +1,5 @@
-"""Pilot phase: one cluster, a system pool, MIG GPU pools, vLLM and the agents' data plane
-for 5-20 agents."""
+"""Pilot phase: one cluster, a system pool, MIG GPU pools, vLLM, the agents' data plane and
+the monitoring release for 5-20 agents."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from components.serving.model_serving import (
 from components.traffic.tenancy import Tenancy, TenancyArgs
 from stacks.config import StackConfig, accelerator_resource
 from stacks.data_plane import build_data_plane, network_policies, read_secrets
+from stacks.observability import build_observability, read_monitoring_secrets
 
 HF_TOKEN_SECRET = "huggingface-token"
 
@@ -70,6 +71,13 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
             extra_policies=network_policies(config),
         ),
         opts=on_cluster,
+    )
+    build_observability(
+        config,
+        monitoring_namespace=tenancy.monitoring_namespace,
+        secrets=read_monitoring_secrets(config),
+        on_cluster=on_cluster,
+        depends_on=[tenancy],
     )
     contract = build_data_plane(
         config,

@@ -1,4 +1,4 @@
-"""Checks that fail a plan: schemas, names, selectors, scheduling and accelerators.
+"""Checks that fail a plan: schemas, names, selectors, monitors, scheduling and accelerators.
 
 A schema catches unknown or mistyped fields; the rest catches what a schema
 cannot see: a Service whose selector matches no pod, a pod that no node pool
@@ -19,6 +19,11 @@ import kubernetes_validate  # pyright: ignore[reportMissingTypeStubs]
 from components.data.cert_manager_schema import cert_manager_problems
 from components.data.strimzi_schema import strimzi_problems
 from stacks.plan.model import Manifest, NodePool, Plan, as_dict, as_list
+from stacks.plan.monitoring_checks import (
+    check_monitoring_schemas,
+    check_monitors,
+    is_monitoring_object,
+)
 
 Severity = Literal["error", "warning"]
 
@@ -40,6 +45,10 @@ def run_checks(plan: Plan) -> list[Finding]:
         *check_schemas(plan.manifests, plan.kubernetes_version()),
         *check_names(plan),
         *check_selectors(plan.manifests),
+        *(
+            Finding(f.severity, f.check, f.resource, f.message)
+            for f in (*check_monitoring_schemas(plan.manifests), *check_monitors(plan))
+        ),
     ]
     if pools:
         findings += check_scheduling(plan.manifests, pools)
@@ -130,6 +139,8 @@ def check_schemas(manifests: Iterable[Manifest], version: str) -> list[Finding]:
         if custom_resource_model(m.body) is not None:
             findings += check_custom_resource(m)
             continue
+        if is_monitoring_object(m.body):
+            continue  # the prometheus-operator schemas (check_monitoring_schemas)
         findings += [
             Finding("error", "schema", m.ref, f"{problem} (Kubernetes {version})")
             for problem in _base64_problems(m)

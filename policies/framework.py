@@ -38,6 +38,7 @@ Domain = Literal[
     "data",
     "aws",
     "cost",
+    "observability",
 ]
 
 ResourceCheck = Callable[[ResourceValidationArgs, ReportViolation], None]

@@ -14,6 +14,7 @@ from policies.rules import (
     event_bus,
     gpu,
     kubernetes_security,
+    observability,
     scaling,
     supply_chain,
     traffic,
@@ -37,6 +38,7 @@ RULES: list[Rule] = [
     *event_bus.RULES,
     *aws.RULES,
     *cost.RULES,
+    *observability.RULES,
 ]
 
 

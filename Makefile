@@ -7,17 +7,27 @@ STAMP := $(VENV)/.installed
 SERVE_STAMP := $(VENV)/.serve-installed
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
 .PHONY: setup setup-serve system-deps plan test test-fast lint typecheck check generate golden \
 	bench bench-worker loadtest loadtest-smoke clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(NODE_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The CRD schemas the offline plan validates monitoring objects against (npm packages,
+# pinned in package-lock.json); Node comes from Debian's packages where it is missing.
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
 
 # Everything the agent worker, the load tests and their real-service tests need.
 setup-serve: setup system-deps $(SERVE_STAMP) $(VLLM_STAMP)
@@ -53,7 +63,7 @@ test: setup-serve
 
 # Every test that starts no service (tests/e2e are left out): no vLLM venv, no Redis, no
 # apt. Its tests import the worker's and load tests' Python packages, so those come in.
-test-fast: $(SERVE_STAMP)
+test-fast: $(SERVE_STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -m "not e2e"
 
 # Lint and types cover the worker and load tests too, so they need the serve packages.

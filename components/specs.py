@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from components.compute.gpu_operator_chart import CHART_VERSION
 from components.compute.instances import CPU_INSTANCE_TYPES, GPU_INSTANCE_TYPES
+from components.observe.selection import MONITORING_NAMESPACE
 from components.serving.vllm import KvCacheDtype, ToolCallParser, ToolStrictLevel, WeightDtype
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -429,12 +430,19 @@ class Namespaces(Spec):
     data: DnsLabel = Field(
         default="swarmstack-data", description="Namespace of the data stores and their operator."
     )
+    monitoring: DnsLabel = Field(
+        default=MONITORING_NAMESPACE,
+        description="Namespace of the monitoring release (Prometheus, Alertmanager, Grafana); "
+        "the other namespaces admit its Prometheus on their metrics ports.",
+    )
 
     @model_validator(mode="after")
     def _distinct(self) -> Namespaces:
-        names = [self.models, self.agents, self.data]
+        names = [self.models, self.agents, self.data, self.monitoring]
         if len(set(names)) != len(names):
-            raise ValueError(f"models, agents and data must be different namespaces ({names})")
+            raise ValueError(
+                f"models, agents, data and monitoring must be different namespaces ({names})"
+            )
         reserved = {"default", "kube-system", "kube-public", "kube-node-lease", "cert-manager"}
         for name in names:
             if name in reserved:

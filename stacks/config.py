@@ -27,12 +27,12 @@ from components.data.kafka import KafkaSpec, kafka_problems, zone_spread_problem
 from components.data.qdrant import QdrantSpec, qdrant_problems
 from components.data.redis import RedisSpec, redis_problems
 from components.observe.alerts import slo_problems
+from components.observe.monitoring import ReceiverType
 from components.observe.spec import ObservabilitySpec
 from components.serving.vllm import MemoryFit, memory_fit
 from components.specs import (
     ClusterSpec,
     CostLabels,
-    DnsLabel,
     GpuOperatorSpec,
     GpuPoolSpec,
     ImageRef,
@@ -47,8 +47,22 @@ HF_TOKEN_CONFIG_KEY = "huggingFaceToken"
 REDIS_PASSWORD_KEY = "redisPassword"
 QDRANT_API_KEY = "qdrantApiKey"
 QDRANT_READ_ONLY_API_KEY = "qdrantReadOnlyApiKey"
+GRAFANA_ADMIN_PASSWORD_KEY = "grafanaAdminPassword"
+# The secret each Alertmanager receiver type reads (one receiver of each type at most).
+RECEIVER_SECRET_KEYS: dict[ReceiverType, str] = {
+    "slack": "alertmanagerSlackApiUrl",
+    "pagerduty": "alertmanagerPagerdutyRoutingKey",
+    "webhook": "alertmanagerWebhookUrl",
+}
 SECRET_KEYS = frozenset(
-    {HF_TOKEN_CONFIG_KEY, REDIS_PASSWORD_KEY, QDRANT_API_KEY, QDRANT_READ_ONLY_API_KEY}
+    {
+        HF_TOKEN_CONFIG_KEY,
+        REDIS_PASSWORD_KEY,
+        QDRANT_API_KEY,
+        QDRANT_READ_ONLY_API_KEY,
+        GRAFANA_ADMIN_PASSWORD_KEY,
+        *RECEIVER_SECRET_KEYS.values(),
+    }
 )
 # Config keys outside this project's namespace that the program reads.
 REGION_KEY = "aws:region"
@@ -104,11 +118,6 @@ class DataPlaneSpec(Spec):
         "replicas of a partition then share a zone, and losing that zone can stop every "
         "acks=all write. Default false: such a stack is rejected.",
     )
-    monitoring_namespace: DnsLabel = Field(
-        default="monitoring",
-        description="Namespace whose Prometheus may scrape the stores' metrics ports "
-        "(the data namespace's NetworkPolicies admit it).",
-    )
 
     @property
     def empty(self) -> bool:
@@ -143,7 +152,8 @@ class StackConfig(Spec):
     )
     observability: ObservabilitySpec = Field(
         default_factory=ObservabilitySpec,
-        description="Alert thresholds (and the monitoring stack's settings).",
+        description="Monitoring (Prometheus, Alertmanager, Grafana), what it scrapes, and "
+        "the alert thresholds.",
     )
 
     def pool(self, name: str) -> GpuPoolSpec:
@@ -171,6 +181,16 @@ def secret_purposes(config: StackConfig) -> dict[str, str]:
         purposes[QDRANT_API_KEY] = "the vector store's read-write API key"
         purposes[QDRANT_READ_ONLY_API_KEY] = (
             "the vector store's read-only API key, for agents that only retrieve"
+        )
+    monitoring = config.observability.monitoring
+    purposes[GRAFANA_ADMIN_PASSWORD_KEY] = (
+        f"Grafana's admin user {monitoring.grafana.admin_user!r} logs in with it"
+    )
+    for receiver in monitoring.alertmanager.receivers:
+        what = "routing key" if receiver.type == "pagerduty" else "URL"
+        purposes[RECEIVER_SECRET_KEYS[receiver.type]] = (
+            f"Alertmanager receiver {receiver.name!r} ({receiver.type}) posts alerts with "
+            f"this {what}"
         )
     return purposes
 

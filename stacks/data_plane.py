@@ -127,7 +127,7 @@ def network_policies(config: StackConfig) -> dict[str, dict[str, object]]:
         for k, v in data_network_policies(
             data_namespace=ns.data,
             agents_namespace=ns.agents,
-            monitoring_namespace=config.data_plane.monitoring_namespace,
+            monitoring_namespace=ns.monitoring,
             stores=store_access(config),
         ).items()
     }

@@ -1,5 +1,5 @@
-"""Pilot phase: one cluster, a system pool, MIG GPU pools, vLLM and the agents' data plane
-for 5-20 agents."""
+"""Pilot phase: one cluster, a system pool, MIG GPU pools, vLLM, the agents' data plane and
+the monitoring release for 5-20 agents."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from components.serving.model_serving import (
 from components.traffic.tenancy import Tenancy, TenancyArgs
 from stacks.config import StackConfig, accelerator_resource
 from stacks.data_plane import build_data_plane, network_policies, read_secrets
+from stacks.observability import build_observability, read_monitoring_secrets
 
 HF_TOKEN_SECRET = "huggingface-token"
 
@@ -72,6 +73,13 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
             extra_policies=network_policies(config),
         ),
         opts=on_cluster,
+    )
+    build_observability(
+        config,
+        monitoring_namespace=tenancy.monitoring_namespace,
+        secrets=read_monitoring_secrets(config),
+        on_cluster=on_cluster,
+        depends_on=[tenancy],
     )
     contract = build_data_plane(
         config,
@@ -123,8 +131,16 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
         )
         endpoints[model.name] = serving.endpoint
 
-    build_alert_rules(config, on_cluster)
-    Dashboards("dashboards", DashboardsArgs(DashboardInputs.from_config(config)), opts=on_cluster)
+    # Rules and dashboards live in the monitoring namespace Tenancy declares.
+    in_monitoring = pulumi.ResourceOptions.merge(
+        on_cluster, pulumi.ResourceOptions(depends_on=[tenancy])
+    )
+    build_alert_rules(config, in_monitoring)
+    Dashboards(
+        "dashboards",
+        DashboardsArgs(DashboardInputs.from_config(config), namespace=config.namespaces.monitoring),
+        opts=in_monitoring,
+    )
 
     pulumi.export("phase", config.phase)
     if cluster.eks is not None:

@@ -119,7 +119,17 @@ def test_in_cluster_session_store_declares_its_objects() -> None:
     server = pod["containers"][0]
     assert server["image"] == "docker.io/valkey/valkey:8.1.10"
     assert server["command"] == ["valkey-server", "/etc/redis/conf/redis.conf"]
-    assert pod["containers"][2]["image"] == "docker.io/oliver006/redis_exporter:v1.88.0"
+    exporter = pod["containers"][2]
+    assert exporter["image"] == "docker.io/oliver006/redis_exporter:v1.88.0"
+    # The exporter reads the password from the mounted auth Secret, not from its environment.
+    assert "env" not in exporter
+    assert exporter["args"] == [
+        "--redis.addr=unix:///run/redis/redis.sock",
+        "--redis.password-file=/etc/redis/auth/exporter-passwords.json",
+    ]
+    assert {"name": "auth", "mountPath": "/etc/redis/auth", "readOnly": True} in exporter[
+        "volumeMounts"
+    ]
     assert pod["securityContext"]["runAsNonRoot"] is True
     for c in pod["containers"]:
         assert c["securityContext"]["readOnlyRootFilesystem"] is True
@@ -369,3 +379,9 @@ def test_cert_manager_release_is_pinned_and_bootstraps_a_ca_issuer() -> None:
     bundle = [c for c in certs if c.inputs["metadata"]["namespace"] == AGENTS_NS]
     assert bundle[0].inputs["spec"]["secretName"] == "swarmstack-data-ca"
     assert bundle[0].inputs["spec"]["issuerRef"]["name"] == "swarmstack-pilot-ca"
+
+
+def test_exporter_password_file_maps_the_socket_it_dials_to_the_password() -> None:
+    doc = json.loads(redis.exporter_passwords(SECRET))
+    assert doc == {redis.EXPORTER_ADDR: SECRET}
+    assert f"unix://{redis.SOCKET}" == redis.EXPORTER_ADDR

@@ -31,6 +31,7 @@ from components.compute.gpu_operator_chart import CHART_VERSION
 from components.compute.instances import INSTANCE_TYPES
 from components.compute.mig import validate_layout
 from components.compute.nodes import GPU_TAINT, POOL_LABEL
+from components.observe.selection import STACK_MONITOR_LABELS
 from components.specs import CostLabels, GpuOperatorSpec, GpuPoolSpec
 from stacks.plan.recorder import Capture, Registration, run
 from tests.mig_strategies import Strategy, valid_layouts
@@ -169,7 +170,11 @@ def test_gpu_operator_values() -> None:
         "create": False,
     }
     assert values["devicePlugin"]["enabled"] is True
-    assert values["dcgmExporter"] == {"enabled": True, "serviceMonitor": {"enabled": True}}
+    # The operator's own ServiceMonitor carries the label the monitoring release selects by.
+    assert values["dcgmExporter"] == {
+        "enabled": True,
+        "serviceMonitor": {"enabled": True, "additionalLabels": STACK_MONITOR_LABELS},
+    }
     assert values["cdi"] == {"enabled": False}
     assert values["daemonsets"]["labels"] == COST.as_labels()
     assert values["operator"]["labels"] == COST.as_labels()

@@ -317,8 +317,10 @@ def test_unset_secret_names_the_secret_keys(
     argv = ["plan", "pilot", "--root", str(ROOT), "--out", str(tmp_path / "out")]
     assert main([*argv, "--unset-secret", "hfToken"]) == EXIT_CONFIG
     assert (
-        "--unset-secret hfToken: not a secret config key (one of huggingFaceToken, "
-        "qdrantApiKey, qdrantReadOnlyApiKey, redisPassword)" in capsys.readouterr().err
+        "--unset-secret hfToken: not a secret config key (one of "
+        "alertmanagerPagerdutyRoutingKey, alertmanagerSlackApiUrl, alertmanagerWebhookUrl, "
+        "grafanaAdminPassword, huggingFaceToken, qdrantApiKey, qdrantReadOnlyApiKey, "
+        "redisPassword)" in capsys.readouterr().err
     )
     assert not (tmp_path / "out").exists()
 

@@ -29,6 +29,7 @@ from stacks.plan.checks import (
     custom_resource_model,
 )
 from stacks.plan.model import Manifest, NodePool
+from stacks.plan.monitoring_checks import is_monitoring_object, prometheus_operator_problems
 from stacks.plan.recorder import REDACTED, Registration, decode_inputs, run
 from stacks.plan.runner import PLACEHOLDER_PREFIX
 
@@ -65,9 +66,10 @@ def test_plan_writes_every_artefact(pilot_out: Path) -> None:
     kinds = [yaml.safe_load(p.read_text())["kind"] for p in manifests]
     assert kinds[:4] == ["Namespace"] * 4  # namespaces first: everything else lands in them
     assert kinds.count("Deployment") == 2
-    # 3 namespaces x (default deny + DNS) + 3 model/agent openings, and the data plane's:
-    # kafka 6 (clients, 2 internal, 2 https, agents egress), redis 2, qdrant 5.
-    assert kinds.count("NetworkPolicy") == 9 + 6 + 2 + 5
+    # 3 namespaces x (default deny + DNS) + 3 model/agent openings + Prometheus to the model
+    # servers, and the data plane's: kafka 6 (clients, 2 internal, 2 https, agents egress),
+    # redis 2, qdrant 5.
+    assert kinds.count("NetworkPolicy") == 10 + 6 + 2 + 5
     assert "StorageClass" in kinds
     helm = yaml.safe_load((pilot_out / "helm" / "gpu-operator.yaml").read_text())
     assert helm["chart"] == "gpu-operator" and helm["version"] == "v26.7.0"
@@ -132,15 +134,23 @@ def test_every_written_manifest_passes_strict_validation(pilot_out: Path) -> Non
     """What a reviewer would `kubectl apply --dry-run=server`: the files, not the plan's model.
 
     Core kinds against the Kubernetes schemas; custom resources against their CRD models
-    (stacks/plan/checks.py); a manifest neither can check fails the test."""
+    (stacks/plan/checks.py) or, for monitoring.coreos.com, the prometheus-operator CRD
+    schemas' own validators; a manifest none of them can check fails the test."""
     stack = yaml.safe_load((ROOT / "stacks" / "Pulumi.pilot.yaml").read_text())["config"]
     version = stack["swarmstack:cluster"]["kubernetesVersion"]
     paths = sorted((pilot_out / "manifests").glob("*.yaml"))
     assert len(paths) >= 20 and any("-secret-" in p.name for p in paths)
     core: list[str] = []
     by_model: dict[str, list[str]] = {}
+    docs = {path.name: yaml.safe_load(path.read_text()) for path in paths}
+    monitoring = {n: d for n, d in docs.items() if is_monitoring_object(d)}
+    found = prometheus_operator_problems(list(monitoring.values()))
+    assert dict(zip(monitoring, found, strict=True)) == {n: [] for n in monitoring}
+    by_model["prometheus-operator CRD schemas"] = [d["kind"] for d in monitoring.values()]
     for path in paths:
-        doc = yaml.safe_load(path.read_text())
+        doc = docs[path.name]
+        if path.name in monitoring:
+            continue
         model = custom_resource_model(doc)
         if model is not None:
             problems = model.problems(doc)
@@ -167,6 +177,12 @@ def test_every_written_manifest_passes_strict_validation(pilot_out: Path) -> Non
     cert_manager = next(v for k, v in by_model.items() if "cert-manager" in k)
     assert sorted(set(strimzi)) == ["Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser"]
     assert sorted(set(cert_manager)) == ["Certificate", "ClusterIssuer"]
+    assert sorted(by_model["prometheus-operator CRD schemas"]) == [
+        "PodMonitor",
+        "PodMonitor",
+        "PodMonitor",
+        "ServiceMonitor",
+    ]
     print(
         f"{len(core)} core manifests validated; CRs checked by model: "
         + ", ".join(f"{len(v)} by {k}" for k, v in sorted(by_model.items()))

@@ -35,13 +35,19 @@ def test_component_declares_namespaces_and_policies_with_cost_labels() -> None:
         "swarmstack-agents",
         "swarmstack-data",
         "swarmstack-models",
+        "swarmstack-monitoring",
     ]
     for ns in namespaces:
         labels = ns.inputs["metadata"]["labels"]
         assert labels["cost-center"] == "c"
-        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+        # The monitoring namespace runs the node exporter (host network and paths).
+        monitoring = ns.inputs["metadata"]["name"] == "swarmstack-monitoring"
+        enforce = "privileged" if monitoring else "restricted"
+        assert labels["pod-security.kubernetes.io/enforce"] == enforce
     policies = capture.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
-    assert len(policies) == 9  # default deny + DNS in 3 namespaces, 3 model/agent openings
+    # default deny + DNS in 3 namespaces; agents to models (both ends), Prometheus to the
+    # model servers, model servers' HTTPS egress. The monitoring namespace has none.
+    assert len(policies) == 10
     component = capture.of_type("swarmstack:tenancy:Tenancy")[0]
     assert all(p.parent == component.urn for p in policies)
     ns_urns = {n.urn for n in namespaces}

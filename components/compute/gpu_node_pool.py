@@ -36,6 +36,7 @@ from components.compute.nodes import (
     aws_tags,
     managed_node_group,
 )
+from components.observe.selection import STACK_MONITOR_LABELS
 from components.specs import CostLabels, GpuOperatorSpec, GpuPoolSpec
 
 MIG_CONFIG_LABEL = "nvidia.com/mig.config"
@@ -150,7 +151,12 @@ def gpu_operator_values(
         "devicePlugin": {"enabled": True},
         # The chart's default since v26.7, set so that observability can rely on it: the
         # operator creates the ServiceMonitor once the cluster serves its CRD.
-        "dcgmExporter": {"enabled": True, "serviceMonitor": {"enabled": True}},
+        # Its labels are the monitoring release's selector: Prometheus loads this monitor
+        # (the stack declares no second one for the exporter).
+        "dcgmExporter": {
+            "enabled": True,
+            "serviceMonitor": {"enabled": True, "additionalLabels": dict(STACK_MONITOR_LABELS)},
+        },
         # GPU health is already exported as metrics by the DCGM exporter.
         "nodeStatusExporter": {"enabled": False},
         # GpuOperator labels the namespace itself; with psa enabled the operator would

@@ -21,6 +21,9 @@ Checked at v26.7.0 (2026-08-20, the latest v26.7.x tag):
   `dcgmExporter.serviceMonitor.enabled`, true by default since v26.7.0. The operator creates
   the exporter's ServiceMonitor only while the cluster serves the `monitoring.coreos.com`
   ServiceMonitor CRD and skips it otherwise, so it is harmless before Prometheus runs.
+- `dcgmExporter.serviceMonitor.additionalLabels` is passed into the ClusterPolicy as is
+  (`templates/clusterpolicy.yaml`), and the operator merges it into the ServiceMonitor's
+  labels (`applyServiceMonitorCustomEdits` in `controllers/object_controls.go`).
 - `operator.labels` is read by the chart (the `gpu-operator.labels` helper) but is absent
   from values.yaml.
 - mig-parted configuration format (mig-manager v0.15.0 at this release, `api/spec/v1`):
@@ -94,6 +97,11 @@ VALUE_KEYS: dict[str, ValueKey] = {
         "scalar",
         "true: a ServiceMonitor for the exporter, created only while the cluster serves the "
         "monitoring.coreos.com ServiceMonitor CRD",
+    ),
+    "dcgmExporter.serviceMonitor.additionalLabels": ValueKey(
+        "map",
+        "labels the operator adds to the exporter's ServiceMonitor (ClusterPolicy "
+        "spec.dcgmExporter.serviceMonitor.additionalLabels, merged into its metadata.labels)",
     ),
     "nodeStatusExporter.enabled": ValueKey("scalar", "false: no node status exporter daemonset"),
     "psa.enabled": ValueKey(

@@ -12,6 +12,8 @@ from typing import Any
 
 import pulumi
 
+from components.observe.selection import PROMETHEUS_POD_LABELS
+
 
 @dataclass(frozen=True)
 class ManagedNetwork:
@@ -62,10 +64,10 @@ def data_network_policies(
 ) -> dict[str, dict[str, Any]]:
     """NetworkPolicies (resource suffix -> namespace, name, spec) that open the data
     namespace, closed by default-deny, to exactly: the agents on each store's client ports,
-    the monitoring namespace on its metrics ports, a store's own pods and operators among
-    themselves, and HTTPS out for the pods that call the Kubernetes API or S3. The agents'
-    namespace gets the matching egress. cert-manager is not admitted anywhere: it writes
-    Secrets through the API server and never dials a store."""
+    the monitoring namespace's Prometheus pods on its metrics ports, a store's own pods and
+    operators among themselves, and HTTPS out for the pods that call the Kubernetes API or
+    S3. The agents' namespace gets the matching egress. cert-manager is not admitted
+    anywhere: it writes Secrets through the API server and never dials a store."""
     policies: dict[str, dict[str, Any]] = {}
     for store in stores:
         pods = {"matchLabels": dict(store.pods)}
@@ -77,9 +79,11 @@ def data_network_policies(
             {"from": [_ns(agents_namespace)], "ports": _tcp(store.client_ports)}
         ]
         if store.metrics_ports:
-            ingress.append(
-                {"from": [_ns(monitoring_namespace)], "ports": _tcp(store.metrics_ports)}
-            )
+            prometheus = {
+                **_ns(monitoring_namespace),
+                "podSelector": {"matchLabels": dict(PROMETHEUS_POD_LABELS)},
+            }
+            ingress.append({"from": [prometheus], "ports": _tcp(store.metrics_ports)})
         if store.peer_ports or store.operator_pods:
             ingress.append({"from": members, "ports": _tcp(internal)})
         policies[f"data-{store.name}-ingress"] = {

@@ -24,6 +24,7 @@ different paths (`RedisLayout`).
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -95,9 +96,13 @@ RELOADER_FILE = "tls-reloader.sh"
 AUTH_DIR = "/etc/redis/auth"
 PASSWORD_KEY = "password"
 ACL_KEY = "users.acl"
+# redis_exporter's --redis.password-file: JSON mapping the address it dials to the password
+# (it looks the address up as written, here the server's socket URI).
+EXPORTER_PASSWORDS_KEY = "exporter-passwords.json"
 TLS_DIR = "/etc/redis/tls"
 DATA_DIR = "/data"
 SOCKET = "/run/redis/redis.sock"
+EXPORTER_ADDR = f"unix://{SOCKET}"
 
 # Where a client pod mounts what the connection names (the worker's *_FILE variables).
 CLIENT_PASSWORD_PATH = "/etc/swarmstack/redis/password"
@@ -386,6 +391,11 @@ def _ping_probe(cli: str, period_s: int, failures: int) -> dict[str, Any]:
     }
 
 
+def exporter_passwords(password: str) -> str:
+    """redis_exporter's password file: the socket URI it dials -> the password."""
+    return json.dumps({EXPORTER_ADDR: password})
+
+
 def pod_template(
     spec: RedisSpec, cost_labels: CostLabels, *, auth_secret: str, tls_secret: str | None
 ) -> dict[str, Any]:
@@ -466,12 +476,10 @@ def pod_template(
             "name": "exporter",
             "image": EXPORTER_IMAGE,
             "imagePullPolicy": "IfNotPresent",
-            "args": [f"--redis.addr=unix://{SOCKET}"],
-            "env": [
-                {
-                    "name": "REDIS_PASSWORD",
-                    "valueFrom": {"secretKeyRef": {"name": auth_secret, "key": PASSWORD_KEY}},
-                }
+            # The password is a file of the mounted auth Secret, never an environment value.
+            "args": [
+                f"--redis.addr={EXPORTER_ADDR}",
+                f"--redis.password-file={AUTH_DIR}/{EXPORTER_PASSWORDS_KEY}",
             ],
             "ports": [{"name": "metrics", "containerPort": EXPORTER_PORT, "protocol": "TCP"}],
             "resources": {
@@ -481,7 +489,10 @@ def pod_template(
             "readinessProbe": {"httpGet": {"path": "/health", "port": "metrics"}},
             "livenessProbe": {"httpGet": {"path": "/health", "port": "metrics"}},
             "securityContext": _CONTAINER_SECURITY,
-            "volumeMounts": [{"name": "run", "mountPath": "/run/redis"}],
+            "volumeMounts": [
+                {"name": "run", "mountPath": "/run/redis"},
+                {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
+            ],
         }
     )
     return {
@@ -691,7 +702,13 @@ class SessionStore(pulumi.ComponentResource):
             f"{name}-auth",
             metadata=meta(auth_secret),
             type="Opaque",
-            string_data=password.apply(lambda p: {PASSWORD_KEY: p, ACL_KEY: render_acl(p)}),
+            string_data=password.apply(
+                lambda p: {
+                    PASSWORD_KEY: p,
+                    ACL_KEY: render_acl(p),
+                    EXPORTER_PASSWORDS_KEY: exporter_passwords(p),
+                }
+            ),
             opts=child,
         )
         depends: list[pulumi.Resource] = [config, auth]

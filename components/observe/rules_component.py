@@ -81,4 +81,5 @@ class AlertRules(pulumi.ComponentResource):
 
 def build_alert_rules(config: StackConfig, opts: pulumi.ResourceOptions) -> AlertRules:
     """The composition's one call: the stack's rules on its cluster."""
-    return AlertRules("alert-rules", AlertRulesArgs(config=config), opts=opts)
+    args = AlertRulesArgs(config=config, namespace=config.namespaces.monitoring)
+    return AlertRules("alert-rules", args, opts=opts)

@@ -17,3 +17,7 @@ STACK_MONITOR_LABELS: dict[str, str] = {"swarmstack.io/monitoring": "stack"}
 
 # The Grafana dashboard sidecar loads ConfigMaps with this label (any namespace).
 DASHBOARD_LABEL = ("grafana_dashboard", "1")
+
+# The labels the Prometheus operator puts on the Prometheus server pods it runs; the
+# NetworkPolicies of monitored namespaces admit these pods of MONITORING_NAMESPACE only.
+PROMETHEUS_POD_LABELS: dict[str, str] = {"app.kubernetes.io/name": "prometheus"}

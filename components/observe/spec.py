@@ -1,16 +1,22 @@
-"""The stack's observability settings (`observability:` in Pulumi.<stack>.yaml)."""
+"""The stack's observability config (`swarmstack:observability`): one field per part, so
+tracing and later parts each add theirs next to `monitoring` and `alerts`."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
 from components.observe.alerts import AlertThresholds
+from components.observe.monitoring import MonitoringSpec
 from components.specs import Spec
 
 
 class ObservabilitySpec(Spec):
-    """Monitoring, alerting and cost rules of the stack."""
+    """Monitoring, alerting and cost rules, in every stack."""
 
+    monitoring: MonitoringSpec = Field(
+        default_factory=MonitoringSpec,
+        description="The kube-prometheus-stack release (Prometheus, Alertmanager, Grafana).",
+    )
     alerts: AlertThresholds = Field(
         default_factory=AlertThresholds,
         description="Thresholds of the alert rules (each alert's runbook is "

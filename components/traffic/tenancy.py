@@ -1,9 +1,14 @@
-"""Namespaces for models, agents and data stores, each closed by a default-deny NetworkPolicy.
+"""Namespaces for models, agents and data stores, each closed by a default-deny NetworkPolicy,
+and the monitoring namespace.
 
 Traffic that is allowed is listed explicitly: DNS for everyone, agents to the
-model servers' port, and model servers out on 443 for weights (S3 or the Hub)
-and for STS (IRSA). The data stores' own openings come in as `extra_policies`
-(rendered by components/data/network.py from the stores that exist).
+model servers' port, the monitoring namespace's Prometheus to the model servers'
+port (vLLM's /metrics), and model servers out on 443 for weights (S3 or the Hub)
+and for STS (IRSA). The monitoring namespace is not closed by default: its
+Prometheus scrapes the kubelets, the API server and host-network exporters on
+every node, and the API server calls its operator's admission webhook. The data
+stores' own openings come in as `extra_policies` (rendered by components/data/network.py
+from the stores that exist).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.observe.selection import PROMETHEUS_POD_LABELS
 from components.specs import CostLabels, Namespaces
 
 ROLE_LABEL = "swarmstack.io/role"
@@ -23,13 +29,32 @@ MODEL_PORT = 8000
 
 
 def namespace_labels(role: str, cost_labels: CostLabels) -> dict[str, str]:
+    if role == "monitoring":
+        # The node exporter DaemonSet reads the host (hostNetwork, hostPID, hostPath), which
+        # only the privileged level admits; every other pod of the release is restricted,
+        # and the restricted level still warns and audits what goes beyond it.
+        security = {
+            "pod-security.kubernetes.io/enforce": "privileged",
+            "pod-security.kubernetes.io/warn": "restricted",
+            "pod-security.kubernetes.io/audit": "restricted",
+        }
+    else:
+        # Model servers and agents run as restricted pods; nothing here needs more.
+        security = {"pod-security.kubernetes.io/enforce": "restricted"}
     return {
         **cost_labels.as_labels(),
         ROLE_LABEL: role,
         "app.kubernetes.io/part-of": "swarmstack",
-        # Model servers and agents run as restricted pods; nothing here needs more.
-        "pod-security.kubernetes.io/enforce": "restricted",
+        **security,
         "pod-security.kubernetes.io/enforce-version": "latest",
+    }
+
+
+def prometheus_peer(ns: Namespaces) -> dict[str, Any]:
+    """The monitoring namespace's Prometheus pods, as a NetworkPolicy peer."""
+    return {
+        **_namespace_selector(ns.monitoring),
+        "podSelector": {"matchLabels": dict(PROMETHEUS_POD_LABELS)},
     }
 
 
@@ -72,6 +97,18 @@ def network_policies(ns: Namespaces) -> dict[str, dict[str, Any]]:
                     "from": [_namespace_selector(ns.agents)],
                     "ports": [{"protocol": "TCP", "port": MODEL_PORT}],
                 }
+            ],
+        },
+    }
+    # vLLM serves /metrics on its API port: Prometheus may reach that port and nothing else.
+    policies["models-allow-prometheus"] = {
+        "namespace": ns.models,
+        "name": "allow-prometheus-to-model-servers",
+        "spec": {
+            "podSelector": model_pods,
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": [prometheus_peer(ns)], "ports": [{"protocol": "TCP", "port": MODEL_PORT}]}
             ],
         },
     }
@@ -118,6 +155,7 @@ class Tenancy(pulumi.ComponentResource):
     models_namespace: pulumi.Output[str]
     agents_namespace: pulumi.Output[str]
     data_namespace: pulumi.Output[str]
+    monitoring_namespace: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: TenancyArgs, opts: pulumi.ResourceOptions | None = None
@@ -133,15 +171,24 @@ class Tenancy(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-            for role, ns_name in (("models", ns.models), ("agents", ns.agents), ("data", ns.data))
+            for role, ns_name in (
+                ("models", ns.models),
+                ("agents", ns.agents),
+                ("data", ns.data),
+                ("monitoring", ns.monitoring),
+            )
         }
         self.models_namespace = self.namespaces["models"].metadata.apply(lambda m: m.name or "")
         self.agents_namespace = self.namespaces["agents"].metadata.apply(lambda m: m.name or "")
         self.data_namespace = self.namespaces["data"].metadata.apply(lambda m: m.name or "")
+        self.monitoring_namespace = self.namespaces["monitoring"].metadata.apply(
+            lambda m: m.name or ""
+        )
         namespace_of = {
             ns.models: self.namespaces["models"],
             ns.agents: self.namespaces["agents"],
             ns.data: self.namespaces["data"],
+            ns.monitoring: self.namespaces["monitoring"],
         }
         policies = {**network_policies(ns), **args.extra_policies}
         for suffix, policy in policies.items():
@@ -162,5 +209,6 @@ class Tenancy(pulumi.ComponentResource):
                 "modelsNamespace": self.models_namespace,
                 "agentsNamespace": self.agents_namespace,
                 "dataNamespace": self.data_namespace,
+                "monitoringNamespace": self.monitoring_namespace,
             }
         )

@@ -1,4 +1,4 @@
-"""Checks that fail a plan: schemas, names, selectors, scheduling and accelerators.
+"""Checks that fail a plan: schemas, names, selectors, monitors, scheduling and accelerators.
 
 A schema catches unknown or mistyped fields; the rest catches what a schema
 cannot see: a Service whose selector matches no pod, a pod that no node pool
@@ -20,6 +20,11 @@ from components.data.cert_manager_schema import cert_manager_problems
 from components.data.strimzi_schema import strimzi_problems
 from components.observe.prometheus_rule_schema import prometheus_rule_problems
 from stacks.plan.model import Manifest, NodePool, Plan, as_dict, as_list
+from stacks.plan.monitoring_checks import (
+    check_monitoring_schemas,
+    check_monitors,
+    is_monitoring_object,
+)
 
 Severity = Literal["error", "warning"]
 
@@ -41,6 +46,10 @@ def run_checks(plan: Plan) -> list[Finding]:
         *check_schemas(plan.manifests, plan.kubernetes_version()),
         *check_names(plan),
         *check_selectors(plan.manifests),
+        *(
+            Finding(f.severity, f.check, f.resource, f.message)
+            for f in (*check_monitoring_schemas(plan.manifests), *check_monitors(plan))
+        ),
     ]
     if pools:
         findings += check_scheduling(plan.manifests, pools)
@@ -94,6 +103,7 @@ class CustomResourceModel:
 
     source: str  # where the model's fields were read
     problems: Callable[[dict[str, Any]], list[str]]
+    kinds: frozenset[str] | None = None  # None: every kind of the group
 
 
 # API group -> the model every custom resource of that group is checked against.
@@ -108,13 +118,18 @@ CUSTOM_RESOURCE_MODELS: dict[str, CustomResourceModel] = {
     "monitoring.coreos.com": CustomResourceModel(
         "components/observe/prometheus_rule_schema.py (prometheus-operator PrometheusRule CRD)",
         prometheus_rule_problems,
+        # Monitors are checked by the operator's published schemas (monitoring_checks.py).
+        kinds=frozenset({"PrometheusRule"}),
     ),
 }
 
 
 def custom_resource_model(body: dict[str, Any]) -> CustomResourceModel | None:
     group = str(body.get("apiVersion", "")).rpartition("/")[0]
-    return CUSTOM_RESOURCE_MODELS.get(group)
+    model = CUSTOM_RESOURCE_MODELS.get(group)
+    if model is None or (model.kinds is not None and body.get("kind") not in model.kinds):
+        return None
+    return model
 
 
 def check_custom_resource(m: Manifest) -> list[Finding]:
@@ -135,6 +150,8 @@ def check_schemas(manifests: Iterable[Manifest], version: str) -> list[Finding]:
         if custom_resource_model(m.body) is not None:
             findings += check_custom_resource(m)
             continue
+        if is_monitoring_object(m.body):
+            continue  # the prometheus-operator schemas (check_monitoring_schemas)
         findings += [
             Finding("error", "schema", m.ref, f"{problem} (Kubernetes {version})")
             for problem in _base64_problems(m)

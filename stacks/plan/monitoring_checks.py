@@ -1,0 +1,419 @@
+"""Plan checks of the monitoring objects: their CRD schemas, what each monitor selects, and
+whether the stack's NetworkPolicies let Prometheus reach it.
+
+Schemas: ServiceMonitors, PodMonitors and PrometheusRules are validated by the validators
+that the npm package `@kubernetes-models/prometheus-operator` generates from the
+prometheus-operator CRDs (`make setup` installs it into node_modules/; Node runs
+`prometheus_operator_validate.mjs`). The CRDs leave unknown fields open, so the schemas
+catch types, enumerations, patterns and required fields, not misspelt keys.
+
+Selection: a ServiceMonitor must select at least one Service of the stack in the
+namespaces it names, and each endpoint port must be a port name of a selected Service; a
+PodMonitor must select pod templates of the stack (or the pods a Strimzi Kafka cluster of
+the stack runs, whose metrics port Strimzi names `tcp-prometheus`), and each endpoint port
+must be a container port name there. Reachability: in a namespace closed by a default-deny
+ingress policy, some NetworkPolicy selecting those pods must admit the Prometheus pods of
+the monitoring release's namespace on that port.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from components.observe.monitoring_chart import CHART
+from components.observe.selection import PROMETHEUS_POD_LABELS
+from stacks.plan.model import Manifest, Plan, as_dict, as_list
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PACKAGE = "@kubernetes-models/prometheus-operator"
+VALIDATOR = Path(__file__).with_name("prometheus_operator_validate.mjs")
+MONITORING_GROUP = "monitoring.coreos.com"
+STRIMZI_CLUSTER_LABEL = "strimzi.io/cluster"
+STRIMZI_METRICS_PORT = "tcp-prometheus"
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class MonitoringFinding:
+    severity: Severity
+    check: str
+    resource: str
+    message: str
+
+
+class SchemasUnavailableError(RuntimeError):
+    """Node or the schema package is not installed."""
+
+
+def schema_package_version(root: Path = ROOT) -> str:
+    manifest = root / "node_modules" / SCHEMA_PACKAGE / "package.json"
+    if not manifest.is_file():
+        raise SchemasUnavailableError(
+            f"{SCHEMA_PACKAGE} is not installed in {root / 'node_modules'}: run `make setup`"
+        )
+    return str(json.loads(manifest.read_text()).get("version", "?"))
+
+
+def prometheus_operator_problems(
+    bodies: Sequence[Mapping[str, Any]], root: Path = ROOT
+) -> list[list[str]]:
+    """For each body, what the prometheus-operator CRD schemas refuse in it."""
+    schema_package_version(root)
+    node = shutil.which("node")
+    if node is None:
+        raise SchemasUnavailableError("node is not installed: run `make setup`")
+    if not bodies:
+        return []
+    done = subprocess.run(
+        [node, str(VALIDATOR)],
+        input=json.dumps(list(bodies)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=root,
+    )
+    if done.returncode != 0:
+        raise SchemasUnavailableError(f"{VALIDATOR.name} failed: {done.stderr.strip()[-2000:]}")
+    results: list[list[str]] = json.loads(done.stdout)
+    return results
+
+
+def is_monitoring_object(body: Mapping[str, Any]) -> bool:
+    return str(body.get("apiVersion", "")).rpartition("/")[0] == MONITORING_GROUP
+
+
+def check_monitoring_schemas(manifests: Iterable[Manifest]) -> list[MonitoringFinding]:
+    objects = [m for m in manifests if is_monitoring_object(m.body)]
+    if not objects:
+        return []
+    try:
+        version = schema_package_version()
+        problems = prometheus_operator_problems([m.body for m in objects])
+    except SchemasUnavailableError as exc:
+        return [
+            MonitoringFinding("warning", "custom-resource", m.ref, f"not validated: {exc}")
+            for m in objects
+        ]
+    return [
+        MonitoringFinding(
+            "error", "custom-resource", m.ref, f"{problem} (schema: {SCHEMA_PACKAGE} {version})"
+        )
+        for m, found in zip(objects, problems, strict=True)
+        for problem in found
+    ]
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """A LabelSelector (matchLabels and matchExpressions) against labels."""
+    for k, v in as_dict(selector.get("matchLabels")).items():
+        if labels.get(str(k)) != str(v):
+            return False
+    for e in as_list(selector.get("matchExpressions")):
+        expr = as_dict(e)
+        key, op = str(expr.get("key")), str(expr.get("operator"))
+        values = {str(v) for v in as_list(expr.get("values"))}
+        present = key in labels
+        ok = {
+            "In": present and labels.get(key) in values,
+            "NotIn": not present or labels.get(key) not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }.get(op, False)
+        if not ok:
+            return False
+    return True
+
+
+def _labels(value: object) -> dict[str, str]:
+    return {str(k): str(v) for k, v in as_dict(value).items()}
+
+
+def _template_labels(m: Manifest) -> dict[str, str]:
+    return _labels(as_dict(as_dict(m.pod_template()).get("metadata")).get("labels"))
+
+
+def _container_ports(m: Manifest) -> list[dict[str, Any]]:
+    spec = as_dict(as_dict(m.pod_template()).get("spec"))
+    return [
+        as_dict(p)
+        for c in as_list(spec.get("containers"))
+        for p in as_list(as_dict(c).get("ports"))
+    ]
+
+
+def _monitor_namespaces(monitor: Manifest) -> list[str] | None:
+    """The namespaces a monitor selects in (None: every namespace)."""
+    ns_selector = as_dict(as_dict(monitor.body.get("spec")).get("namespaceSelector"))
+    if ns_selector.get("any") is True:
+        return None
+    names = [str(n) for n in as_list(ns_selector.get("matchNames"))]
+    return names or [monitor.namespace]
+
+
+@dataclass(frozen=True)
+class ScrapedPort:
+    """One endpoint of a monitor resolved to the pods and port Prometheus will dial."""
+
+    workload: Manifest
+    number: int | None
+    name: str
+
+
+def _in_namespaces(m: Manifest, namespaces: list[str] | None) -> bool:
+    return namespaces is None or m.namespace in namespaces
+
+
+def _service_targets(
+    monitor: Manifest, port: str, manifests: Sequence[Manifest], workloads: Sequence[Manifest]
+) -> tuple[list[Manifest], list[ScrapedPort]]:
+    spec = as_dict(monitor.body.get("spec"))
+    namespaces = _monitor_namespaces(monitor)
+    services = [
+        s
+        for s in manifests
+        if s.kind == "Service"
+        and _in_namespaces(s, namespaces)
+        and selects(as_dict(spec.get("selector")), _labels(s.metadata.get("labels")))
+    ]
+    scraped: list[ScrapedPort] = []
+    for s in services:
+        sspec = as_dict(s.body.get("spec"))
+        for p in as_list(sspec.get("ports")):
+            sp = as_dict(p)
+            if sp.get("name") != port:
+                continue
+            target = sp.get("targetPort", sp.get("port"))
+            pods = _labels(sspec.get("selector"))
+            for w in workloads:
+                if (
+                    w.namespace != s.namespace
+                    or not pods
+                    or not selects({"matchLabels": pods}, _template_labels(w))
+                ):
+                    continue
+                for cp in _container_ports(w):
+                    if cp.get("name") == target or cp.get("containerPort") == target:
+                        scraped.append(
+                            ScrapedPort(w, int(cp["containerPort"]), str(cp.get("name", "")))
+                        )
+    return services, scraped
+
+
+def _strimzi_cluster(
+    monitor: Manifest, manifests: Sequence[Manifest], namespaces: list[str] | None
+) -> Manifest | None:
+    """The Strimzi Kafka cluster of the stack whose pods the PodMonitor selects."""
+    selector = as_dict(as_dict(monitor.body.get("spec")).get("selector"))
+    cluster = as_dict(selector.get("matchLabels")).get(STRIMZI_CLUSTER_LABEL)
+    for m in manifests:
+        if (
+            m.kind == "Kafka"
+            and str(m.body.get("apiVersion", "")).startswith("kafka.strimzi.io/")
+            and m.name == cluster
+            and _in_namespaces(m, namespaces)
+            and as_dict(as_dict(as_dict(m.body.get("spec")).get("kafka")).get("metricsConfig"))
+        ):
+            return m
+    return None
+
+
+@dataclass(frozen=True)
+class PrometheusSource:
+    namespace: str
+    pod_labels: Mapping[str, str]
+
+
+def prometheus_source(plan: Plan) -> PrometheusSource | None:
+    for r in plan.releases:
+        doc = r.document()
+        if doc["chart"] == CHART and isinstance(doc["namespace"], str) and doc["namespace"]:
+            return PrometheusSource(doc["namespace"], PROMETHEUS_POD_LABELS)
+    return None
+
+
+def _peer_admits(peer: Mapping[str, Any], source: PrometheusSource, own_namespace: str) -> bool:
+    ns_selector = peer.get("namespaceSelector")
+    pod_selector = peer.get("podSelector")
+    if "ipBlock" in peer:
+        return False
+    if ns_selector is None:
+        namespace_ok = own_namespace == source.namespace
+    else:
+        namespace_ok = selects(
+            as_dict(ns_selector), {"kubernetes.io/metadata.name": source.namespace}
+        )
+    pods_ok = pod_selector is None or selects(as_dict(pod_selector), source.pod_labels)
+    return namespace_ok and pods_ok
+
+
+def _port_admits(rule: Mapping[str, Any], port: ScrapedPort) -> bool:
+    ports = as_list(rule.get("ports"))
+    if not ports:
+        return True
+    for p in ports:
+        entry = as_dict(p)
+        value = entry.get("port")
+        if str(entry.get("protocol", "TCP")) != "TCP":
+            continue
+        if (
+            value is None
+            or value == port.name
+            or (port.number is not None and value == port.number)
+        ):
+            return True
+        end = entry.get("endPort")
+        if (
+            isinstance(value, int)
+            and isinstance(end, int)
+            and port.number is not None
+            and value <= port.number <= end
+        ):
+            return True
+    return False
+
+
+def _policies_in(manifests: Sequence[Manifest], namespace: str) -> list[Manifest]:
+    return [m for m in manifests if m.kind == "NetworkPolicy" and m.namespace == namespace]
+
+
+def _ingress_policies(policy: Manifest) -> bool:
+    spec = as_dict(policy.body.get("spec"))
+    types = [str(t) for t in as_list(spec.get("policyTypes"))] or ["Ingress"]
+    return "Ingress" in types
+
+
+def reachable(port: ScrapedPort, manifests: Sequence[Manifest], source: PrometheusSource) -> bool:
+    """Whether the namespace's NetworkPolicies let Prometheus reach this pod port."""
+    labels = _template_labels(port.workload)
+    selecting = [
+        p
+        for p in _policies_in(manifests, port.workload.namespace)
+        if _ingress_policies(p)
+        and selects(as_dict(as_dict(p.body.get("spec")).get("podSelector")), labels)
+    ]
+    if not selecting:
+        return True  # not isolated for ingress
+    for policy in selecting:
+        for rule in as_list(as_dict(policy.body.get("spec")).get("ingress")):
+            entry = as_dict(rule)
+            peers = as_list(entry.get("from"))
+            if (
+                not peers
+                or any(_peer_admits(as_dict(p), source, port.workload.namespace) for p in peers)
+            ) and _port_admits(entry, port):
+                return True
+    return False
+
+
+def check_monitors(plan: Plan) -> list[MonitoringFinding]:
+    """Every monitor selects workloads of the stack on a port they have, and Prometheus
+    may reach that port."""
+    manifests = plan.manifests
+    workloads = [m for m in manifests if m.pod_template() is not None]
+    source = prometheus_source(plan)
+    findings: list[MonitoringFinding] = []
+
+    def error(m: Manifest, check: str, message: str) -> None:
+        findings.append(MonitoringFinding("error", check, m.ref, message))
+
+    for monitor in manifests:
+        if not is_monitoring_object(monitor.body) or monitor.kind not in (
+            "ServiceMonitor",
+            "PodMonitor",
+        ):
+            continue
+        spec = as_dict(monitor.body.get("spec"))
+        namespaces = _monitor_namespaces(monitor)
+        where = "every namespace" if namespaces is None else f"namespace(s) {namespaces}"
+        selector = as_dict(spec.get("selector"))
+        scraped: list[ScrapedPort] = []
+        if monitor.kind == "ServiceMonitor":
+            ports = [str(as_dict(e).get("port", "")) for e in as_list(spec.get("endpoints"))]
+            any_service = False
+            for port in ports:
+                services, found = _service_targets(monitor, port, manifests, workloads)
+                any_service = any_service or bool(services)
+                if services and not found:
+                    names = sorted(
+                        str(as_dict(p).get("name"))
+                        for s in services
+                        for p in as_list(as_dict(s.body.get("spec")).get("ports"))
+                    )
+                    error(
+                        monitor,
+                        "monitor-selection",
+                        f"endpoint port {port!r} is not a port of the Services it selects "
+                        f"(ports: {', '.join(names)}) backed by a container port of their pods",
+                    )
+                scraped += found
+            if not any_service:
+                error(
+                    monitor,
+                    "monitor-selection",
+                    f"selector {dict(selector)} matches no Service of the stack in {where}",
+                )
+        else:
+            ports = [
+                str(as_dict(e).get("port", "")) for e in as_list(spec.get("podMetricsEndpoints"))
+            ]
+            selected = [
+                w
+                for w in workloads
+                if _in_namespaces(w, namespaces) and selects(selector, _template_labels(w))
+            ]
+            if not selected:
+                if _strimzi_cluster(monitor, manifests, namespaces) is not None:
+                    bad = [p for p in ports if p != STRIMZI_METRICS_PORT]
+                    if bad:
+                        error(
+                            monitor,
+                            "monitor-selection",
+                            f"endpoint port(s) {bad}: Strimzi names its pods' metrics port "
+                            f"{STRIMZI_METRICS_PORT!r}",
+                        )
+                    continue  # the operator creates these pods; they are not in the plan
+                error(
+                    monitor,
+                    "monitor-selection",
+                    f"selector {dict(selector)} matches no pod template of the stack in {where}",
+                )
+                continue
+            for port in ports:
+                found = [
+                    ScrapedPort(w, int(cp["containerPort"]), port)
+                    for w in selected
+                    for cp in _container_ports(w)
+                    if cp.get("name") == port
+                ]
+                if not found:
+                    error(
+                        monitor,
+                        "monitor-selection",
+                        f"endpoint port {port!r} is not a named container port of "
+                        + ", ".join(w.ref for w in selected),
+                    )
+                scraped += found
+        if source is None:
+            continue
+        for port in scraped:
+            if not reachable(port, manifests, source):
+                error(
+                    monitor,
+                    "monitor-reachable",
+                    f"the NetworkPolicies of namespace {port.workload.namespace!r} do not let "
+                    f"Prometheus (pods {dict(source.pod_labels)} of namespace "
+                    f"{source.namespace!r}) reach {port.workload.ref} on port "
+                    f"{port.number} ({port.name})",
+                )
+    return findings

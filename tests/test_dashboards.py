@@ -131,14 +131,14 @@ def _panel(board: d.Dashboard, title: str, after_row: str) -> dict[str, Any]:
 
 def test_latency_panels_draw_each_models_slo(pilot_raw: dict[str, Any]) -> None:
     raw = copy.deepcopy(pilot_raw)
-    raw["models"][1]["slo"]["ttftP99Ms"] = 1500
+    raw["models"][1]["slo"]["ttftP99Ms"] = 1000
     serving = d.build_dashboards(d.DashboardInputs.from_config(config_from(raw)))[0]
     rows = [p["title"] for p in serving.model["panels"] if p["type"] == "row"]
     assert rows == [
         "qwen25-7b (Qwen/Qwen2.5-7B-Instruct, interactive)",
         "llama31-8b (meta-llama/Llama-3.1-8B-Instruct, batch)",
     ]
-    for row, ttft_s, itl_s, e2e_s in [(rows[0], 0.5, 0.05, 60), (rows[1], 1.5, 0.1, 120)]:
+    for row, ttft_s, itl_s, e2e_s in [(rows[0], 0.5, 0.05, 60), (rows[1], 1.0, 0.1, 120)]:
         for title, line in [
             ("Time to first token", ttft_s),
             ("Inter-token latency", itl_s),

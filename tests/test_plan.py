@@ -178,11 +178,17 @@ def test_every_written_manifest_passes_strict_validation(pilot_out: Path) -> Non
     assert sorted(set(strimzi)) == ["Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser"]
     assert sorted(set(cert_manager)) == ["Certificate", "ClusterIssuer"]
     assert sorted(by_model["prometheus-operator CRD schemas"]) == [
-        "PodMonitor",
-        "PodMonitor",
-        "PodMonitor",
+        *["PodMonitor"] * 3,
+        *["PrometheusRule"] * 6,
         "ServiceMonitor",
     ]
+    # PrometheusRules pass the stricter typed model too (it refuses unknown fields).
+    for doc in monitoring.values():
+        model = custom_resource_model(doc)
+        if doc["kind"] == "PrometheusRule":
+            assert model is not None and model.problems(doc) == []
+        else:
+            assert model is None
     print(
         f"{len(core)} core manifests validated; CRs checked by model: "
         + ", ".join(f"{len(v)} by {k}" for k, v in sorted(by_model.items()))

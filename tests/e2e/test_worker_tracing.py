@@ -105,3 +105,12 @@ def test_without_an_endpoint_the_tracer_records_nothing() -> None:
     assert tracing.build_provider("a", None) is None
     span = tracing.tracer_for(None).start_span("x")
     assert not span.is_recording()
+
+
+def test_an_endpoint_builds_an_otlp_exporting_provider() -> None:
+    provider = tracing.build_provider("researcher", "http://127.0.0.1:4317")
+    assert provider is not None
+    assert provider.resource.attributes["service.name"] == "agent-worker"
+    assert provider.resource.attributes["swarmstack.agent"] == "researcher"
+    assert tracing.tracer_for(provider).start_span("x").is_recording()
+    provider.shutdown()  # nothing was ended, so nothing is sent

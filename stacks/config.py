@@ -578,18 +578,6 @@ def accelerator_resource(model: ModelSpec, config: StackConfig) -> tuple[str, in
     return "nvidia.com/gpu", model.tensor_parallel_size
 
 
-def replica_usd_per_hour(model: ModelSpec, config: StackConfig) -> float:
-    """What one replica of `model` costs per hour on its pool's on-demand price: its whole
-    GPUs (tensor parallel size x the node's price per GPU), or its MIG slice's fraction of
-    one GPU (compute slices of 7)."""
-    itype = INSTANCE_TYPES[config.pool(model.pool).instance_type]
-    if model.mig_profile is not None:
-        gpu = itype.gpu
-        assert gpu is not None  # checked by _model_problems
-        return itype.usd_per_gpu_hour * MIG_PROFILES[gpu.model][model.mig_profile].gpu_fraction
-    return itype.usd_per_gpu_hour * model.tensor_parallel_size
-
-
 def pool_offers(
     pool: GpuPoolSpec, strategy: Literal["single", "mixed"], nodes: int
 ) -> Counter[str]:

@@ -6,11 +6,12 @@ see images/agent-worker/API.md). A token's price comes from the stack's own GPU 
 
     $ per token of a model = replicas x $/hour of one replica / tokens served per hour
 
-where one replica's $/hour is its whole GPUs or its MIG slice's fraction of a GPU at the
-pool's on-demand price (`stacks.config.replica_usd_per_hour`, the instance catalogue the
-plan's cost summary prices nodes with), and tokens served per hour are the model's
-prompt + generation tokens per second x 3600, given on the command line or read from
-Prometheus (`swarmstack:model_tokens_per_second`, averaged over the window).
+where one replica's $/hour is its whole GPUs or its MIG slice's share of a GPU at the
+pool's on-demand price: `components.observe.alerts.replica_usd_per_hour`, the same figure
+the cost recording rules render into `swarmstack:model_usd_per_hour`; tokens served
+per hour are the model's prompt + generation tokens per second x 3600, given on the
+command line or read from Prometheus (`swarmstack:model_tokens_per_second`, averaged over
+the window).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from components.observe.alerts import replica_usd_per_hour
 from components.specs import ModelSpec
-from stacks.config import StackConfig, replica_usd_per_hour
+from stacks.config import StackConfig
 
 USAGE_STREAM = "swarm:usage"
 TOKENS_PER_SECOND_RULE = "swarmstack:model_tokens_per_second"

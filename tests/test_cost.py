@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from components.observe.alerts import replica_usd_per_hour
 from stacks import cost
-from stacks.config import load_file, replica_usd_per_hour
+from stacks.config import load_file
 
 PILOT = Path(__file__).resolve().parent.parent / "stacks" / "Pulumi.pilot.yaml"
 
@@ -62,10 +63,11 @@ def test_tokens_per_second_from_a_prometheus_answer() -> None:
 
 
 def test_replica_prices_of_the_pilot() -> None:
-    """A 3g.40gb slice of a p5.4xlarge's one H100 ($6.88/h): 3 of 7 compute slices."""
+    """A 3g.40gb slice of a p5.4xlarge's one H100 ($6.88/h) split [3g.40gb, 3g.40gb]:
+    3 of the layout's 6 compute slices (the cost rules' price, which the CLI reuses)."""
     config = load_file(PILOT)
     for model in config.models:
         assert model.mig_profile == "3g.40gb"
-        assert replica_usd_per_hour(model, config) == pytest.approx(6.88 * 3 / 7)
+        assert replica_usd_per_hour(model, config) == pytest.approx(6.88 / 2)
     whole = config.models[0].model_copy(update={"mig_profile": None, "tensor_parallel_size": 1})
     assert replica_usd_per_hour(whole, config) == pytest.approx(6.88)

@@ -37,11 +37,6 @@ class InstanceType:
         gpu = self.gpu
         return gpu is not None and gpu.mig_capable
 
-    @property
-    def usd_per_gpu_hour(self) -> float:
-        """One GPU's share of the node's on-demand price (0 for a type without GPUs)."""
-        return self.on_demand_usd_per_hour / self.gpus if self.gpus else 0.0
-
 
 INSTANCE_TYPES: dict[str, InstanceType] = {
     t.name: t

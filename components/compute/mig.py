@@ -67,11 +67,6 @@ class MigProfile:
     def usable_memory_gb(self) -> float:
         return round(self.memory_gb * USABLE_FRACTION_OF_NAMED_MEMORY, 3)
 
-    @property
-    def gpu_fraction(self) -> float:
-        """The share of the GPU an instance is priced at: its compute slices of 7."""
-        return self.compute_slices / COMPUTE_SLICES
-
     def placements(self) -> tuple[int, ...]:
         """Slice indices at which an instance of this profile may start."""
         if self.compute_slices == COMPUTE_SLICES:

@@ -2,12 +2,13 @@
 pilot stack's own GPU prices.
 
 Prices by hand (stacks/Pulumi.pilot.yaml): both models run on pool h100-mig, a
-p5.4xlarge (1 x H100-80GB at $6.88/hour on-demand), each replica on a 3g.40gb MIG slice,
-priced at 3 of the GPU's 7 compute slices: 6.88 * 3 / 7 = 20.64 / 7 $/hour a replica,
-with 1 replica each (models[].replicas.min).
+p5.4xlarge (1 x H100-80GB at $6.88/hour on-demand) split into [3g.40gb, 3g.40gb], each
+replica on one 3g.40gb slice, priced at its 3 of the layout's 6 compute slices (the cost
+rules' `replica_usd_per_hour`): 6.88 * 3 / 6 = $3.44/hour a replica, with 1 replica each
+(models[].replicas.min).
 
 - Qwen/Qwen2.5-7B-Instruct at 100 tokens/s = 360,000 tokens/hour:
-  q = (20.64 / 7) / 360,000 = 20.64 / 2,520,000 $/token (8.1904...e-6)
+  q = 3.44 / 360,000 $/token (9.5555...e-6)
 - meta-llama/Llama-3.1-8B-Instruct at 50 tokens/s = 180,000 tokens/hour: l = 2q
 
 Records in the window (input + output tokens):
@@ -18,9 +19,9 @@ Records in the window (input + output tokens):
 
 and one record two hours old (outside `--window 1h`, so not counted).
 
-    researcher = s1 = alice = search  = 3400 q = 70,176 / 2,520,000 = 0.0278476190...
-    concierge  = s2 = bob   = support = 3500 q = 72,240 / 2,520,000 = 0.0286666666...
-    total                             = 6900 q = 142,416 / 2,520,000 = 0.0565142857...
+    researcher = s1 = alice = search  = 3400 q = 11,696 / 360,000 = 0.0324888888...
+    concierge  = s2 = bob   = support = 3500 q = 12,040 / 360,000 = 0.0334444444...
+    total                             = 6900 q = 23,736 / 360,000 = 0.0659333333...
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from stacks.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 QWEN = "Qwen/Qwen2.5-7B-Instruct"
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
-Q = 20.64 / 2_520_000
+Q = 3.44 / 360_000
 
 
 def record(who: str, model: str, i: int, o: int) -> Any:
@@ -93,22 +94,22 @@ def test_dollars_per_agent_session_user_and_team(
     approx = pytest.approx
     assert usd["perAgent"] == {"concierge": approx(3500 * Q), "researcher": approx(3400 * Q)}
     assert usd["perSession"] == {"s1": approx(3400 * Q), "s2": approx(3500 * Q)}
-    assert usd["perUser"] == {"alice": approx(0.0278476190476), "bob": approx(0.0286666666667)}
+    assert usd["perUser"] == {"alice": approx(0.0324888888889), "bob": approx(0.0334444444444)}
     assert usd["perTeam"] == {
-        "search": approx(70_176 / 2_520_000),
-        "support": approx(72_240 / 2_520_000),
+        "search": approx(11_696 / 360_000),
+        "support": approx(12_040 / 360_000),
     }
-    assert report["total"]["usd"] == approx(0.0565142857143)
+    assert report["total"]["usd"] == approx(0.0659333333333)
     assert report["total"]["turns"] == 3  # the two-hour-old record is outside the window
     qwen = report["models"][QWEN]
-    assert qwen["usdPerHour"] == approx(20.64 / 7) and qwen["usdPerToken"] == approx(Q)
+    assert qwen["usdPerHour"] == approx(3.44) and qwen["usdPerToken"] == approx(Q)
     assert qwen["replicasFrom"] == "models[].replicas.min of the stack"
     assert qwen["tokensPerSecondFrom"] == "--tokens-per-second"
     assert report["models"][LLAMA]["usdPerToken"] == approx(2 * Q)
 
     code, text, _ = cost(usage_url, *rates, capsys=capsys)
     assert code == 0
-    assert "$ per user:" in text and "alice" in text and "total: $0.056514 for 3 turn(s)" in text
+    assert "$ per user:" in text and "alice" in text and "total: $0.065933 for 3 turn(s)" in text
     assert "[--tokens-per-second]" in text  # which source priced the tokens
 
 

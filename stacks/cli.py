@@ -1,17 +1,28 @@
-"""`swarmstack` command: offline plans of a stack and generated artefacts."""
+"""`swarmstack` command: offline plans of a stack, generated artefacts, and $ per agent,
+session, user and team from the workers' usage records."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pulumi
 
 from policies.framework import Level
 from policies.pack import stack_phase
-from stacks.config import HF_TOKEN_CONFIG_KEY, load, raw_from_config, secret_purposes
+from stacks import cost as usage_cost
+from stacks.config import (
+    HF_TOKEN_CONFIG_KEY,
+    ConfigError,
+    load,
+    load_file,
+    raw_from_config,
+    secret_purposes,
+)
 from stacks.plan.checks import run_checks
 from stacks.plan.model import Plan
 from stacks.plan.policy import (
@@ -145,6 +156,76 @@ def policy_summary(violations: list[Violation], levels: Levels, effective: dict[
     return "\n".join(lines) + "\n"
 
 
+def cost(args: argparse.Namespace) -> int:
+    """$ per agent, session, user and team over a window, from the usage stream."""
+    try:
+        config = load_file(args.root.resolve() / "stacks" / f"Pulumi.{args.stack}.yaml")
+    except (ConfigError, OSError) as exc:
+        print(f"error: stack {args.stack}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        until = time.time()
+        since = (
+            usage_cost.parse_since(args.since)
+            if args.since
+            else until - usage_cost.parse_duration(args.window)
+        )
+        if since >= until:
+            raise usage_cost.CostError(f"--since: {args.since!r} is not in the past")
+        tps = usage_cost.tokens_per_second_arg(args.tokens_per_second)
+        tps_from = "--tokens-per-second"
+        if not tps and args.prometheus_url:
+            tps = _tokens_per_second_from(args.prometheus_url, until - since)
+            tps_from = (
+                f"Prometheus {args.prometheus_url}: {usage_cost.prometheus_query(until - since)}"
+            )
+        elif not tps:
+            raise usage_cost.CostError(
+                "give --tokens-per-second MODEL=N (repeatable) or --prometheus-url to price tokens"
+            )
+        records = _read_records(args.redis_url, since, until)
+        prices = usage_cost.price_models(
+            config,
+            (r.model for r in records),
+            tokens_per_second=tps,
+            tokens_per_second_from=tps_from,
+            replicas=usage_cost.replicas_arg(args.replicas),
+            price_as=usage_cost.parse_assignments(args.price_as, "--price-as"),
+        )
+    except usage_cost.CostError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    report = usage_cost.aggregate(records, prices, since, until)
+    print(usage_cost.to_json(report) if args.json else report.render(), end="")
+    return 0
+
+
+def _read_records(url: str, since: float, until: float) -> list[usage_cost.UsageRecord]:
+    import redis  # noqa: PLC0415  (the serve extra; plan and generate do not need it)
+
+    client: Any = redis.Redis.from_url(  # pyright: ignore[reportUnknownMemberType]
+        url, decode_responses=True, socket_timeout=10
+    )
+    try:
+        return usage_cost.read_usage(client, since, until)
+    except redis.RedisError as exc:
+        raise usage_cost.CostError(f"--redis-url {url}: {exc}") from exc
+    finally:
+        client.close()
+
+
+def _tokens_per_second_from(url: str, window_s: float) -> dict[str, float]:
+    import httpx  # noqa: PLC0415  (the serve extra)
+
+    query = usage_cost.prometheus_query(window_s)
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/api/v1/query", params={"query": query}, timeout=10)
+        body: Any = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise usage_cost.CostError(f"--prometheus-url {url}: {exc}") from exc
+    return usage_cost.tokens_per_second_from_prometheus(body)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="swarmstack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -164,7 +245,50 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_gen = sub.add_parser("generate", help="regenerate config schema and README reference")
     p_gen.add_argument("--root", type=Path, default=Path("."))
+    p_cost = sub.add_parser(
+        "cost",
+        help="$ per agent, session, user and team from the usage records and the stack's "
+        "GPU prices",
+    )
+    p_cost.add_argument("--stack", default="pilot", help="stack whose prices apply (pilot)")
+    p_cost.add_argument("--root", type=Path, default=Path("."), help="project root")
+    p_cost.add_argument(
+        "--redis-url", required=True, help="the session store holding the swarm:usage stream"
+    )
+    when = p_cost.add_mutually_exclusive_group()
+    when.add_argument("--window", default="1h", help="records of the last 30m, 2h, 1d (1h)")
+    when.add_argument("--since", help="records since this ISO-8601 time (UTC unless it says)")
+    p_cost.add_argument(
+        "--tokens-per-second",
+        action="append",
+        default=[],
+        metavar="MODEL=N",
+        help="tokens (prompt + generated) a model served per second over the window; "
+        "MODEL is its served name or stack name (repeatable)",
+    )
+    p_cost.add_argument(
+        "--prometheus-url",
+        help=f"read tokens per second from {usage_cost.TOKENS_PER_SECOND_RULE} instead",
+    )
+    p_cost.add_argument(
+        "--replicas",
+        action="append",
+        default=[],
+        metavar="MODEL=N",
+        help="replicas that served the model (default: the stack's models[].replicas.min)",
+    )
+    p_cost.add_argument(
+        "--price-as",
+        action="append",
+        default=[],
+        metavar="SERVED=MODEL",
+        help="price a served model that is not in the stack as the stack's MODEL (the local "
+        "target's small model, for instance)",
+    )
+    p_cost.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
+    if args.command == "cost":
+        return cost(args)
     if args.command == "plan":
         return plan(args.stack, args.root.resolve(), args.out, args.unset_secret)
     for path in generate(args.root.resolve()):

@@ -60,6 +60,9 @@ def test_requirements_pin_the_serve_versions() -> None:
         "aiokafka",
         "qdrant-client",
         "prometheus-client",
+        "opentelemetry-api",
+        "opentelemetry-sdk",
+        "opentelemetry-exporter-otlp-proto-grpc",
     )
     for requirement in serve:
         name, _, version = requirement.partition("==")

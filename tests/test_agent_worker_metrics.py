@@ -12,10 +12,10 @@ METRICS_MD = Path(__file__).resolve().parent.parent / "images" / "agent-worker" 
 def exercised() -> m.Metrics:
     """A registry with a sample in every labelled family."""
     metrics = m.Metrics("agent-a")
-    metrics.touch_session("s1", "u1")
-    metrics.model_call("s1", "u1", input_tokens=10, output_tokens=3)
+    metrics.touch_session("s1")
+    metrics.model_call("model-x", input_tokens=10, output_tokens=3)
     metrics.model_errors.labels("agent-a").inc()
-    metrics.ttft.labels("agent-a").observe(0.05)
+    metrics.ttft.labels("agent-a", m.turn_bucket(2)).observe(0.05)
     metrics.tool_calls.labels("agent-a", "ledger", "ok").inc()
     metrics.tool_errors.labels("agent-a", "calculator").inc()
     metrics.tool_repeats.labels("agent-a", "clock").inc()
@@ -24,6 +24,8 @@ def exercised() -> m.Metrics:
     metrics.resumes.labels("agent-a", "model_done").inc()
     metrics.checkpoints.labels("agent-a", "accepted").inc()
     metrics.tasks.labels("agent-a", "published").inc()
+    metrics.budget_actions.labels("agent-a", "user", "degraded").inc()
+    metrics.budget_used.labels("agent-a").set(0.5)
     return metrics
 
 
@@ -49,13 +51,25 @@ def test_exposition_matches_the_contract() -> None:
     assert "_created" not in text
 
 
-def test_active_sessions_window_and_series_pruning() -> None:
+def test_no_label_names_a_session_or_user() -> None:
+    """Contract version 2: series are bounded by agent type and model, not by users."""
+    for spec in m.CONTRACT:
+        assert not {"session", "user"} & set(spec.labels), spec.name
+    text = exercised().exposition().decode()
+    assert 'agent_model_input_tokens_total{agent="agent-a",model="model-x"} 10.0' in text
+    assert 'agent_model_ttft_seconds_count{agent="agent-a",turn_bucket="2-3"} 1.0' in text
+
+
+def test_turn_buckets() -> None:
+    expected = {1: "1", 2: "2-3", 3: "2-3", 4: "4-7", 7: "4-7", 8: "8-15", 15: "8-15"}
+    expected |= {16: "16+", 500: "16+"}
+    assert {i: m.turn_bucket(i) for i in expected} == expected
+
+
+def test_active_sessions_window() -> None:
     metrics = m.Metrics("a")
-    metrics.touch_session("old", "u", now=0.0)
-    metrics.touch_session("new", "u", now=m.SERIES_IDLE_S)
-    metrics.model_call("old", "u", 1, 1)
-    assert metrics._count_active(now=m.SERIES_IDLE_S) == 1.0
-    exposed = metrics.exposition().decode()
-    assert 'session="old"' in exposed  # idle, but not yet past the series limit
-    metrics._count_active(now=m.SERIES_IDLE_S + 1)
-    assert 'session="old"' not in metrics.exposition().decode()
+    metrics.touch_session("old", now=0.0)
+    metrics.touch_session("new", now=m.ACTIVE_WINDOW_S)
+    assert metrics._count_active(now=m.ACTIVE_WINDOW_S) == 2.0
+    assert metrics._count_active(now=m.ACTIVE_WINDOW_S + 1) == 1.0
+    assert metrics._count_active(now=3 * m.ACTIVE_WINDOW_S) == 0.0

@@ -27,8 +27,9 @@ from agent_worker.faults import Faults
 from agent_worker.metrics import Metrics
 from agent_worker.model import ModelClient, ModelError, ModelResult
 from agent_worker.retrieval import VectorStore
-from agent_worker.store import Store, lease_key
+from agent_worker.store import USAGE_STREAM, Store, lease_key
 from agent_worker.tools import ToolRunner
+from opentelemetry import trace
 
 T = TypeVar("T")
 SID = "ab" * 16
@@ -119,7 +120,10 @@ class ScriptedModel:
 
 
 def make_agent(
-    store: Store, model: ScriptedModel, settings: Settings = SETTINGS
+    store: Store,
+    model: ScriptedModel,
+    settings: Settings = SETTINGS,
+    tracer: trace.Tracer | None = None,
 ) -> tuple[Agent, Metrics]:
     metrics = Metrics(settings.agent_name)
     # The ledger and calculator tools used here never reach the vector store.
@@ -131,6 +135,7 @@ def make_agent(
         tools=runner,
         metrics=metrics,
         faults=Faults(settings.fault),
+        tracer=tracer,
     )
     return agent, metrics
 
@@ -165,6 +170,10 @@ def opened(store: RecordingStore, tool: str | None = "ledger") -> dict[str, Any]
     return session
 
 
+def usage_records(store: RecordingStore) -> list[tuple[str, dict[str, str]]]:
+    return cast(list[tuple[str, dict[str, str]]], store.sync(store.redis.xrange(USAGE_STREAM)))
+
+
 def stored(store: RecordingStore) -> dict[str, Any]:
     document = store.sync(store.load_session(SID))
     assert document is not None
@@ -195,7 +204,23 @@ def test_tool_turn_events_and_checkpoints(store: RecordingStore) -> None:
     assert second["messages"][-1]["role"] == "tool"
     assert [e["entry"] for e in store.sync(store.ledger_entries(SID))] == ["bought 3 apples"]
     text = metrics.exposition().decode()
-    assert 'agent_model_calls_total{agent="test-agent",session="' + SID + '",user="u"} 2.0' in text
+    assert 'agent_model_calls_total{agent="test-agent",model="m"} 2.0' in text
+    assert 'agent_model_input_tokens_total{agent="test-agent",model="m"} 50.0' in text
+    assert 'agent_model_ttft_seconds_count{agent="test-agent",turn_bucket="1"} 2.0' in text
+    [(_, record)] = usage_records(store)
+    assert record == {
+        "ts": record["ts"],
+        "agent": "test-agent",
+        "session": SID,
+        "user": "u",
+        "team": "unassigned",
+        "model": "m",
+        "input_tokens": "50",
+        "output_tokens": "12",
+        "tool_calls": "1",
+        "duration_s": record["duration_s"],
+        "outcome": "done",
+    }
 
 
 def test_resume_after_tool_ran_but_before_its_checkpoint_replays_the_tool(
@@ -234,6 +259,9 @@ def test_resume_after_tool_ran_but_before_its_checkpoint_replays_the_tool(
     assert tool_results[0]["result"]["entry_no"] == 1  # the journalled result, from Redis
     assert len(store.sync(store.ledger_entries(SID))) == 1  # the side effect happened once
     assert len(model.bodies) == 1 and model.bodies[0]["tool_choice"] == "none"  # no step redone
+    # The turn finished twice (as a crash between the usage record and the `done`
+    # checkpoint leaves it): one usage record.
+    assert len(usage_records(store)) == 1
 
 
 def test_resume_after_tool_done_does_not_run_the_tool_or_first_step(

@@ -9,6 +9,7 @@ from typing import Any
 from agent_worker.metrics import contract_from_markdown, families_from_exposition
 from agent_worker.state import tool_signature
 
+from loadtests import services
 from tests.e2e.worker_client import create_session, metric_value, metrics_text, post_turn
 
 METRICS_MD = Path(__file__).resolve().parents[2] / "images" / "agent-worker" / "METRICS.md"
@@ -52,7 +53,9 @@ def test_metrics_match_the_contract(worker_factory: Any) -> None:
         "agent_ready",
     } <= with_samples
 
-    who = {"agent": "contract-agent", "session": sid, "user": "alice"}
+    # Contract version 2: tokens and calls by agent and model; no session or user label.
+    who = {"agent": "contract-agent", "model": services.MODEL_NAME}
+    assert "session=" not in text and "user=" not in text
     assert metric_value(text, "agent_model_calls_total", **who) == 4
     assert metric_value(text, "agent_model_input_tokens_total", **who) > 0
     assert metric_value(text, "agent_model_output_tokens_total", **who) > 0
@@ -60,6 +63,10 @@ def test_metrics_match_the_contract(worker_factory: Any) -> None:
     assert metric_value(text, "agent_turns_total", outcome="done") == 2
     assert metric_value(text, "agent_turns_total", outcome="replayed") == 1
     assert metric_value(text, "agent_step_latency_seconds_count", kind="model") == 4
+    # Both turns' model calls: turn 1 in bucket "1", turn 2 in "2-3".
+    assert metric_value(text, "agent_model_ttft_seconds_count", turn_bucket="1") == 2
+    assert metric_value(text, "agent_model_ttft_seconds_count", turn_bucket="2-3") == 2
+    assert metric_value(text, "agent_budget_used_ratio", agent="contract-agent") == 0
     assert metric_value(text, "agent_tool_calls_total", tool="calculator") == 2
     # loop detection counts the second call iff it repeated the first (same canonical JSON)
     same = tool_signature("calculator", arguments[0]) == tool_signature("calculator", arguments[1])

@@ -84,9 +84,10 @@ def test_resume_after_crash(fault: str, worker_factory: Any) -> None:
     assert status == 200
     assert [e["idempotency_key"] for e in ledger["entries"]] == [f"{sid}:turn-1:1"]
 
-    # The replacement made only the model calls that were not checkpointed: the answer.
+    # The replacement made only the model calls that were not checkpointed: the answer
+    # (it serves this one session, so its agent-wide counter is the session's).
     text = metrics_text(replacement.url)
-    assert metric_value(text, "agent_model_calls_total", session=sid) == 1
+    assert metric_value(text, "agent_model_calls_total") == 1
     assert metric_value(text, "agent_turn_resumes_total", from_phase=phase) == 1
     expected_tool = "replayed" if replayed else "ok"
     assert metric_value(text, "agent_tool_calls_total", tool="ledger", outcome=expected_tool) == (
@@ -96,7 +97,7 @@ def test_resume_after_crash(fault: str, worker_factory: Any) -> None:
     # Re-sending the finished turn answers from the record and runs nothing.
     again = post_turn(replacement.url, sid, TURN)
     assert again.first("done") == done
-    assert metric_value(metrics_text(replacement.url), "agent_model_calls_total", session=sid) == 1
+    assert metric_value(metrics_text(replacement.url), "agent_model_calls_total") == 1
     status, ledger = get_json(replacement.url, f"/v1/sessions/{sid}/ledger")
     assert len(ledger["entries"]) == 1
 
@@ -104,3 +105,21 @@ def test_resume_after_crash(fault: str, worker_factory: Any) -> None:
     assert status == 200 and session["current"] is None
     assert [t["outcome"] for t in session["turns"]] == ["done"]
     assert session["usage"]["tool_calls"] == 1
+
+    # One usage record for the crashed-and-resumed turn (re-sent once more after it
+    # finished), carrying the tokens of both workers' model calls.
+    records = usage_records(worker_factory.redis.url, sid)
+    [turn] = session["turns"]
+    assert len(records) == 1, records
+    assert records[0]["outcome"] == "done" and records[0]["tool_calls"] == "1"
+    assert int(records[0]["input_tokens"]) == turn["input_tokens"] > 0
+    assert int(records[0]["output_tokens"]) == turn["output_tokens"] > 0
+
+
+def usage_records(redis_url: str, sid: str) -> list[dict[str, str]]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        entries: Any = client.xrange("swarm:usage")
+        return [fields for _, fields in entries if fields["session"] == sid]
+    finally:
+        client.close()

@@ -13,10 +13,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
 from agent_worker import state
+from agent_worker import tracing as tr
+from agent_worker.budget import agent_used_ratio
 from agent_worker.config import Settings
 from agent_worker.faults import Faults
-from agent_worker.metrics import Metrics
+from agent_worker.metrics import Metrics, turn_bucket
 from agent_worker.model import ModelClient, ModelError, build_request
 from agent_worker.state import JSON, CallModel, Fail, Finish, RunTool
 from agent_worker.store import Store
@@ -56,8 +61,10 @@ class Agent:
         tools: ToolRunner,
         metrics: Metrics,
         faults: Faults,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.settings = settings
+        self.tracer = tracer or trace.NoOpTracer()
         self.store = store
         self.model = model
         self.tools = tools
@@ -115,6 +122,44 @@ class Agent:
 
     async def run(self, session: JSON, start: state.Start, token: str, emit: Emit) -> JSON:
         """Drive the current turn to `done`/`failed`; returns the last checkpointed session."""
+        attributes = {
+            tr.OPERATION: "invoke_agent",
+            tr.REQUEST_MODEL: self.settings.model_name,
+            **tr.who(self.agent, session["session_id"], session["user"]),
+        }
+        with self.tracer.start_as_current_span(
+            f"invoke_agent {self.agent}", kind=SpanKind.INTERNAL, attributes=attributes
+        ) as span:
+            final = await self._run(session, start, token, emit)
+            turn = final["turns"][-1] if final["turns"] else {}
+            span.set_attribute(tr.INPUT_TOKENS, int(turn.get("input_tokens", 0)))
+            span.set_attribute(tr.OUTPUT_TOKENS, int(turn.get("output_tokens", 0)))
+            if turn.get("outcome") == "failed":
+                span.set_status(Status(StatusCode.ERROR, str(turn.get("error"))))
+            return final
+
+    async def record_usage(self, session: JSON, outcome: str, now: float) -> None:
+        """The turn's usage record, written before its final checkpoint: a crash between
+        the two resumes to the same end, and the record's turn marker keeps it single."""
+        turn = session["current"]
+        record: dict[str, str | int | float] = {
+            "ts": round(now, 3),
+            "agent": self.agent,
+            "session": session["session_id"],
+            "user": session["user"],
+            "team": self.settings.agent_team,
+            "model": self.settings.model_name,
+            "input_tokens": int(turn["input_tokens"]),
+            "output_tokens": int(turn["output_tokens"]),
+            "tool_calls": len(turn["tool_results"]),
+            "duration_s": round(max(0.0, now - float(turn["started_at"])), 3),
+            "outcome": outcome,
+        }
+        _, spent = await self.store.record_usage(turn["turn_id"], record)
+        ratio = agent_used_ratio(self.settings.budgets, spent.agent)
+        self.metrics.budget_used.labels(self.agent).set(ratio)
+
+    async def _run(self, session: JSON, start: state.Start, token: str, emit: Emit) -> JSON:
         sid = session["session_id"]
         turn = session["current"]
         if start == "new":
@@ -128,10 +173,19 @@ class Agent:
                 {"turn_id": turn["turn_id"], "from_phase": from_phase, "steps": turn["steps"]},
             )
             await self._emit_recorded_tools(turn["tool_results"], emit)
+        if turn.get("degraded"):
+            await emit(
+                "degraded",
+                {
+                    **turn["degraded"],
+                    "max_steps": turn["max_steps"],
+                    "max_tokens": turn["max_tokens"],
+                },
+            )
 
         while True:
             turn = session["current"]
-            action = state.next_action(turn, self.settings.max_steps)
+            action = state.next_action(turn, state.turn_max_steps(turn, self.settings.max_steps))
             now = time.time()
             if isinstance(action, CallModel):
                 try:
@@ -148,6 +202,7 @@ class Agent:
                     "output_tokens": turn["output_tokens"],
                     "steps": turn["steps"],
                 }
+                await self.record_usage(session, "done", now)
                 session = state.finish_turn(session, now)
                 await self.checkpoint(session, token, "done")
                 self.metrics.turns.labels(self.agent, "done").inc()
@@ -155,6 +210,7 @@ class Agent:
                 return session
             else:
                 assert isinstance(action, Fail)
+                await self.record_usage(session, "failed", now)
                 session = state.fail_turn(session, action.reason, now)
                 await self.checkpoint(session, token, "failed")
                 self.metrics.turns.labels(self.agent, "failed").inc()
@@ -193,13 +249,27 @@ class Agent:
             if hold_mid and sent >= self.settings.fault_after_tokens:
                 await self.faults.hold("hold_mid_stream")
 
-        try:
-            result = await self.model.chat(body, on_text)
-        except ModelError as exc:
-            self.metrics.model_errors.labels(self.agent).inc()
-            if exc.rejected:
-                raise StepFailedError(str(exc)) from exc
-            raise RetryableTurnError(str(exc)) from exc
+        model = self.settings.model_name
+        attributes = {
+            tr.OPERATION: "chat",
+            tr.REQUEST_MODEL: model,
+            tr.REQUEST_MAX_TOKENS: int(body["max_tokens"]),
+            **tr.who(self.agent, session["session_id"], session["user"]),
+        }
+        with self.tracer.start_as_current_span(
+            f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            try:
+                result = await self.model.chat(body, on_text)
+            except ModelError as exc:
+                self.metrics.model_errors.labels(self.agent).inc()
+                span.set_attribute(tr.ERROR_TYPE, type(exc).__name__)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                if exc.rejected:
+                    raise StepFailedError(str(exc)) from exc
+                raise RetryableTurnError(str(exc)) from exc
+            span.set_attribute(tr.INPUT_TOKENS, result.input_tokens)
+            span.set_attribute(tr.OUTPUT_TOKENS, result.output_tokens)
         if crash_mid:
             self.faults.hit("crash_mid_stream")  # the answer was shorter than the threshold
         if hold_mid:
@@ -207,10 +277,9 @@ class Agent:
         elapsed = time.monotonic() - started
         self.metrics.step_latency.labels(self.agent, "model").observe(elapsed)
         if result.ttft_s is not None:
-            self.metrics.ttft.labels(self.agent).observe(result.ttft_s)
-        self.metrics.model_call(
-            session["session_id"], session["user"], result.input_tokens, result.output_tokens
-        )
+            bucket = turn_bucket(len(session["turns"]) + 1)
+            self.metrics.ttft.labels(self.agent, bucket).observe(result.ttft_s)
+        self.metrics.model_call(model, result.input_tokens, result.output_tokens)
 
         calls = result.tool_calls
         if forced:
@@ -247,7 +316,22 @@ class Agent:
             {"name": action.name, "arguments": action.arguments, "idempotency_key": key},
         )
         started = time.monotonic()
-        result, replayed, is_error = await self.tools.run(sid, key, action.name, action.arguments)
+        attributes = {
+            tr.OPERATION: "execute_tool",
+            tr.TOOL_NAME: action.name,
+            tr.TOOL_CALL_ID: action.call_id,
+            **tr.who(self.agent, sid, session["user"]),
+        }
+        with self.tracer.start_as_current_span(
+            f"execute_tool {action.name}", kind=SpanKind.INTERNAL, attributes=attributes
+        ) as span:
+            result, replayed, is_error = await self.tools.run(
+                sid, key, action.name, action.arguments
+            )
+            span.set_attribute("swarmstack.tool.replayed", replayed)
+            if is_error:
+                span.set_attribute(tr.ERROR_TYPE, "tool_error")
+                span.set_status(Status(StatusCode.ERROR, str(result.get("error"))))
         self.metrics.step_latency.labels(self.agent, "tool").observe(time.monotonic() - started)
         outcome = "replayed" if replayed else ("error" if is_error else "ok")
         self.metrics.tool_calls.labels(self.agent, action.name, outcome).inc()

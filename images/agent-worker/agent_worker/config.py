@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
+
+from agent_worker.budget import Budgets
 
 FAULTS = (
     "crash_before_checkpoint",
@@ -84,6 +86,10 @@ class Settings:
     fault: str | None
     fault_after_tokens: int
     kafka_session_timeout_ms: int
+    agent_team: str = "unassigned"
+    usage_maxlen: int = 1_000_000
+    budgets: Budgets = field(default_factory=Budgets)
+    otel_endpoint: str | None = None
 
     @property
     def model_health_url(self) -> str:
@@ -236,6 +242,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             raise ConfigError(f"SWARM_FAULT must be one of {', '.join(FAULTS)}, got {fault!r}")
 
     grace = _float(env, "GRACE_PERIOD_S", 25.0, 1.0, 3600.0)
+    otel_endpoint = _str(env, "OTEL_EXPORTER_OTLP_ENDPOINT")
+    if otel_endpoint is not None:
+        _url("OTEL_EXPORTER_OTLP_ENDPOINT", otel_endpoint, ("http", "https"))
     return Settings(
         model_base_url=model_base_url,
         model_name=model_name,
@@ -267,6 +276,30 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         fault=fault,
         fault_after_tokens=_int(env, "SWARM_FAULT_AFTER_TOKENS", 3, 1, 10000),
         kafka_session_timeout_ms=_int(env, "KAFKA_SESSION_TIMEOUT_MS", 10000, 1000, 300000),
+        agent_team=_name("AGENT_TEAM", _str(env, "AGENT_TEAM", "unassigned") or "unassigned"),
+        usage_maxlen=_int(env, "USAGE_STREAM_MAXLEN", 1_000_000, 1000, 1_000_000_000),
+        budgets=budgets(env),
+        otel_endpoint=otel_endpoint,
+    )
+
+
+def _limit(env: Mapping[str, str], name: str) -> int | None:
+    """A token budget: unset or 0 means none."""
+    value = _int(env, name, 0, 0, 10**15)
+    return value or None
+
+
+def budgets(env: Mapping[str, str]) -> Budgets:
+    """BUDGET_SESSION_TOKENS, BUDGET_USER_TOKENS_PER_DAY, BUDGET_AGENT_TOKENS_PER_DAY
+    (input + output tokens; unset or 0: no budget) and BUDGET_DEGRADE_AT (0-1)."""
+    degrade_at = _float(env, "BUDGET_DEGRADE_AT", 0.8, 0.0, 1.0)
+    if degrade_at <= 0.0:
+        raise ConfigError(f"BUDGET_DEGRADE_AT must be above 0 and at most 1, got {degrade_at:g}")
+    return Budgets(
+        session_tokens=_limit(env, "BUDGET_SESSION_TOKENS"),
+        user_tokens_per_day=_limit(env, "BUDGET_USER_TOKENS_PER_DAY"),
+        agent_tokens_per_day=_limit(env, "BUDGET_AGENT_TOKENS_PER_DAY"),
+        degrade_at=degrade_at,
     )
 
 

@@ -38,7 +38,7 @@ from redis.exceptions import RedisError
 from agent_worker import state
 from agent_worker.config import KafkaSecurity
 from agent_worker.msk_iam import MskIamTokenProvider
-from agent_worker.service import DrainingError, TurnBusyError, Worker
+from agent_worker.service import BudgetExceededError, DrainingError, TurnBusyError, Worker
 from agent_worker.state import JSON, TurnRequest
 from agent_worker.store import task_lease_key
 from agent_worker.validation import ID_RE
@@ -117,6 +117,7 @@ def result_document(task: Task, session: JSON, worker_id: str) -> JSON:
         ],
         "output_tokens": turn.get("output_tokens", 0),
         "steps": turn.get("steps", 0),
+        "degraded": turn.get("degraded"),
         "worker": worker_id,
     }
 
@@ -131,6 +132,7 @@ def error_document(task_id: str, session_id: str | None, message: str, worker_id
         "tool_calls": [],
         "output_tokens": 0,
         "steps": 0,
+        "degraded": None,
         "worker": worker_id,
     }
 
@@ -373,6 +375,14 @@ class EventLoop:
                 await self._sleep(exc.retry_after_s)
             except state.TurnConflictError as exc:
                 return error_document(task.task_id, task.session_id, str(exc), worker.instance_id)
+            except BudgetExceededError as exc:  # an answer, not a retry: the result says why
+                doc = error_document(task.task_id, task.session_id, str(exc), worker.instance_id)
+                doc["budget"] = {
+                    "scope": exc.decision.scope,
+                    "limit_tokens": exc.decision.limit_tokens,
+                    "used_tokens": exc.decision.used_tokens,
+                }
+                return doc
 
         async def emit(event: str, data: dict[str, Any]) -> None:
             if event == "error":

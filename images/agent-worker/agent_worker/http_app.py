@@ -13,7 +13,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from agent_worker.relay import FrameRelay
-from agent_worker.service import DrainingError, SessionNotFoundError, TurnBusyError, Worker
+from agent_worker.service import (
+    BudgetExceededError,
+    DrainingError,
+    SessionNotFoundError,
+    TurnBusyError,
+    Worker,
+)
 from agent_worker.sse import format_comment, format_event
 from agent_worker.state import TurnConflictError
 from agent_worker.validation import (
@@ -33,6 +39,22 @@ def error(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+
+
+def budget_refusal(exc: BudgetExceededError) -> JSONResponse:
+    """429 naming the budget's scope, its limit and the tokens used against it."""
+    d = exc.decision
+    body = {
+        "error": {
+            "code": "budget_exhausted",
+            "message": str(exc),
+            "scope": d.scope,
+            "limit_tokens": d.limit_tokens,
+            "used_tokens": d.used_tokens,
+        }
+    }
+    headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else None
+    return JSONResponse(body, 429, headers=headers)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -129,6 +151,8 @@ def build_app(worker: Worker) -> Starlette:
             )
         except TurnConflictError as exc:
             return error(409, "turn_id_reused", str(exc))
+        except BudgetExceededError as exc:
+            return budget_refusal(exc)
         except RedisError as exc:
             return error(503, "store_unavailable", f"session store failed: {exc}")
 

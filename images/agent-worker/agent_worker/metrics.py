@@ -6,7 +6,6 @@ exposition, type, labels); a test checks it against METRICS.md and against /metr
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 
@@ -17,11 +16,23 @@ from prometheus_client.parser import text_string_to_metric_families
 prometheus_client.disable_created_metrics()
 
 ACTIVE_WINDOW_S = 300.0  # a session is active if it had a turn on this worker this recently
-SERIES_IDLE_S = 3600.0  # per-session series are dropped after this long without a turn
 STEP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-SESSION_LABELS = ("agent", "session", "user")
+TOKEN_LABELS = ("agent", "model")
+# The turn's index in its session (1 = first turn), bucketed for agent_model_ttft_seconds.
+TURN_BUCKETS: tuple[tuple[int, str], ...] = ((1, "1"), (3, "2-3"), (7, "4-7"), (15, "8-15"))
+TURN_BUCKET_LAST = "16+"
+BUDGET_SCOPES = ("session", "user", "agent")
+BUDGET_ACTIONS = ("degraded", "refused")
+
+
+def turn_bucket(index: int) -> str:
+    """`agent_model_ttft_seconds`'s turn_bucket for the turn `index` (1-based) of a session."""
+    for upper, name in TURN_BUCKETS:
+        if index <= upper:
+            return name
+    return TURN_BUCKET_LAST
 
 
 @dataclass(frozen=True)
@@ -36,19 +47,19 @@ CONTRACT: tuple[MetricSpec, ...] = (
     MetricSpec(
         "agent_model_input_tokens_total",
         "counter",
-        SESSION_LABELS,
+        TOKEN_LABELS,
         "Prompt tokens sent to the model (usage reported by the endpoint).",
     ),
     MetricSpec(
         "agent_model_output_tokens_total",
         "counter",
-        SESSION_LABELS,
+        TOKEN_LABELS,
         "Completion tokens received from the model.",
     ),
     MetricSpec(
         "agent_model_calls_total",
         "counter",
-        SESSION_LABELS,
+        TOKEN_LABELS,
         "Completed model calls (one per step).",
     ),
     MetricSpec(
@@ -60,8 +71,9 @@ CONTRACT: tuple[MetricSpec, ...] = (
     MetricSpec(
         "agent_model_ttft_seconds",
         "histogram",
-        ("agent",),
-        "Time from sending a model call to its first streamed chunk.",
+        ("agent", "turn_bucket"),
+        "Time from sending a model call to its first streamed chunk, by the turn's index in "
+        "its session (1, 2-3, 4-7, 8-15, 16+).",
     ),
     MetricSpec(
         "agent_tool_calls_total",
@@ -124,6 +136,18 @@ CONTRACT: tuple[MetricSpec, ...] = (
         "published), recovered (publish found on the topic), invalid.",
     ),
     MetricSpec(
+        "agent_budget_actions_total",
+        "counter",
+        ("agent", "scope", "action"),
+        "Turns run degraded or refused by a token budget; scope is session, user or agent.",
+    ),
+    MetricSpec(
+        "agent_budget_used_ratio",
+        "gauge",
+        ("agent",),
+        "The agent type's tokens today over its daily budget (0 without one).",
+    ),
+    MetricSpec(
         "agent_ready",
         "gauge",
         ("agent",),
@@ -172,29 +196,31 @@ class Metrics:
         self.resumes = counter("agent_turn_resumes_total")
         self.checkpoints = counter("agent_checkpoints_total")
         self.tasks = counter("agent_tasks_total")
+        self.budget_actions = counter("agent_budget_actions_total")
+        self.budget_used = gauge("agent_budget_used_ratio")
         self.ready = gauge("agent_ready")
 
-        self._seen: dict[tuple[str, str], float] = {}
+        self._seen: dict[str, float] = {}
         self.active_sessions.labels(agent).set_function(self._count_active)
         self.inflight.labels(agent).set(0)
+        self.budget_used.labels(agent).set(0)
         self.ready.labels(agent).set(0)
 
-    # per-session series ---------------------------------------------------------------
-    def touch_session(self, session: str, user: str, now: float | None = None) -> None:
-        self._seen[(session, user)] = time.monotonic() if now is None else now
+    # active sessions (a count, never a label) ----------------------------------------------
+    def touch_session(self, session: str, now: float | None = None) -> None:
+        self._seen[session] = time.monotonic() if now is None else now
 
     def _count_active(self, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
         for key, seen in list(self._seen.items()):
-            if now - seen > SERIES_IDLE_S:
+            if now - seen > ACTIVE_WINDOW_S:
                 del self._seen[key]
-                for family in (self.input_tokens, self.output_tokens, self.model_calls):
-                    with contextlib.suppress(KeyError):
-                        family.remove(self.agent, *key)
-        return float(sum(1 for seen in self._seen.values() if now - seen <= ACTIVE_WINDOW_S))
+        return float(len(self._seen))
 
-    def model_call(self, session: str, user: str, input_tokens: int, output_tokens: int) -> None:
-        labels = (self.agent, session, user)
+    def model_call(self, model: str, input_tokens: int, output_tokens: int) -> None:
+        """One finished model call. Per-session and per-user accounting is in the usage
+        records (`swarm:usage`), not in labels."""
+        labels = (self.agent, model)
         self.model_calls.labels(*labels).inc()
         self.input_tokens.labels(*labels).inc(input_tokens)
         self.output_tokens.labels(*labels).inc(output_tokens)

@@ -16,7 +16,15 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from agent_worker import state
+from agent_worker import tracing as tr
 from agent_worker.agent import Agent, Emit, LeaseLostError, RetryableTurnError
+from agent_worker.budget import (
+    DEGRADED_MAX_STEPS,
+    Decision,
+    agent_used_ratio,
+    decide,
+    degraded_limits,
+)
 from agent_worker.config import Settings
 from agent_worker.faults import Faults
 from agent_worker.metrics import Metrics
@@ -46,6 +54,19 @@ class TurnBusyError(Exception):
         self.retry_after_s = retry_after_s
 
 
+class BudgetExceededError(Exception):
+    """A token budget is used up: the turn is refused before anything runs."""
+
+    def __init__(self, decision: Decision, retry_after_s: int | None) -> None:
+        super().__init__(decision.message())
+        self.decision = decision
+        self.retry_after_s = retry_after_s  # None: waiting does not help (session budget)
+
+
+def seconds_to_utc_midnight(now: float) -> int:
+    return max(1, int(86400 - now % 86400))
+
+
 @dataclass
 class OpenTurn:
     session: JSON
@@ -65,7 +86,9 @@ class Worker:
             settings.session_ttl_s,
             password_file=settings.redis_password_file,
             ca_file=settings.redis_ca_file,
+            usage_maxlen=settings.usage_maxlen,
         )
+        self.tracer_provider = tr.build_provider(settings.agent_name, settings.otel_endpoint)
         self.vectors = VectorStore.connect(
             path=settings.qdrant_path,
             url=settings.qdrant_url,
@@ -87,6 +110,7 @@ class Worker:
             tools=self.tools,
             metrics=self.metrics,
             faults=self.faults,
+            tracer=tr.tracer_for(self.tracer_provider),
         )
         self.draining = False
         self._tasks: dict[asyncio.Task[None], OpenTurn] = {}
@@ -111,6 +135,9 @@ class Worker:
         for closer in (self.model.close, self.store.close, self.vectors.close):
             with contextlib.suppress(Exception):
                 await closer()
+        if self.tracer_provider is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.tracer_provider.shutdown)  # flushes the batch
 
     # readiness ---------------------------------------------------------------------------
     async def readiness(self) -> dict[str, str]:
@@ -164,10 +191,49 @@ class Worker:
             # Re-read under the lease: the document may have moved on since the first read.
             session = await self.store.load_session(sid) or session
             session, start = state.begin_turn(session, request, time.time())
+            if start == "new" and self.settings.budgets.any:
+                session = await self.apply_budgets(session)
         except BaseException:
             await self.store.release_lease(lease_key(sid), token)
             raise
         return OpenTurn(session=session, start=start, token=token, turn_id=request.turn_id)
+
+    async def apply_budgets(self, session: JSON) -> JSON:
+        """Decide a new turn against the recorded spend: run, run degraded, or refuse
+        (BudgetExceededError). A resumed turn was admitted already and is not decided."""
+        budgets, agent = self.settings.budgets, self.settings.agent_name
+        now = time.time()
+        spent = await self.store.spent(session["session_id"], session["user"], agent, now)
+        self.metrics.budget_used.labels(agent).set(agent_used_ratio(budgets, spent.agent))
+        decision = decide(
+            budgets, {"session": spent.session, "user": spent.user, "agent": spent.agent}
+        )
+        if decision.action == "run":
+            return session
+        assert decision.scope is not None
+        self.metrics.budget_actions.labels(agent, decision.scope, decision.action).inc()
+        if decision.action == "refused":
+            retry = None if decision.scope == "session" else seconds_to_utc_midnight(now)
+            raise BudgetExceededError(decision, retry)
+        turn = session["current"]
+        max_tokens, min_tokens = degraded_limits(
+            int(turn["max_tokens"]), int(turn.get("min_tokens") or 0)
+        )
+        log.info(
+            "session %s: turn %s runs degraded (%s budget at %.0f%%)",
+            session["session_id"],
+            turn["turn_id"],
+            decision.scope,
+            decision.ratio * 100,
+        )
+        return state.degrade_turn(
+            session,
+            scope=decision.scope,
+            used_ratio=decision.ratio,
+            max_steps=min(DEGRADED_MAX_STEPS, self.settings.max_steps),
+            max_tokens=max_tokens,
+            min_tokens=min_tokens,
+        )
 
     async def heartbeat(self, key: str, token: str) -> None:
         """Keep a lease alive until cancelled (or lost)."""
@@ -185,7 +251,7 @@ class Worker:
         session document, or None when the turn stopped early (it stays resumable)."""
         sid = turn.session["session_id"]
         agent = self.settings.agent_name
-        self.metrics.touch_session(sid, turn.session["user"])
+        self.metrics.touch_session(sid)
         self.metrics.inflight.labels(agent).inc()
         beat = asyncio.create_task(self.heartbeat(lease_key(sid), turn.token))
         try:

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-EVENT_NAMES = ("resumed", "token", "tool_call", "tool_result", "done", "error")
+EVENT_NAMES = ("resumed", "degraded", "token", "tool_call", "tool_result", "done", "error")
 
 
 # One encoder for every frame: json.dumps with non-default options builds a new encoder

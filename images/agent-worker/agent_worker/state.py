@@ -110,6 +110,31 @@ def begin_turn(session: JSON, request: TurnRequest, now: float) -> tuple[JSON, S
     return s, "new"
 
 
+def degrade_turn(
+    session: JSON,
+    *,
+    scope: str,
+    used_ratio: float,
+    max_steps: int,
+    max_tokens: int,
+    min_tokens: int,
+) -> JSON:
+    """Mark the just-accepted turn degraded by a budget: fewer model calls and a shorter
+    answer, kept in the checkpoint so a resumed turn stays degraded."""
+    s = copy.deepcopy(session)
+    turn = s["current"]
+    turn["max_steps"] = max_steps
+    turn["max_tokens"] = max_tokens
+    turn["min_tokens"] = min_tokens
+    turn["degraded"] = {"scope": scope, "used_ratio": round(used_ratio, 4)}
+    return s
+
+
+def turn_max_steps(turn: JSON, default: int) -> int:
+    """The turn's own step limit (a degraded turn has a lower one), else the worker's."""
+    return int(turn.get("max_steps") or default)
+
+
 class TurnConflictError(ValueError):
     """A turn id reused for a different request."""
 
@@ -264,6 +289,7 @@ def _summary(turn: JSON, outcome: str) -> JSON:
         "steps": turn["steps"],
         "tool_results": turn["tool_results"],
         "error": turn.get("error"),
+        "degraded": turn.get("degraded"),
         "started_at": turn["started_at"],
         "finished_at": turn["updated_at"],
     }

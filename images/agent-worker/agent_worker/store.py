@@ -10,11 +10,23 @@ a Redis Cluster:
     swarm:{sid}:ledger    list of ledger tool entries (the visible side effect)
     swarm:task:{task_id}  JSON event-mode result record (publish intent, then published)
     swarm:task:{task_id}:lease  held by the worker settling the task (PX lease)
+
+Usage records and the budget counters share the slot of the stream `swarm:usage` (the
+hash tag `{swarm:usage}` hashes like the stream's own name), so one script appends a
+record and moves every counter at once, also on a Redis Cluster:
+
+    swarm:usage                               stream, one record per finished turn
+    {swarm:usage}:turn:{sid}:{turn_id}        marker: this turn's record is written
+    {swarm:usage}:session:{sid}               tokens of the session
+    {swarm:usage}:user:{user}:{YYYY-MM-DD}    tokens of the user that UTC day
+    {swarm:usage}:agent:{agent}:{YYYY-MM-DD}  tokens of the agent type that UTC day
 """
 
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -58,6 +70,78 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 return {0, encoded}
 """
+
+
+# One usage record per turn: a replay of the same turn (a resume after a crash, another
+# worker finishing it) finds the marker and appends nothing. Returns the record id (0 if
+# it was already written) and the three counters after it.
+_USAGE_RECORD = """
+local function counters()
+  return {redis.call('GET', KEYS[3]) or '0', redis.call('GET', KEYS[4]) or '0',
+          redis.call('GET', KEYS[5]) or '0'}
+end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
+  local c = counters()
+  return {'0', c[1], c[2], c[3]}
+end
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+redis.call('INCRBY', KEYS[3], ARGV[2])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('INCRBY', KEYS[4], ARGV[2])
+redis.call('EXPIRE', KEYS[4], ARGV[4])
+redis.call('INCRBY', KEYS[5], ARGV[2])
+redis.call('EXPIRE', KEYS[5], ARGV[4])
+local c = counters()
+return {id, c[1], c[2], c[3]}
+"""
+
+USAGE_STREAM = "swarm:usage"
+USAGE_FIELDS = (
+    "ts",
+    "agent",
+    "session",
+    "user",
+    "team",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "tool_calls",
+    "duration_s",
+    "outcome",
+)
+DAY_COUNTER_TTL_S = 2 * 86400  # a day's counters outlive the day by one more
+
+
+def usage_day(ts: float) -> str:
+    """The UTC day a per-day budget counter belongs to."""
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
+
+
+def usage_turn_key(sid: str, turn_id: str) -> str:
+    return f"{{{USAGE_STREAM}}}:turn:{sid}:{turn_id}"
+
+
+def usage_session_key(sid: str) -> str:
+    return f"{{{USAGE_STREAM}}}:session:{sid}"
+
+
+def usage_user_key(user: str, day: str) -> str:
+    return f"{{{USAGE_STREAM}}}:user:{user}:{day}"
+
+
+def usage_agent_key(agent: str, day: str) -> str:
+    return f"{{{USAGE_STREAM}}}:agent:{agent}:{day}"
+
+
+@dataclass(frozen=True)
+class Spent:
+    """Tokens (input + output) recorded so far for the three budget scopes."""
+
+    session: int
+    user: int
+    agent: int
 
 
 def session_key(sid: str) -> str:
@@ -104,9 +188,11 @@ class PasswordFile(CredentialProvider):
 
 
 class Store:
-    def __init__(self, client: aioredis.Redis, ttl_s: int) -> None:
+    def __init__(self, client: aioredis.Redis, ttl_s: int, usage_maxlen: int = 1_000_000) -> None:
         self.redis = client
         self.ttl_s = ttl_s
+        self.usage_maxlen = usage_maxlen
+        self._usage = client.register_script(_USAGE_RECORD)
         self._checkpoint = client.register_script(_CHECKPOINT)
         self._refresh = client.register_script(_REFRESH_LEASE)
         self._release = client.register_script(_RELEASE_LEASE)
@@ -120,6 +206,7 @@ class Store:
         *,
         password_file: str | None = None,
         ca_file: str | None = None,
+        usage_maxlen: int = 1_000_000,
     ) -> Store:
         """A store on `url`; a rediss:// URL verifies the server against `ca_file` (or the
         system's CAs) and its host name; `password_file` authenticates the default user."""
@@ -136,7 +223,7 @@ class Store:
             health_check_interval=10,
             **options,
         )
-        return cls(client, ttl_s)
+        return cls(client, ttl_s, usage_maxlen)
 
     async def ping(self) -> None:
         await self.redis.ping()  # pyright: ignore[reportUnknownMemberType]
@@ -214,3 +301,36 @@ class Store:
 
     async def task_put(self, task_id: str, record: JSON) -> None:
         await self.redis.set(task_key(task_id), _dumps(record), ex=self.ttl_s)
+
+    # usage records and budget counters ----------------------------------------------------
+    async def record_usage(
+        self, turn_id: str, record: dict[str, str | int | float]
+    ) -> tuple[bool, Spent]:
+        """Append the turn's usage record once (keyed by session and turn id) and add its
+        tokens to the session's, the user's and the agent type's counters in the same
+        script. Returns (written, counters after it); a replay writes nothing."""
+        sid, user, agent = str(record["session"]), str(record["user"]), str(record["agent"])
+        day = usage_day(float(record["ts"]))
+        tokens = int(record["input_tokens"]) + int(record["output_tokens"])
+        fields: list[str] = []
+        for name in USAGE_FIELDS:
+            fields += [name, str(record[name])]
+        record_id, s, u, a = await self._usage(
+            keys=[
+                USAGE_STREAM,
+                usage_turn_key(sid, turn_id),
+                usage_session_key(sid),
+                usage_user_key(user, day),
+                usage_agent_key(agent, day),
+            ],
+            args=[self.usage_maxlen, tokens, self.ttl_s, DAY_COUNTER_TTL_S, *fields],
+        )
+        return str(record_id) != "0", Spent(int(s), int(u), int(a))
+
+    async def spent(self, sid: str, user: str, agent: str, now: float) -> Spent:
+        day = usage_day(now)
+        raw = await self.redis.mget(
+            [usage_session_key(sid), usage_user_key(user, day), usage_agent_key(agent, day)]
+        )
+        s, u, a = (int(v or 0) for v in cast(list[str | None], raw))
+        return Spent(s, u, a)

@@ -32,19 +32,12 @@ def pilot(pilot_raw: dict[str, Any]) -> StackConfig:
     return config_from(pilot_raw)
 
 
-# The worker's budget families of its metrics contract (version 2). Until METRICS.md lists
-# them they are accepted here by name; once it does, they are checked like every other.
-CONTRACT_V2_PENDING = {"agent_budget_used_ratio", "agent_budget_actions_total"}
-
-
 def unreal(queries: Iterable[d.DashboardQuery]) -> list[tuple[str, str, list[str]]]:
     """(dashboard, panel, names) of every query naming a metric the catalogue lacks."""
-    listed = {f.name for f in cat.worker_families()}
-    pending = CONTRACT_V2_PENDING - listed
     return [
         (q.dashboard, q.panel, sorted(names))
         for q in queries
-        if (names := cat.unknown_metrics(q.promql) - pending)
+        if (names := cat.unknown_metrics(q.promql))
     ]
 
 

@@ -37,19 +37,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
+
+from components import chart_values
+from components.chart_values import ValueKey
 
 CHART_VERSION = "v26.7.0"
-
-
-@dataclass(frozen=True)
-class ValueKey:
-    """One value key path of the chart: its shape and what the chart does with it."""
-
-    # `map` and `list` keys are set as a whole: their entries are the caller's, not the chart's.
-    kind: Literal["scalar", "list", "map"]
-    meaning: str
 
 
 VALUE_KEYS: dict[str, ValueKey] = {
@@ -119,21 +112,14 @@ VALUE_KEYS: dict[str, ValueKey] = {
 }
 
 
-def value_key_paths(values: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
-    """Every dotted key path of Helm values, down to scalars, lists and recorded maps."""
-    for key, value in values.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        recorded = VALUE_KEYS.get(path)
-        nested = _mapping(value)
-        if nested is not None and (recorded is None or recorded.kind != "map"):
-            yield from value_key_paths(nested, path)
-        else:
-            yield path
+def value_key_paths(values: Mapping[str, Any]) -> Iterator[str]:
+    """Every dotted key path of these Helm values, down to scalars, lists and recorded maps."""
+    return chart_values.value_key_paths(values, VALUE_KEYS)
 
 
 def unchecked_value_paths(values: Mapping[str, Any]) -> list[str]:
     """Key paths of `values` that were not checked against the chart at CHART_VERSION."""
-    return [p for p in value_key_paths(values) if p not in VALUE_KEYS]
+    return chart_values.unchecked_value_paths(values, VALUE_KEYS)
 
 
 _MIG_ENTRY_KEYS = frozenset({"device-filter", "devices", "mig-enabled", "mig-devices"})

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from components.observe.monitoring_chart import CHART
 from components.observe.selection import PROMETHEUS_POD_LABELS
+from policies.framework import selects
 from stacks.plan.model import Manifest, Plan, as_dict, as_list
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,27 +113,6 @@ def check_monitoring_schemas(manifests: Iterable[Manifest]) -> list[MonitoringFi
 
 
 # --------------------------------------------------------------------------- selection
-
-
-def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    """A LabelSelector (matchLabels and matchExpressions) against labels."""
-    for k, v in as_dict(selector.get("matchLabels")).items():
-        if labels.get(str(k)) != str(v):
-            return False
-    for e in as_list(selector.get("matchExpressions")):
-        expr = as_dict(e)
-        key, op = str(expr.get("key")), str(expr.get("operator"))
-        values = {str(v) for v in as_list(expr.get("values"))}
-        present = key in labels
-        ok = {
-            "In": present and labels.get(key) in values,
-            "NotIn": not present or labels.get(key) not in values,
-            "Exists": present,
-            "DoesNotExist": not present,
-        }.get(op, False)
-        if not ok:
-            return False
-    return True
 
 
 def _labels(value: object) -> dict[str, str]:

@@ -24,6 +24,10 @@ TURN = {
     "tool": "ledger",
     "turn_id": "turn-1",
     "max_tokens": 24,
+    # The answer after the tool result has at least this many tokens, so crash_mid_stream
+    # (after SWARM_FAULT_AFTER_TOKENS=2 of them) always dies mid-answer: a model free to
+    # stop at once would leave no token to die after.
+    "min_tokens": 4,
 }
 LEASE = {"LEASE_S": "2"}
 

@@ -8,9 +8,16 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PILOT_FILE = ROOT / "stacks" / "Pulumi.pilot.yaml"
+
+# Property tests judge results, not speed: on 2 shared cores (CI builds, servers started by
+# other tests) one example may take longer than Hypothesis's 200 ms default deadline, which
+# would fail a correct test. Every test's own @settings inherits this profile.
+settings.register_profile("swarmstack", deadline=None)
+settings.load_profile("swarmstack")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -11,7 +11,7 @@ import base64
 import binascii
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 # kubernetes_validate ships no stubs or py.typed marker; its inferred types are enough here.
 import kubernetes_validate  # pyright: ignore[reportMissingTypeStubs]
@@ -19,25 +19,12 @@ import kubernetes_validate  # pyright: ignore[reportMissingTypeStubs]
 from components.data.cert_manager_schema import cert_manager_problems
 from components.data.strimzi_schema import strimzi_problems
 from components.observe.prometheus_rule_schema import prometheus_rule_problems
-from stacks.plan.model import Manifest, NodePool, Plan, as_dict, as_list
+from stacks.plan.model import Finding, Manifest, NodePool, Plan, as_dict, as_list
 from stacks.plan.monitoring_checks import (
     check_monitoring_schemas,
     check_monitors,
     is_monitoring_object,
 )
-
-Severity = Literal["error", "warning"]
-
-
-@dataclass(frozen=True)
-class Finding:
-    severity: Severity
-    check: str
-    resource: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"[{self.check}] {self.resource}: {self.message}"
 
 
 def run_checks(plan: Plan) -> list[Finding]:
@@ -46,10 +33,8 @@ def run_checks(plan: Plan) -> list[Finding]:
         *check_schemas(plan.manifests, plan.kubernetes_version()),
         *check_names(plan),
         *check_selectors(plan.manifests),
-        *(
-            Finding(f.severity, f.check, f.resource, f.message)
-            for f in (*check_monitoring_schemas(plan.manifests), *check_monitors(plan))
-        ),
+        *check_monitoring_schemas(plan.manifests),
+        *check_monitors(plan),
     ]
     if pools:
         findings += check_scheduling(plan.manifests, pools)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import yaml
 
@@ -43,6 +43,22 @@ def as_dict(value: object) -> dict[str, Any]:
 def as_list(value: object) -> list[Any]:
     """`value` if it is a list of the plan's decoded JSON, else an empty list."""
     return cast(list[Any], value) if isinstance(value, list) else []
+
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check's verdict on one resource (the plan fails on any error)."""
+
+    severity: Severity
+    check: str
+    resource: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.check}] {self.resource}: {self.message}"
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,12 @@ import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from components.observe.monitoring_chart import CHART
 from components.observe.selection import PROMETHEUS_POD_LABELS
 from policies.framework import selects
-from stacks.plan.model import Manifest, Plan, as_dict, as_list
+from stacks.plan.model import Finding, Manifest, Plan, as_dict, as_list
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PACKAGE = "@kubernetes-models/prometheus-operator"
@@ -37,16 +37,6 @@ VALIDATOR = Path(__file__).with_name("prometheus_operator_validate.mjs")
 MONITORING_GROUP = "monitoring.coreos.com"
 STRIMZI_CLUSTER_LABEL = "strimzi.io/cluster"
 STRIMZI_METRICS_PORT = "tcp-prometheus"
-
-Severity = Literal["error", "warning"]
-
-
-@dataclass(frozen=True)
-class MonitoringFinding:
-    severity: Severity
-    check: str
-    resource: str
-    message: str
 
 
 class SchemasUnavailableError(RuntimeError):
@@ -91,7 +81,7 @@ def is_monitoring_object(body: Mapping[str, Any]) -> bool:
     return str(body.get("apiVersion", "")).rpartition("/")[0] == MONITORING_GROUP
 
 
-def check_monitoring_schemas(manifests: Iterable[Manifest]) -> list[MonitoringFinding]:
+def check_monitoring_schemas(manifests: Iterable[Manifest]) -> list[Finding]:
     objects = [m for m in manifests if is_monitoring_object(m.body)]
     if not objects:
         return []
@@ -100,11 +90,10 @@ def check_monitoring_schemas(manifests: Iterable[Manifest]) -> list[MonitoringFi
         problems = prometheus_operator_problems([m.body for m in objects])
     except SchemasUnavailableError as exc:
         return [
-            MonitoringFinding("warning", "custom-resource", m.ref, f"not validated: {exc}")
-            for m in objects
+            Finding("warning", "custom-resource", m.ref, f"not validated: {exc}") for m in objects
         ]
     return [
-        MonitoringFinding(
+        Finding(
             "error", "custom-resource", m.ref, f"{problem} (schema: {SCHEMA_PACKAGE} {version})"
         )
         for m, found in zip(objects, problems, strict=True)
@@ -296,16 +285,16 @@ def reachable(port: ScrapedPort, manifests: Sequence[Manifest], source: Promethe
     return False
 
 
-def check_monitors(plan: Plan) -> list[MonitoringFinding]:
+def check_monitors(plan: Plan) -> list[Finding]:
     """Every monitor selects workloads of the stack on a port they have, and Prometheus
     may reach that port."""
     manifests = plan.manifests
     workloads = [m for m in manifests if m.pod_template() is not None]
     source = prometheus_source(plan)
-    findings: list[MonitoringFinding] = []
+    findings: list[Finding] = []
 
     def error(m: Manifest, check: str, message: str) -> None:
-        findings.append(MonitoringFinding("error", check, m.ref, message))
+        findings.append(Finding("error", check, m.ref, message))
 
     for monitor in manifests:
         if not is_monitoring_object(monitor.body) or monitor.kind not in (

@@ -12,8 +12,7 @@ from typing import Any
 
 import yaml
 
-from stacks.plan.checks import Finding
-from stacks.plan.model import Plan
+from stacks.plan.model import Finding, Plan
 from stacks.plan.summary import Summary
 
 

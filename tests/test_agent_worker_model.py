@@ -182,3 +182,26 @@ def test_chat_stream_errors_are_model_errors() -> None:
     client, _ = _client_streaming([b"data: {not json\n\n"])
     with pytest.raises(ModelError, match="invalid JSON"):
         _run_chat(client)
+
+
+def test_a_trickling_stream_stops_at_the_whole_calls_deadline() -> None:
+    """MODEL_TIMEOUT_S bounds the whole call: a stream whose every gap is far below it
+    (so httpx's read timeout never fires) still ends at the deadline, with an error that
+    names the setting, so the worker gives up before the routes outside it do."""
+
+    async def trickle() -> AsyncIterator[bytes]:
+        for _ in range(40):
+            await asyncio.sleep(0.05)
+            yield b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n'
+        yield b"data: [DONE]\n\n"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=trickle())
+
+    client = ModelClient("http://model.test/v1", "m", "http://model.test/health", 0.5)
+    client._http = httpx.AsyncClient(  # pyright: ignore[reportPrivateUsage]
+        base_url="http://model.test/v1/", transport=httpx.MockTransport(handler)
+    )
+    with pytest.raises(ModelError, match=r"exceeded MODEL_TIMEOUT_S \(0.5 s\)") as caught:
+        _run_chat(client)
+    assert caught.value.status is None  # not a rejection: the agent may retry or degrade

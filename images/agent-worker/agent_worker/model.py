@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -124,6 +125,7 @@ class ModelClient:
     def __init__(self, base_url: str, model: str, health_url: str, timeout_s: float) -> None:
         self.model = model
         self.health_url = health_url
+        self.timeout_s = timeout_s
         self._http = httpx.AsyncClient(
             base_url=base_url + "/",
             timeout=httpx.Timeout(timeout_s, connect=5.0),
@@ -158,6 +160,25 @@ class ModelClient:
                     await on_text(text)
             return True
 
+        # The whole call's deadline: httpx's read timeout only bounds the gap between two
+        # reads, and a stream that keeps trickling would outlive every route timeout
+        # outside it (components/traffic/timeouts.py).
+        deadline = asyncio.timeout(self.timeout_s)
+        try:
+            async with deadline:
+                return await self._stream(body, handle, stream, acc)
+        except TimeoutError as exc:
+            if not deadline.expired():
+                raise
+            raise ModelError(f"model call exceeded MODEL_TIMEOUT_S ({self.timeout_s:g} s)") from exc
+
+    async def _stream(
+        self,
+        body: JSON,
+        handle: Callable[[list[SSEMessage]], Awaitable[bool]],
+        stream: SSEStream,
+        acc: StreamAccumulator,
+    ) -> ModelResult:
         try:
             async with self._http.stream("POST", "chat/completions", json=body) as response:
                 if response.status_code != 200:

@@ -40,6 +40,7 @@ from components.specs import (
     Namespaces,
     Spec,
 )
+from components.traffic.timeouts import TimeoutSpec
 
 PROJECT = "swarmstack"
 # Config keys that hold secrets: read with Config.get_secret, never validated as data.
@@ -154,6 +155,10 @@ class StackConfig(Spec):
         default_factory=ObservabilitySpec,
         description="Monitoring (Prometheus, Alertmanager, Grafana), what it scrapes, and "
         "the alert thresholds.",
+    )
+    timeouts: TimeoutSpec = Field(
+        default_factory=TimeoutSpec,
+        description="The timeouts of a model call's hops, each above the one inside it.",
     )
 
     def pool(self, name: str) -> GpuPoolSpec:

@@ -128,3 +128,18 @@ def agent_problems(agents: Sequence[AgentSpec]) -> list[tuple[str, str]]:
             )
         seen.setdefault(agent.name, i)
     return problems
+
+
+AGENT_COMPONENT = "agent"  # app.kubernetes.io/component of every agent worker pod
+AGENT_LABEL = "swarmstack.io/agent"  # the agent type a pod belongs to
+
+
+def workload_name(agent: AgentSpec) -> str:
+    """The name of an agent type's Deployment, Service, ServiceAccount and PDB (in the
+    agents namespace); the mesh, the autoscaler and the monitors refer to it by this."""
+    return f"agent-{agent.name}"
+
+
+def selector_labels(agent: AgentSpec) -> dict[str, str]:
+    """The labels that select an agent type's pods."""
+    return {"app.kubernetes.io/name": workload_name(agent), AGENT_LABEL: agent.name}

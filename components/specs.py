@@ -140,6 +140,19 @@ class AddonVersions(Spec):
         pattern=r"^v[0-9.]+-eksbuild\.[0-9]+$", description="aws-ebs-csi-driver version."
     )
 
+    @field_validator("vpc_cni")
+    @classmethod
+    def _enforces_network_policy(cls, version: str) -> str:
+        # The network policy agent, which makes NetworkPolicies take effect, came in 1.14.
+        release = version[1:].partition("-")[0]
+        major, minor = (int(part) for part in release.split(".")[:2])
+        if (major, minor) < (1, 14):
+            raise ValueError(
+                f"{version} cannot enforce NetworkPolicies: use v1.14.0 or later (the network "
+                "policy agent the stack turns on came in 1.14)"
+            )
+        return version
+
 
 class SystemPool(Spec):
     """The untainted node group for CoreDNS, operators and agent workers."""

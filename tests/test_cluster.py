@@ -238,6 +238,14 @@ def test_addons_are_pinned_to_the_configured_versions(pilot: Capture) -> None:
     assert ebs.inputs["serviceAccountRoleArn"].endswith(f"{NAME}-ebs-csi-id")
 
 
+def test_the_vpc_cni_enforces_network_policies(pilot: Capture) -> None:
+    """Off by default: without the flag every NetworkPolicy of the stack is ignored."""
+    cni = pilot.named(f"{NAME}-vpc-cni")
+    assert json.loads(cni.inputs["configurationValues"]) == {"enableNetworkPolicy": "true"}
+    others = [r for r in pilot.of_type(ADDON) if r.inputs["addonName"] != "vpc-cni"]
+    assert [r.inputs.get("configurationValues") for r in others] == [None, None, None]
+
+
 def test_addon_ordering_around_the_system_node_group(pilot: Capture) -> None:
     group = the(pilot, NODE_GROUP)
     for before in ("vpc-cni", "kube-proxy"):

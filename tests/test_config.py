@@ -165,6 +165,12 @@ MISTAKES: list[tuple[str, Callable[[Raw], object], str]] = [
         "'function' or 'parameter'",
     ),
     (
+        "a VPC CNI that cannot enforce NetworkPolicies",
+        _set("cluster.addons.vpcCni", "v1.13.4-eksbuild.1"),
+        "cluster.addons.vpcCni: 'v1.13.4-eksbuild.1' is not valid: v1.13.4-eksbuild.1 cannot "
+        "enforce NetworkPolicies: use v1.14.0 or later",
+    ),
+    (
         "phase not built yet",
         _set("phase", "production"),
         "phase: 'production' is not valid: Input should be 'pilot'",

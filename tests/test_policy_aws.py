@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_kubernetes as k8s
 import pytest
 
+from components.compute.cluster import VPC_CNI_CONFIGURATION
 from policies.rules.aws import RULES
 from stacks.plan.policy import Violation, evaluate
 from stacks.plan.recorder import run
@@ -231,3 +234,65 @@ def test_pilot_plan_violates_no_aws_rule() -> None:
         "aws:eks/cluster:Cluster",
         "aws:ec2/launchTemplate:LaunchTemplate",
     }
+
+
+# --------------------------------------------------------------------------- NetworkPolicy
+
+
+def _deny_all(configuration: str | None, *, addon: bool = True) -> None:
+    """A default-deny NetworkPolicy, and (optionally) the vpc-cni add-on that would enforce it."""
+    k8s.networking.v1.NetworkPolicy(
+        "deny",
+        metadata={"name": "deny", "namespace": "agents"},
+        spec=cast(Any, {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
+    )
+    if addon:
+        aws.eks.Addon(
+            "cni",
+            cluster_name="c",
+            addon_name="vpc-cni",
+            addon_version="v1.19.5-eksbuild.1",
+            configuration_values=configuration,
+        )
+
+
+def test_the_cluster_component_turns_enforcement_on_as_the_rule_demands() -> None:
+    configuration = json.dumps(VPC_CNI_CONFIGURATION)
+    assert messages(lambda: _deny_all(configuration), "network-policy-enforced") == []
+
+
+@pytest.mark.parametrize(
+    "configuration,problem",
+    [
+        (None, "has no configurationValues (enforcement is off by default)"),
+        ('{"warmIpTarget": "2"}', "configurationValues does not set enableNetworkPolicy (off "
+                                  "by default)"),
+        ('{"enableNetworkPolicy": true}', "configurationValues sets enableNetworkPolicy to "
+                                          "True, not the string \"true\""),
+        ('{"enableNetworkPolicy": "false"}', "configurationValues sets enableNetworkPolicy to "
+                                             "'false', not the string \"true\""),
+    ],
+    ids=["unset", "other-keys", "boolean", "false"],
+)  # fmt: skip
+def test_a_cni_that_leaves_enforcement_off_is_named(
+    configuration: str | None, problem: str
+) -> None:
+    found = violations(lambda: _deny_all(configuration), "network-policy-enforced")
+    assert _only(found, "network-policy-enforced") == [
+        f"Addon cni: {problem}: the stack's 1 NetworkPolicies are not enforced"
+    ]
+
+
+def test_policies_without_any_cni_need_an_attested_enforcer() -> None:
+    (message,) = messages(lambda: _deny_all(None, addon=False), "network-policy-enforced")
+    assert message.startswith("the stack declares 1 NetworkPolicies but no CNI that enforces")
+    attested = {"network-policy-enforced": {"attestedEnforcer": "cilium"}}
+    program = lambda: _deny_all(None, addon=False)  # noqa: E731
+    assert messages(program, "network-policy-enforced", attested) == []
+
+
+def test_a_stack_without_network_policies_needs_no_enforcement() -> None:
+    def cni_only() -> None:
+        aws.eks.Addon("cni", cluster_name="c", addon_name="vpc-cni", addon_version="v1.19.5")
+
+    assert messages(cni_only, "network-policy-enforced") == []

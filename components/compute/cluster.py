@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,10 @@ NODE_POLICIES = (
     "AmazonEKS_CNI_Policy",
     "AmazonSSMManagedInstanceCore",
 )
+# The VPC CNI runs its network policy agent, and so enforces NetworkPolicies, only when
+# asked (a string, off by default; add-on 1.14 or later). Without it every NetworkPolicy
+# the stack declares is accepted and ignored.
+VPC_CNI_CONFIGURATION = {"enableNetworkPolicy": "true"}
 EBS_CSI_POLICY = "service-role/AmazonEBSCSIDriverPolicy"
 EBS_CSI_NAMESPACE = "kube-system"
 EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
@@ -313,7 +317,9 @@ class Cluster(pulumi.ComponentResource):
 
         # vpc-cni and kube-proxy are DaemonSets: they install before any node exists,
         # and a node only turns Ready once vpc-cni runs on it.
-        vpc_cni = self._addon(cluster, "vpc-cni", spec.addons.vpc_cni)
+        vpc_cni = self._addon(
+            cluster, "vpc-cni", spec.addons.vpc_cni, configuration=VPC_CNI_CONFIGURATION
+        )
         kube_proxy = self._addon(cluster, "kube-proxy", spec.addons.kube_proxy)
         node_group_dependencies: list[pulumi.Resource] = [
             *roles.node_policies,
@@ -698,6 +704,7 @@ class Cluster(pulumi.ComponentResource):
         version: str,
         *,
         service_account_role_arn: pulumi.Input[str] | None = None,
+        configuration: Mapping[str, str] | None = None,
         depends_on: Sequence[pulumi.Resource] = (),
     ) -> aws.eks.Addon:
         return aws.eks.Addon(
@@ -705,6 +712,9 @@ class Cluster(pulumi.ComponentResource):
             cluster_name=cluster.name,
             addon_name=addon,
             addon_version=version,
+            configuration_values=json.dumps(configuration, sort_keys=True)
+            if configuration
+            else None,
             service_account_role_arn=service_account_role_arn,
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="OVERWRITE",

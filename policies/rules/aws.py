@@ -9,17 +9,20 @@ encrypted only if the account's EBS-encryption-by-default happens to be on.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
-from pulumi_policy import ReportViolation, ResourceValidationArgs
+from pulumi_policy import ReportViolation, ResourceValidationArgs, StackValidationArgs
 
-from policies.framework import Rule, as_dict, as_list, reporter
+from policies.framework import Rule, as_dict, as_list, of_kind, reporter, stack_reporter
 
 EKS_CLUSTER = "aws:eks/cluster:Cluster"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 EBS_VOLUME = "aws:ebs/volume:Volume"
 EC2_INSTANCE = "aws:ec2/instance:Instance"
+EKS_ADDON = "aws:eks/addon:Addon"
+VPC_CNI = "vpc-cni"
 
 CONTROL_PLANE_LOGS = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 OPEN_CIDRS = ("0.0.0.0/0", "::/0")
@@ -131,7 +134,72 @@ def _ebs(args: ResourceValidationArgs, report: ReportViolation) -> None:
                 say(f"volume {device.get('deviceName', '?')} is not encrypted (ebsBlockDevices)")
 
 
+# --------------------------------------------------------------------------- NetworkPolicy
+
+
+def _cni_enforcement(configuration: object) -> str | None:
+    """Why a vpc-cni add-on's configurationValues leave NetworkPolicies unenforced; None
+    when they turn the network policy agent on (`enableNetworkPolicy` is the string
+    "true": the add-on's schema takes a string, and leaves enforcement off by default)."""
+    if not configuration:
+        return "has no configurationValues (enforcement is off by default)"
+    try:
+        values = json.loads(str(configuration))
+    except ValueError:
+        return f"configurationValues is not JSON ({str(configuration)[:60]!r})"
+    flag = as_dict(values).get("enableNetworkPolicy")
+    if flag == "true":
+        return None
+    if flag is None:
+        return "configurationValues does not set enableNetworkPolicy (off by default)"
+    return f'configurationValues sets enableNetworkPolicy to {flag!r}, not the string "true"'
+
+
+def _network_policy_enforced(args: StackValidationArgs, report: ReportViolation) -> None:
+    count = sum(1 for _ in of_kind(args.resources, "NetworkPolicy"))
+    if count == 0:
+        return
+    addons = [
+        r
+        for r in args.resources
+        if r.resource_type == EKS_ADDON and r.props.get("addonName") == VPC_CNI
+    ]
+    problems = [(r, _cni_enforcement(r.props.get("configurationValues"))) for r in addons]
+    if any(problem is None for _, problem in problems):
+        return
+    for r, problem in problems:
+        stack_reporter(r, report)(
+            f"{problem}: the stack's {count} NetworkPolicies are not enforced"
+        )
+    if not addons and not args.get_config().get("attestedEnforcer"):
+        report(
+            f"the stack declares {count} NetworkPolicies but no CNI that enforces them (no "
+            f"{VPC_CNI} add-on with enableNetworkPolicy): on a cluster this stack does not "
+            "build, name the CNI that enforces them in this rule's attestedEnforcer",
+            None,
+        )
+
+
 RULES: list[Rule] = [
+    Rule(
+        "network-policy-enforced",
+        "aws",
+        "A stack that declares NetworkPolicies runs a CNI that enforces them: the EKS vpc-cni "
+        'add-on only with configurationValues {"enableNetworkPolicy": "true"} (version 1.14 or '
+        "later); without it every policy is accepted and ignored.",
+        'Set the vpc-cni add-on\'s configurationValues to {"enableNetworkPolicy": "true"}; on '
+        "a cluster the stack does not build, set this rule's attestedEnforcer to the CNI that "
+        "enforces them.",
+        check_stack=_network_policy_enforced,
+        config={
+            "attestedEnforcer": {
+                "type": "string",
+                "default": "",
+                "description": "The CNI that enforces NetworkPolicies on a cluster this stack "
+                "does not build (e.g. calico, cilium); empty: the stack must declare it.",
+            }
+        },
+    ),
     Rule(
         "eks-secrets-encryption",
         "aws",

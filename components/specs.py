@@ -169,6 +169,28 @@ class SystemPool(Spec):
         return self
 
 
+class SandboxPool(Spec):
+    """Nodes that run agent tools under gVisor (`sandbox: gvisor` agent types), tainted so
+    nothing else lands there (components/compute/sandbox.py)."""
+
+    instance_type: CpuInstanceType = Field(description="EC2 instance type.")
+    min_size: int = Field(ge=0, le=100, description="Minimum nodes.")
+    max_size: int = Field(ge=1, le=100, description="Maximum nodes.")
+    disk_size_gib: int = Field(default=100, ge=20, le=2000, description="Root volume, GiB.")
+    gvisor_release: str = Field(
+        default="20260928.0",
+        pattern=r"^[0-9]{8}\.[0-9]+$",
+        description="gVisor point release the nodes install (`yyyymmdd.N`, the release's "
+        "path in gVisor's release bucket; from 20260907 on a release is one tarball).",
+    )
+
+    @model_validator(mode="after")
+    def _sizes(self) -> SandboxPool:
+        if self.min_size > self.max_size:
+            raise ValueError(f"minSize {self.min_size} is above maxSize {self.max_size}")
+        return self
+
+
 class ExistingNetwork(Spec):
     """The VPC of an existing cluster, for data stores AWS runs (MSK, ElastiCache)."""
 
@@ -221,6 +243,11 @@ class ClusterSpec(Spec):
     )
     addons: AddonVersions = Field(description="Pinned EKS add-on versions.")
     system_pool: SystemPool = Field(description="The system node group.")
+    sandbox_pool: SandboxPool | None = Field(
+        default=None,
+        description="The gVisor node group for `sandbox: gvisor` agent types (mode eks "
+        "only; unset: no sandboxed agents).",
+    )
     log_retention_days: Literal[7, 14, 30, 60, 90, 180, 365] = Field(
         default=90, description="Retention of the control-plane log group, days."
     )
@@ -238,6 +265,10 @@ class ClusterSpec(Spec):
             raise ValueError("network is only used with mode 'existing' (eks builds its own VPC)")
         if self.mode == "eks" and self.kubeconfig_context:
             raise ValueError("kubeconfigContext is only used with mode 'existing'")
+        if self.mode == "existing" and self.sandbox_pool is not None:
+            raise ValueError(
+                "sandboxPool needs mode 'eks': the stack installs gVisor on nodes it builds"
+            )
         prefix = ipaddress.ip_network(self.vpc_cidr).prefixlen
         if not 16 <= prefix <= 20:
             raise ValueError(f"vpcCidr {self.vpc_cidr} is a /{prefix}: use a /16 to /20")

@@ -23,7 +23,15 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.compute.nodes import NodeGroupSpec, aws_tags, managed_node_group
-from components.specs import ClusterSpec, CostLabels
+from components.compute.sandbox import (
+    RUNTIME_CLASS,
+    SANDBOX_LABEL,
+    SANDBOX_POOL,
+    SANDBOX_TAINT,
+    runtime_class_body,
+)
+from components.compute.sandbox import user_data as sandbox_user_data
+from components.specs import ClusterSpec, CostLabels, SandboxPool
 
 TYPE_TOKEN = "swarmstack:cluster:Cluster"
 
@@ -349,6 +357,10 @@ class Cluster(pulumi.ComponentResource):
             subnet_ids=private_subnet_ids,
             depends_on=node_group_dependencies,
         )
+        if spec.sandbox_pool is not None:
+            self._sandbox_pool(
+                spec.sandbox_pool, cluster, roles, private_subnet_ids, node_group_dependencies
+            )
         # CoreDNS and the EBS CSI controller are Deployments: they need a node to run on.
         self._addon(cluster, "coredns", spec.addons.coredns, depends_on=[system_group])
         ebs_csi = self._ebs_csi_driver(cluster, oidc_provider, oidc_issuer, system_group)
@@ -368,6 +380,17 @@ class Cluster(pulumi.ComponentResource):
             opts=self._child(depends_on=admin_access),
         )
         self._default_storage_class(provider, ebs_csi)
+        if spec.sandbox_pool is not None:
+            body = runtime_class_body()
+            k8s.node.v1.RuntimeClass(
+                f"{name}-runtime-class-{RUNTIME_CLASS}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=RUNTIME_CLASS, labels=self._args.cost_labels.as_labels()
+                ),
+                handler=body["handler"],
+                scheduling=body["scheduling"],
+                opts=pulumi.ResourceOptions(parent=self, provider=provider),
+            )
 
         eks = ClusterNetworkAndEks(
             cluster_name=cluster.name,
@@ -721,6 +744,39 @@ class Cluster(pulumi.ComponentResource):
             tags=self._tagged(),
             opts=self._child(depends_on=depends_on),
         )
+
+    def _sandbox_pool(
+        self,
+        pool: SandboxPool,
+        cluster: aws.eks.Cluster,
+        roles: _Roles,
+        subnet_ids: Sequence[pulumi.Output[str]],
+        depends_on: Sequence[pulumi.Resource],
+    ) -> aws.eks.NodeGroup:
+        """The gVisor node group: runsc installed at boot, labelled and tainted for the
+        RuntimeClass that schedules sandboxed agents there."""
+        instance_type = str(pool.instance_type)  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+        _, group = managed_node_group(
+            f"{self._name}-{SANDBOX_POOL}",
+            NodeGroupSpec(
+                name=SANDBOX_POOL,
+                instance_type=instance_type,
+                min_size=pool.min_size,
+                max_size=pool.max_size,
+                disk_size_gib=pool.disk_size_gib,
+                ami_type="AL2023_x86_64_STANDARD",
+                labels={SANDBOX_LABEL: RUNTIME_CLASS},
+                taints=[SANDBOX_TAINT],
+                tags=self._tagged(f"{self._args.spec.name}-{SANDBOX_POOL}"),
+                user_data=sandbox_user_data(pool.gvisor_release),
+            ),
+            parent=self,
+            cluster_name=cluster.name,
+            node_role_arn=roles.node.arn,
+            subnet_ids=list(subnet_ids),
+            depends_on=depends_on,
+        )
+        return group
 
     def _ebs_csi_driver(
         self,

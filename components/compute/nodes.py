@@ -6,6 +6,7 @@ encryption and cost tags on instances and volumes are the same everywhere.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -57,6 +58,8 @@ class NodeGroupSpec:
     taints: Sequence[Taint] = ()
     capacity_reservation_id: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict[str, str])
+    # A MIME multi-part document EKS merges with its own NodeConfig (AL2023 nodeadm).
+    user_data: str | None = None
 
 
 def managed_node_group(
@@ -104,6 +107,7 @@ def managed_node_group(
             )
         ],
         capacity_reservation_specification=reservation,
+        user_data=base64.b64encode(spec.user_data.encode()).decode() if spec.user_data else None,
         tag_specifications=[
             aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=tags)
             for kind in ("instance", "volume", "network-interface")

@@ -40,6 +40,7 @@ from components.specs import (
     Namespaces,
     Spec,
 )
+from components.traffic.quotas import TenancySpec
 from components.traffic.timeouts import TimeoutSpec
 
 PROJECT = "swarmstack"
@@ -155,6 +156,11 @@ class StackConfig(Spec):
         default_factory=ObservabilitySpec,
         description="Monitoring (Prometheus, Alertmanager, Grafana), what it scrapes, and "
         "the alert thresholds.",
+    )
+    tenancy: TenancySpec = Field(
+        default_factory=TenancySpec,
+        description="Quotas of the stack's namespaces (GPUs and MIG slices included) and "
+        "tenant teams' namespaces.",
     )
     timeouts: TimeoutSpec = Field(
         default_factory=TimeoutSpec,
@@ -357,6 +363,12 @@ def cross_component_problems(config: StackConfig, region: str) -> list[Problem]:
     if not problems:  # capacity arithmetic needs valid pools and profiles
         problems += _capacity_problems(config)
     problems += data_plane_problems(config)
+    if not problems:  # a quota is checked against the pods of a valid stack
+        # Imported here: the quota check renders the stack's pods, and its module reads
+        # this one's types.
+        from stacks.quotas import quota_problems  # noqa: PLC0415
+
+        problems += quota_problems(config)
     return problems
 
 

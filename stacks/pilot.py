@@ -26,6 +26,7 @@ from components.traffic.tenancy import Tenancy, TenancyArgs
 from stacks.config import StackConfig, accelerator_resource
 from stacks.data_plane import build_data_plane, network_policies, read_secrets
 from stacks.observability import build_observability, read_monitoring_secrets
+from stacks.quotas import stack_quotas
 
 HF_TOKEN_SECRET = "huggingface-token"
 
@@ -71,6 +72,8 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
             namespaces=config.namespaces,
             cost_labels=labels,
             extra_policies=network_policies(config),
+            quotas=stack_quotas(config),
+            teams=config.tenancy.teams,
         ),
         opts=on_cluster,
     )

@@ -69,7 +69,7 @@ def test_plan_writes_every_artefact(pilot_out: Path) -> None:
     # 3 namespaces x (default deny + DNS) + 3 model/agent openings + Prometheus to the model
     # servers, and the data plane's: kafka 6 (clients, 2 internal, 2 https, agents egress),
     # redis 2, qdrant 5.
-    assert kinds.count("NetworkPolicy") == 10 + 6 + 2 + 5
+    assert kinds.count("NetworkPolicy") == 10 + 6 + 2 + 5 + 4  # ... + the research team
     assert "StorageClass" in kinds
     helm = yaml.safe_load((pilot_out / "helm" / "gpu-operator.yaml").read_text())
     assert helm["chart"] == "gpu-operator" and helm["version"] == "v26.7.0"

@@ -69,6 +69,13 @@ def test_existing_cluster_mode_declares_no_aws_resources(tmp_path: Path) -> None
     existing(doc["config"])
     (root / "stacks" / "Pulumi.pilot.yaml").write_text(yaml.safe_dump(doc))
     out = tmp_path / "out"
+    # The stack cannot see an existing cluster's CNI: until the policy config names the
+    # one that enforces NetworkPolicies, the plan refuses the stack.
+    assert main(["plan", "pilot", "--root", str(root), "--out", str(out)]) == 1
+    policy = json.loads((ROOT / "policies" / "config" / "pilot.json").read_text())
+    policy["network-policy-enforced"] = {"attestedEnforcer": "calico"}
+    (root / "policies" / "config").mkdir(parents=True)
+    (root / "policies" / "config" / "pilot.json").write_text(json.dumps(policy))
     assert main(["plan", "pilot", "--root", str(root), "--out", str(out)]) == 0
     assert yaml.safe_load((out / "pilot" / "aws-resources.yaml").read_text()) == []
     tree = json.loads((out / "pilot" / "tree.json").read_text())

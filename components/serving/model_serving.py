@@ -49,6 +49,8 @@ HF_TOKEN_DIR = "/var/run/secrets/huggingface"
 HF_TOKEN_FILE_MODE = 0o440  # owner root and group 2000 (fsGroup) read; nobody writes
 
 ANNOTATION_PREFIX = "swarmstack.io/"
+# Surge would need a spare GPU slice; replace one replica at a time instead.
+MAX_SURGE = 0
 
 
 def slo_annotations(spec: ModelSpec) -> dict[str, str]:
@@ -341,10 +343,9 @@ class ModelServing(pulumi.ComponentResource):
                 {
                     "replicas": spec.replicas.min,
                     "selector": {"matchLabels": selector_labels(spec)},
-                    # Surge would need a spare GPU slice; replace one replica at a time instead.
                     "strategy": {
                         "type": "RollingUpdate",
-                        "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+                        "rollingUpdate": {"maxSurge": MAX_SURGE, "maxUnavailable": 1},
                     },
                     "progressDeadlineSeconds": spec.model_load_timeout_s + 300,
                     "template": template,

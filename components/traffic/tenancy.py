@@ -13,17 +13,19 @@ from the stores that exist).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.observe.selection import PROMETHEUS_POD_LABELS
 from components.specs import CostLabels, Namespaces
+from components.traffic.quotas import TeamSpec, limit_range, quota_hard, team_namespace
 
 ROLE_LABEL = "swarmstack.io/role"
+TEAM_LABEL = "swarmstack.io/team"
 MODEL_SERVER_COMPONENT = "model-server"
 MODEL_PORT = 8000
 
@@ -53,27 +55,34 @@ def namespace_labels(role: str, cost_labels: CostLabels) -> dict[str, str]:
 def prometheus_peer(ns: Namespaces) -> dict[str, Any]:
     """The monitoring namespace's Prometheus pods, as a NetworkPolicy peer."""
     return {
-        **_namespace_selector(ns.monitoring),
+        **namespace_selector(ns.monitoring),
         "podSelector": {"matchLabels": dict(PROMETHEUS_POD_LABELS)},
     }
 
 
-def _namespace_selector(namespace: str) -> dict[str, Any]:
+def namespace_selector(namespace: str) -> dict[str, Any]:
     return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+
+
+# Egress to the cluster DNS, which every closed namespace allows.
+DNS_EGRESS: dict[str, Any] = {
+    "to": [
+        {
+            **namespace_selector("kube-system"),
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ],
+    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+}
+MODEL_PODS: dict[str, Any] = {
+    "matchLabels": {"app.kubernetes.io/component": MODEL_SERVER_COMPONENT}
+}
 
 
 def network_policies(ns: Namespaces) -> dict[str, dict[str, Any]]:
     """NetworkPolicy specs by resource suffix; pure so it can be read and tested alone."""
-    dns = {
-        "to": [
-            {
-                **_namespace_selector("kube-system"),
-                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
-            }
-        ],
-        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-    }
-    model_pods = {"matchLabels": {"app.kubernetes.io/component": MODEL_SERVER_COMPONENT}}
+    dns = DNS_EGRESS
+    model_pods = MODEL_PODS
     policies: dict[str, dict[str, Any]] = {}
     for role, name in (("models", ns.models), ("agents", ns.agents), ("data", ns.data)):
         policies[f"{role}-default-deny"] = {
@@ -94,7 +103,7 @@ def network_policies(ns: Namespaces) -> dict[str, dict[str, Any]]:
             "policyTypes": ["Ingress"],
             "ingress": [
                 {
-                    "from": [_namespace_selector(ns.agents)],
+                    "from": [namespace_selector(ns.agents)],
                     "ports": [{"protocol": "TCP", "port": MODEL_PORT}],
                 }
             ],
@@ -129,12 +138,76 @@ def network_policies(ns: Namespaces) -> dict[str, dict[str, Any]]:
             "policyTypes": ["Egress"],
             "egress": [
                 {
-                    "to": [{**_namespace_selector(ns.models), "podSelector": model_pods}],
+                    "to": [{**namespace_selector(ns.models), "podSelector": model_pods}],
                     "ports": [{"protocol": "TCP", "port": MODEL_PORT}],
                 }
             ],
         },
     }
+    return policies
+
+
+# --------------------------------------------------------------------------- tenant teams
+#
+# A team's namespace runs restricted pods only and denies all traffic but what is listed:
+# DNS, and its pods to the model servers' port (the models namespace admits the team in
+# turn). The data stores stay closed to teams: their credentials belong to the stack's own
+# agent types (the data plane's users and ACLs), so a team reaches them through those
+# agents, not directly.
+
+
+def team_quota(team: TeamSpec) -> dict[str, str]:
+    return quota_hard(team.quota.requests(), team.quota.pods)
+
+
+def team_limit_range(team: TeamSpec) -> dict[str, Any]:
+    return limit_range(team.default_cpu, team.default_memory_mib)
+
+
+def team_policies(teams: Sequence[TeamSpec], ns: Namespaces) -> dict[str, dict[str, Any]]:
+    """NetworkPolicy specs by resource suffix, as `tenancy.network_policies` gives them."""
+    policies: dict[str, dict[str, Any]] = {}
+    for team in teams:
+        name = team_namespace(team)
+        policies[f"team-{team.name}-default-deny"] = {
+            "namespace": name,
+            "name": "default-deny",
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+        }
+        policies[f"team-{team.name}-allow-dns"] = {
+            "namespace": name,
+            "name": "allow-dns",
+            "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [DNS_EGRESS]},
+        }
+        policies[f"team-{team.name}-allow-models"] = {
+            "namespace": name,
+            "name": "allow-team-to-model-servers",
+            "spec": {
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {
+                        "to": [{**namespace_selector(ns.models), "podSelector": MODEL_PODS}],
+                        "ports": [{"protocol": "TCP", "port": MODEL_PORT}],
+                    }
+                ],
+            },
+        }
+    if teams:
+        policies["models-allow-teams"] = {
+            "namespace": ns.models,
+            "name": "allow-teams-to-model-servers",
+            "spec": {
+                "podSelector": MODEL_PODS,
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [namespace_selector(team_namespace(t)) for t in teams],
+                        "ports": [{"protocol": "TCP", "port": MODEL_PORT}],
+                    }
+                ],
+            },
+        }
     return policies
 
 
@@ -146,6 +219,9 @@ class TenancyArgs:
     extra_policies: Mapping[str, Mapping[str, Any]] = field(
         default_factory=dict[str, Mapping[str, Any]]
     )
+    # ResourceQuota `spec.hard` of the stack's namespaces, by role (models, agents).
+    quotas: Mapping[str, Mapping[str, str]] = field(default_factory=dict[str, Mapping[str, str]])
+    teams: Sequence[TeamSpec] = ()
 
 
 class Tenancy(pulumi.ComponentResource):
@@ -184,13 +260,53 @@ class Tenancy(pulumi.ComponentResource):
         self.monitoring_namespace = self.namespaces["monitoring"].metadata.apply(
             lambda m: m.name or ""
         )
+        for team in args.teams:
+            self.namespaces[f"team-{team.name}"] = k8s.core.v1.Namespace(
+                f"{name}-team-{team.name}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=team_namespace(team),
+                    labels={**namespace_labels("team", args.cost_labels), TEAM_LABEL: team.name},
+                ),
+                opts=child,
+            )
         namespace_of = {
             ns.models: self.namespaces["models"],
             ns.agents: self.namespaces["agents"],
             ns.data: self.namespaces["data"],
             ns.monitoring: self.namespaces["monitoring"],
+            **{team_namespace(t): self.namespaces[f"team-{t.name}"] for t in args.teams},
         }
-        policies = {**network_policies(ns), **args.extra_policies}
+        quotas = {
+            **{getattr(ns, role): (role, hard) for role, hard in args.quotas.items()},
+            **{team_namespace(t): (f"team-{t.name}", team_quota(t)) for t in args.teams},
+        }
+        for ns_name, (suffix, hard) in quotas.items():
+            k8s.core.v1.ResourceQuota(
+                f"{name}-{suffix}-quota",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name="swarmstack-quota", namespace=ns_name, labels=args.cost_labels.as_labels()
+                ),
+                spec={"hard": dict(hard)},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace_of[ns_name]]),
+            )
+        for team in args.teams:
+            k8s.core.v1.LimitRange(
+                f"{name}-team-{team.name}-limits",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name="container-defaults",
+                    namespace=team_namespace(team),
+                    labels=args.cost_labels.as_labels(),
+                ),
+                spec=cast(Any, team_limit_range(team)),  # wire form, sent as written
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[namespace_of[team_namespace(team)]]
+                ),
+            )
+        policies = {
+            **network_policies(ns),
+            **team_policies(args.teams, ns),
+            **args.extra_policies,
+        }
         for suffix, policy in policies.items():
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-{suffix}",

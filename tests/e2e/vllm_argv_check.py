@@ -18,7 +18,11 @@ spelt exactly as the release defines it (argparse also takes an unambiguous pref
 a later release can make ambiguous), `--load-format` names a loader of the release
 (the parser takes any string; the engine looks the loader up only when it loads), and an
 `--otlp-traces-endpoint` passes the release's ObservabilityConfig, which the server builds
-at start and which refuses it without the OpenTelemetry packages.
+at start, and finds the OpenTelemetry SDK and OTLP exporters the engine's tracer needs
+(`vllm.tracing.otel.is_otel_available`; the engine refuses to start its tracer without
+them). ObservabilityConfig's own availability check does not catch that in 0.32.0: its
+`is_tracing_available` tests the registered backends' check functions for truth instead
+of calling them.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from vllm.entrypoints.launchers.launcher import (  # pyright: ignore[reportMissi
     validate_api_server_args,
 )
 from vllm.model_executor.model_loader import LoadFormats  # pyright: ignore[reportMissingImports]
+from vllm.tracing.otel import is_otel_available  # pyright: ignore[reportMissingImports]
 from vllm.utils.argparse_utils import FlexibleArgumentParser  # pyright: ignore[reportMissingImports]
 
 
@@ -72,6 +77,8 @@ def refusal(argv: list[str]) -> str | None:
             ObservabilityConfig(otlp_traces_endpoint=args.otlp_traces_endpoint)
         except Exception as exc:  # pydantic's ValidationError: the server stops on it
             return f"--otlp-traces-endpoint: {type(exc).__name__}: {exc}"
+        if not is_otel_available():
+            return "--otlp-traces-endpoint: the OpenTelemetry packages the tracer needs are missing"
     return None
 
 

@@ -50,6 +50,7 @@ REDIS_PASSWORD_KEY = "redisPassword"
 QDRANT_API_KEY = "qdrantApiKey"
 QDRANT_READ_ONLY_API_KEY = "qdrantReadOnlyApiKey"
 GRAFANA_ADMIN_PASSWORD_KEY = "grafanaAdminPassword"
+TRACING_AUTH_HEADER_KEY = "tracingBackendAuthHeader"
 # The secret each Alertmanager receiver type reads (one receiver of each type at most).
 RECEIVER_SECRET_KEYS: dict[ReceiverType, str] = {
     "slack": "alertmanagerSlackApiUrl",
@@ -63,6 +64,7 @@ SECRET_KEYS = frozenset(
         QDRANT_API_KEY,
         QDRANT_READ_ONLY_API_KEY,
         GRAFANA_ADMIN_PASSWORD_KEY,
+        TRACING_AUTH_HEADER_KEY,
         *RECEIVER_SECRET_KEYS.values(),
     }
 )
@@ -202,6 +204,12 @@ def secret_purposes(config: StackConfig) -> dict[str, str]:
         purposes[RECEIVER_SECRET_KEYS[receiver.type]] = (
             f"Alertmanager receiver {receiver.name!r} ({receiver.type}) posts alerts with "
             f"this {what}"
+        )
+    tracing = config.observability.tracing
+    if tracing.enabled and tracing.backend.auth_header is not None:
+        purposes[TRACING_AUTH_HEADER_KEY] = (
+            f"the trace collector sends it as header {tracing.backend.auth_header!r} to the "
+            f"{tracing.backend.type} backend"
         )
     return purposes
 

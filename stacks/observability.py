@@ -22,6 +22,12 @@ What each workload exposes:
   store's CA when TLS is on.
 - GPUs: the GPU operator's own DCGM exporter ServiceMonitor, labelled through the chart
   (components/compute/gpu_node_pool.py); none is declared here.
+
+Traces: with `observability.tracing.enabled` the OpenTelemetry Collector runs in the
+monitoring namespace (components/observe/tracing.py). `otlp_endpoint` is the one place
+its in-cluster URL comes from: the model servers get it as vLLM's
+`--otlp-traces-endpoint`, the agent workers as `OTEL_EXPORTER_OTLP_ENDPOINT`
+(`worker_tracing_env`), and `tracing_network_policies` opens exactly that path.
 """
 
 from __future__ import annotations
@@ -36,8 +42,23 @@ from components.data import qdrant as qdrant_store
 from components.data import redis as redis_store
 from components.observe.monitoring import Monitoring, MonitoringArgs, MonitoringSecrets
 from components.observe.monitors import Endpoint, MonitorTarget, SecretKey, monitor_body
+from components.observe.tracing import (
+    TracingArgs,
+    TracingCollector,
+    collector_grpc_url,
+)
+from components.observe.tracing import network_policies as collector_policies
 from components.traffic.tenancy import MODEL_SERVER_COMPONENT
-from stacks.config import GRAFANA_ADMIN_PASSWORD_KEY, RECEIVER_SECRET_KEYS, StackConfig
+from stacks.config import (
+    GRAFANA_ADMIN_PASSWORD_KEY,
+    RECEIVER_SECRET_KEYS,
+    TRACING_AUTH_HEADER_KEY,
+    StackConfig,
+)
+
+# The variable the agent worker reads its OTLP/gRPC endpoint from
+# (images/agent-worker/agent_worker/config.py).
+WORKER_OTLP_VARIABLE = "OTEL_EXPORTER_OTLP_ENDPOINT"
 
 STRIMZI_METRICS_PORT = "tcp-prometheus"  # Strimzi's name of the metrics port on its pods
 STRIMZI_KIND_LABEL = "strimzi.io/kind"
@@ -137,6 +158,61 @@ def build_observability(
             secrets=secrets,
             monitors=stack_monitors(config),
             depends_on=depends_on,
+        ),
+        opts=on_cluster,
+    )
+
+
+# --------------------------------------------------------------------------- traces
+
+
+def otlp_endpoint(config: StackConfig) -> str | None:
+    """The trace collector's OTLP/gRPC URL in the cluster, or None when the stack runs
+    no collector. Model servers and agent workers export their spans here."""
+    if not config.observability.tracing.enabled:
+        return None
+    return collector_grpc_url(config.namespaces.monitoring)
+
+
+def worker_tracing_env(config: StackConfig) -> dict[str, str]:
+    """The agent worker's tracing environment (empty: no collector, no tracing)."""
+    endpoint = otlp_endpoint(config)
+    return {} if endpoint is None else {WORKER_OTLP_VARIABLE: endpoint}
+
+
+def tracing_network_policies(config: StackConfig) -> dict[str, dict[str, Any]]:
+    """The models and agents namespaces to the collector's OTLP ports, and the collector
+    to DNS and its backend (none when the stack runs no collector)."""
+    tracing, ns = config.observability.tracing, config.namespaces
+    if not tracing.enabled:
+        return {}
+    return collector_policies(
+        tracing, monitoring=ns.monitoring, senders={"models": ns.models, "agents": ns.agents}
+    )
+
+
+def build_tracing(
+    config: StackConfig,
+    *,
+    monitoring_namespace: pulumi.Input[str],
+    on_cluster: pulumi.ResourceOptions,
+) -> TracingCollector | None:
+    tracing = config.observability.tracing
+    if not tracing.enabled:
+        return None
+    auth = (
+        pulumi.Config().require_secret(TRACING_AUTH_HEADER_KEY)
+        if tracing.backend.auth_header is not None
+        else None
+    )
+    return TracingCollector(
+        "tracing",
+        TracingArgs(
+            spec=tracing,
+            namespace=monitoring_namespace,
+            namespace_name=config.namespaces.monitoring,
+            cost_labels=config.cost_labels,
+            auth_header=auth,
         ),
         opts=on_cluster,
     )

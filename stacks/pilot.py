@@ -25,7 +25,13 @@ from components.serving.model_serving import (
 from components.traffic.tenancy import Tenancy, TenancyArgs
 from stacks.config import StackConfig, accelerator_resource
 from stacks.data_plane import build_data_plane, network_policies, read_secrets
-from stacks.observability import build_observability, read_monitoring_secrets
+from stacks.observability import (
+    build_observability,
+    build_tracing,
+    otlp_endpoint,
+    read_monitoring_secrets,
+    tracing_network_policies,
+)
 from stacks.quotas import stack_quotas
 
 HF_TOKEN_SECRET = "huggingface-token"
@@ -71,7 +77,7 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
         TenancyArgs(
             namespaces=config.namespaces,
             cost_labels=labels,
-            extra_policies=network_policies(config),
+            extra_policies={**network_policies(config), **tracing_network_policies(config)},
             quotas=stack_quotas(config),
             teams=config.tenancy.teams,
         ),
@@ -83,6 +89,11 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
         secrets=read_monitoring_secrets(config),
         on_cluster=on_cluster,
         depends_on=[tenancy],
+    )
+    build_tracing(
+        config,
+        monitoring_namespace=tenancy.monitoring_namespace,
+        on_cluster=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[tenancy]),
     )
     contract = build_data_plane(
         config,
@@ -129,6 +140,7 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
                 cost_labels=labels,
                 irsa=irsa,
                 hf_token_secret=hf_secret_name if model.weights.source == "huggingface" else None,
+                otlp_traces_endpoint=otlp_endpoint(config),
             ),
             opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[operator]),
         )
@@ -150,6 +162,9 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
         pulumi.export("clusterName", cluster.eks.cluster_name)
         pulumi.export("kubeconfig", cluster.eks.kubeconfig)
     pulumi.export("modelEndpoints", endpoints)
+    traces = otlp_endpoint(config)
+    if traces is not None:
+        pulumi.export("otlpEndpoint", traces)
     if contract is not None:
         pulumi.export("dataPlane", contract.as_output())
     pulumi.export(

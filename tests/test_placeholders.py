@@ -320,7 +320,7 @@ def test_unset_secret_names_the_secret_keys(
         "--unset-secret hfToken: not a secret config key (one of "
         "alertmanagerPagerdutyRoutingKey, alertmanagerSlackApiUrl, alertmanagerWebhookUrl, "
         "grafanaAdminPassword, huggingFaceToken, qdrantApiKey, qdrantReadOnlyApiKey, "
-        "redisPassword)" in capsys.readouterr().err
+        "redisPassword, tracingBackendAuthHeader)" in capsys.readouterr().err
     )
     assert not (tmp_path / "out").exists()
 

@@ -65,11 +65,12 @@ def test_plan_writes_every_artefact(pilot_out: Path) -> None:
     manifests = sorted((pilot_out / "manifests").glob("*.yaml"))
     kinds = [yaml.safe_load(p.read_text())["kind"] for p in manifests]
     assert kinds[:4] == ["Namespace"] * 4  # namespaces first: everything else lands in them
-    assert kinds.count("Deployment") == 2
+    assert kinds.count("Deployment") == 3  # two model servers and the trace collector
     # 3 namespaces x (default deny + DNS) + 3 model/agent openings + Prometheus to the model
     # servers, and the data plane's: kafka 6 (clients, 2 internal, 2 https, agents egress),
-    # redis 2, qdrant 5.
-    assert kinds.count("NetworkPolicy") == 10 + 6 + 2 + 5 + 4  # ... + the research team
+    # redis 2, qdrant 5; traces 3 (models and agents egress, the collector's own); the
+    # research team 4 (default deny, DNS, to the models, and the models admitting it).
+    assert kinds.count("NetworkPolicy") == 10 + 6 + 2 + 5 + 3 + 4
     assert "StorageClass" in kinds
     helm = yaml.safe_load((pilot_out / "helm" / "gpu-operator.yaml").read_text())
     assert helm["chart"] == "gpu-operator" and helm["version"] == "v26.7.0"
@@ -107,8 +108,9 @@ def test_tree_records_parents_and_dependencies(pilot_out: Path) -> None:
     tree = json.loads((pilot_out / "tree.json").read_text())
     by_urn = {r["urn"]: r for r in tree}
     deployments = [r for r in tree if r["type"] == "kubernetes:apps/v1:Deployment"]
+    parents = sorted(by_urn[d["parent"]]["type"] for d in deployments)
+    assert parents == ["swarmstack:observe:TracingCollector", *["swarmstack:serving:Model"] * 2]
     for d in deployments:
-        assert by_urn[d["parent"]]["type"] == "swarmstack:serving:Model"
         assert d["provider"], "Kubernetes resources are declared with the cluster's provider"
     node_groups = [r for r in tree if r["type"] == "aws:eks/nodeGroup:NodeGroup"]
     assert len(node_groups) == 2

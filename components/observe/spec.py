@@ -7,11 +7,12 @@ from pydantic import Field
 
 from components.observe.alerts import AlertThresholds
 from components.observe.monitoring import MonitoringSpec
+from components.observe.tracing import TracingSpec
 from components.specs import Spec
 
 
 class ObservabilitySpec(Spec):
-    """Monitoring, alerting and cost rules, in every stack."""
+    """Monitoring, alerting, cost rules and traces, in every stack."""
 
     monitoring: MonitoringSpec = Field(
         default_factory=MonitoringSpec,
@@ -21,4 +22,9 @@ class ObservabilitySpec(Spec):
         default_factory=AlertThresholds,
         description="Thresholds of the alert rules (each alert's runbook is "
         "docs/runbooks/<alert>.md).",
+    )
+    tracing: TracingSpec = Field(
+        default_factory=TracingSpec,
+        description="The OpenTelemetry Collector the agent workers and model servers send "
+        "spans to, and the backend it exports them to.",
     )

@@ -80,8 +80,9 @@ def workload_labels(spec: ModelSpec, cost_labels: CostLabels) -> dict[str, str]:
     }
 
 
-def server_args(spec: ModelSpec) -> list[str]:
-    """vLLM's command line for this model, from its typed config."""
+def server_args(spec: ModelSpec, otlp_traces_endpoint: str | None = None) -> list[str]:
+    """vLLM's command line for this model, from its typed config; with the trace
+    collector's OTLP/gRPC URL, vLLM exports a span per request there."""
     weights = spec.weights
     model_path, load_format = spec.model, None
     download_dir: str | None = f"{CACHE_DIR}/huggingface"
@@ -106,6 +107,7 @@ def server_args(spec: ModelSpec) -> list[str]:
             download_dir=download_dir,
             tool_call_parser=spec.vllm.tool_call_parser,
             tool_strict_level=spec.vllm.tool_strict_level,
+            otlp_traces_endpoint=otlp_traces_endpoint,
         )
     )
 
@@ -127,6 +129,7 @@ def pod_template(
     cost_labels: CostLabels,
     service_account: str,
     hf_token_secret: str | None,
+    otlp_traces_endpoint: str | None = None,
 ) -> dict[str, Any]:
     """The vLLM pod template (Kubernetes wire form, camelCase)."""
     volumes: list[dict[str, Any]] = [
@@ -178,7 +181,7 @@ def pod_template(
         "image": image.reference,
         "imagePullPolicy": "IfNotPresent",
         "command": ["python3", "-m", SERVER_MODULE],
-        "args": server_args(spec),
+        "args": server_args(spec, otlp_traces_endpoint),
         "workingDir": CACHE_DIR,
         "ports": [{"name": "http", "containerPort": MODEL_PORT, "protocol": "TCP"}],
         "env": env,
@@ -287,6 +290,7 @@ class ModelServingArgs:
     cost_labels: CostLabels
     irsa: Irsa | None = None
     hf_token_secret: str | None = None
+    otlp_traces_endpoint: str | None = None  # the trace collector (None: no tracing)
 
 
 class ModelServing(pulumi.ComponentResource):
@@ -335,6 +339,7 @@ class ModelServing(pulumi.ComponentResource):
             cost_labels=args.cost_labels,
             service_account=spec.name,
             hf_token_secret=args.hf_token_secret,
+            otlp_traces_endpoint=args.otlp_traces_endpoint,
         )
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",

@@ -110,6 +110,8 @@ class ServerArgs:
     download_dir: str | None = None
     tool_call_parser: ToolCallParser | None = None
     tool_strict_level: ToolStrictLevel = "auto"
+    # OTLP/gRPC URL of the trace collector; vLLM exports a span per request to it.
+    otlp_traces_endpoint: str | None = None
 
 
 def render_server_args(a: ServerArgs) -> list[str]:
@@ -146,6 +148,8 @@ def render_server_args(a: ServerArgs) -> list[str]:
         args += ["--load-format", a.load_format]
     if a.download_dir:
         args += ["--download-dir", a.download_dir]
+    if a.otlp_traces_endpoint:
+        args += ["--otlp-traces-endpoint", a.otlp_traces_endpoint]
     return args
 
 

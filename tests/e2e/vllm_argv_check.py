@@ -15,8 +15,14 @@ model, in order: the parser `make_arg_parser(FlexibleArgumentParser())` builds, 
 `validate_api_server_args` (the tool-call and reasoning parser names, checked before the
 socket is bound). Two more checks, because the parser lets them through: every flag is
 spelt exactly as the release defines it (argparse also takes an unambiguous prefix, which
-a later release can make ambiguous), and `--load-format` names a loader of the release
-(the parser takes any string; the engine looks the loader up only when it loads).
+a later release can make ambiguous), `--load-format` names a loader of the release
+(the parser takes any string; the engine looks the loader up only when it loads), and an
+`--otlp-traces-endpoint` passes the release's ObservabilityConfig, which the server builds
+at start, and finds the OpenTelemetry SDK and OTLP exporters the engine's tracer needs
+(`vllm.tracing.otel.is_otel_available`; the engine refuses to start its tracer without
+them). ObservabilityConfig's own availability check does not catch that in 0.32.0: its
+`is_tracing_available` tests the registered backends' check functions for truth instead
+of calling them.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any, get_args
 
 # These exist only in the vLLM venv, which is where this script runs.
 import vllm  # pyright: ignore[reportMissingImports]
+from vllm.config import ObservabilityConfig  # pyright: ignore[reportMissingImports]
 from vllm.entrypoints.launchers.cli_args import (  # pyright: ignore[reportMissingImports]
     make_arg_parser,
     validate_parsed_serve_args,
@@ -39,6 +46,7 @@ from vllm.entrypoints.launchers.launcher import (  # pyright: ignore[reportMissi
     validate_api_server_args,
 )
 from vllm.model_executor.model_loader import LoadFormats  # pyright: ignore[reportMissingImports]
+from vllm.tracing.otel import is_otel_available  # pyright: ignore[reportMissingImports]
 from vllm.utils.argparse_utils import FlexibleArgumentParser  # pyright: ignore[reportMissingImports]
 
 
@@ -64,6 +72,13 @@ def refusal(argv: list[str]) -> str | None:
         return f"{type(exc).__name__}: {exc}"
     if args.load_format not in get_args(LoadFormats):
         return f"--load-format {args.load_format!r} is not one of {list(get_args(LoadFormats))}"
+    if args.otlp_traces_endpoint is not None:
+        try:
+            ObservabilityConfig(otlp_traces_endpoint=args.otlp_traces_endpoint)
+        except Exception as exc:  # pydantic's ValidationError: the server stops on it
+            return f"--otlp-traces-endpoint: {type(exc).__name__}: {exc}"
+        if not is_otel_available():
+            return "--otlp-traces-endpoint: the OpenTelemetry packages the tracer needs are missing"
     return None
 
 

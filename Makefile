@@ -47,15 +47,17 @@ $(VLLM_STAMP): loadtests/requirements-vllm.txt
 	touch $(VLLM_STAMP)
 
 # Debian packages the real-service tests start: Redis, Prometheus for promtool (the rule
-# checks and rule unit tests) and the local target's Prometheus, and ShellCheck for the
-# node boot scripts the stack renders; root on CI machines.
+# checks and rule unit tests) and the local target's Prometheus, redis_exporter (the
+# session store's metrics sidecar) for it to scrape, and ShellCheck for the node boot
+# scripts the stack renders; root on CI machines.
 system-deps:
 	@command -v redis-server >/dev/null && command -v promtool >/dev/null && \
-	command -v shellcheck >/dev/null || { \
+		command -v prometheus-redis-exporter >/dev/null && \
+		command -v shellcheck >/dev/null || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		$$SUDO apt-get install -y -qq --no-install-recommends redis-server prometheus \
-			shellcheck >/dev/null; }
+			prometheus-redis-exporter shellcheck >/dev/null; }
 
 plan: setup ## offline plan of a stack (STACK=pilot)
 	$(BIN)/swarmstack plan $(STACK)

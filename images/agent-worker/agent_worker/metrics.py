@@ -13,6 +13,8 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent_worker.state import TOOL_NAMES
+
 prometheus_client.disable_created_metrics()
 
 ACTIVE_WINDOW_S = 300.0  # a session is active if it had a turn on this worker this recently
@@ -205,6 +207,16 @@ class Metrics:
         self.inflight.labels(agent).set(0)
         self.budget_used.labels(agent).set(0)
         self.ready.labels(agent).set(0)
+        # Counters of rare events exist from the start at 0 for every label value the
+        # worker knows: rate() over a series never written returns nothing, so a panel
+        # would show "No data" (and an error ratio no answer) where the truth is 0.
+        self.model_errors.labels(agent)
+        for tool in TOOL_NAMES:
+            self.tool_errors.labels(agent, tool)
+            self.tool_repeats.labels(agent, tool)
+        for scope in BUDGET_SCOPES:
+            for action in BUDGET_ACTIONS:
+                self.budget_actions.labels(agent, scope, action)
 
     # active sessions (a count, never a label) ----------------------------------------------
     def touch_session(self, session: str, now: float | None = None) -> None:

@@ -1,0 +1,119 @@
+"""Which pilot workloads the local target's processes stand for, and the labels that say so.
+
+The local Prometheus evaluates the pilot's own rule file (`render_rule_file`), and those
+rules and the dashboards select models by identity:
+
+- the SLO windows, the dashboards' model panels: `vllm:*{model_name="<models[].model>"}`;
+- the cost rules: vLLM's `model_name` copied to `model` (`label_replace`), counted
+  `by (model_name, namespace, pod)` for replicas, priced per `models[].model`, and joined
+  `on (model)` with the workers' `agent_model_*_tokens_total{agent, model}`;
+- the agents' rules and panels: `agent`, the worker's AGENT_NAME.
+
+The local vLLM serves the small CPU model under its own id (`services.MODEL_NAME`): the
+worker, the e2e tests and the benchmarks call it by that name, and its command line stays
+the rendered `LOCAL_MODEL` one. So the local vLLM stands for ONE pilot model,
+`STAND_IN_MODEL`, by a metric relabelling of the scrape: `model_name` (vLLM's series) and
+`model` (the worker's token counters) become that model's `models[].model`. The worker
+runs as the pilot's HTTP agent `STAND_IN_AGENT` (the local worker serves sessions over
+HTTP, as that agent does). The usage records keep the served name, so `swarmstack cost`
+prices it as the stand-in model (`--price-as`).
+
+The target labels are the ones the Prometheus operator gives the pilot's monitors: the
+model servers' ServiceMonitor (`stacks/observability.py`: namespace `namespaces.models`,
+Service = `models[].name`, port `http`, container `vllm`) gives `job` = `service` = the
+Service's name; a worker is labelled the same way in `namespaces.agents` (Service = the
+agent's name, port `http`, container `worker`).
+
+The pilot's other model has no local process: its series do not exist here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.data import redis as redis_store
+from components.specs import ModelSpec
+from loadtests.prometheus import LabelRename, ScrapeTarget
+from loadtests.services import MODEL_NAME
+from stacks.config import StackConfig, load_file
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK = "pilot"
+STAND_IN_MODEL = "qwen25-7b"  # the pilot's models[].name the local vLLM stands for
+STAND_IN_AGENT = "concierge"  # the pilot's HTTP agent the local worker runs as
+LOCAL_POD_SUFFIX = "local-0"  # where a pod name would end in its ReplicaSet's hash
+MODEL_CONTAINER = "vllm"  # components/serving/model_serving.py's container
+WORKER_CONTAINER = "worker"
+PORT_NAME = "http"  # the Service port every monitor of these workloads names
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """The pilot config and the pilot model and agent the local processes stand for."""
+
+    config: StackConfig
+    model: ModelSpec
+    agent: str
+    served: str = MODEL_NAME  # what the local vLLM serves and the worker asks for
+
+    def renames(self, label: str) -> tuple[LabelRename, ...]:
+        return (LabelRename(label, self.served, self.model.model),)
+
+    def vllm_target(self, address: str) -> ScrapeTarget:
+        return ScrapeTarget(
+            job=self.model.name,
+            address=address,
+            namespace=self.config.namespaces.models,
+            service=self.model.name,
+            pod=f"{self.model.name}-{LOCAL_POD_SUFFIX}",
+            container=MODEL_CONTAINER,
+            endpoint=PORT_NAME,
+            renames=self.renames("model_name"),
+        )
+
+    def worker_target(self, address: str) -> ScrapeTarget:
+        return ScrapeTarget(
+            job=self.agent,
+            address=address,
+            namespace=self.config.namespaces.agents,
+            service=self.agent,
+            pod=f"{self.agent}-{LOCAL_POD_SUFFIX}",
+            container=WORKER_CONTAINER,
+            endpoint=PORT_NAME,
+            renames=self.renames("model"),
+        )
+
+    def redis_exporter_target(self, address: str) -> ScrapeTarget:
+        namespace = self.config.namespaces.data
+        return ScrapeTarget(
+            job=f"{namespace}/{redis_store.NAME}",
+            address=address,
+            namespace=namespace,
+            service=None,
+            pod=f"{redis_store.NAME}-0",
+            container="exporter",
+            endpoint="metrics",
+        )
+
+    def targets(self, *, vllm: str, worker: str, redis_exporter: str) -> list[ScrapeTarget]:
+        """Every local process the local Prometheus scrapes (host:port each)."""
+        return [
+            self.vllm_target(vllm),
+            self.worker_target(worker),
+            self.redis_exporter_target(redis_exporter),
+        ]
+
+    def price_as(self) -> dict[str, str]:
+        """`swarmstack cost --price-as`: the served name priced as the stand-in model."""
+        return {self.served: self.model.name}
+
+
+def pilot_stand_in(root: Path = ROOT) -> StandIn:
+    config = load_file(root / "stacks" / f"Pulumi.{STACK}.yaml")
+    model = next((m for m in config.models if m.name == STAND_IN_MODEL), None)
+    if model is None:
+        raise ValueError(f"stacks/Pulumi.{STACK}.yaml: models[] has no {STAND_IN_MODEL!r}")
+    if not any(a.name == STAND_IN_AGENT and a.mode == "http" for a in config.agents):
+        raise ValueError(f"stacks/Pulumi.{STACK}.yaml: agents[] has no http {STAND_IN_AGENT!r}")
+    return StandIn(config, model, STAND_IN_AGENT)

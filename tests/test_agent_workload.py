@@ -260,8 +260,10 @@ def test_termination_grace_period_covers_prestop_worker_grace_and_a_margin(grace
     prestop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
     worker = int(_env(c)["GRACE_PERIOD_S"])
     assert worker == grace
-    # preStop runs inside the grace period; the worker's own deadline starts after it.
-    assert pod["spec"]["terminationGracePeriodSeconds"] >= prestop + worker + 5
+    # preStop runs inside the grace period and the worker's own deadline starts after it;
+    # what is left is the margin for the process to exit (README: 10 s).
+    margin = pod["spec"]["terminationGracePeriodSeconds"] - prestop - worker
+    assert margin >= 10
     assert prestop >= 1
 
 

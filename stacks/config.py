@@ -77,8 +77,8 @@ class Images(Spec):
     agent_worker: ImageRef | None = Field(
         default=None,
         description="The agent worker image (`images/agent-worker`, pushed to your registry "
-        "as the README describes). Needed with `dataPlane.kafka.mode: msk`, whose topics a "
-        "Job of this image creates.",
+        "as the README describes). The image of every agent type that names none of its "
+        "own, and of the Job that creates the topics with `dataPlane.kafka.mode: msk`.",
     )
 
 
@@ -371,12 +371,65 @@ def cross_component_problems(config: StackConfig, region: str) -> list[Problem]:
     if not problems:  # capacity arithmetic needs valid pools and profiles
         problems += _capacity_problems(config)
     problems += data_plane_problems(config)
+    problems += agent_runtime_problems(config)
     if not problems:  # a quota is checked against the pods of a valid stack
         # Imported here: the quota check renders the stack's pods, and its module reads
         # this one's types.
         from stacks.quotas import quota_problems  # noqa: PLC0415
 
         problems += quota_problems(config)
+    return problems
+
+
+def agent_runtime_problems(config: StackConfig) -> list[Problem]:
+    """What each agent type's workers need from the rest of the stack: a model the stack
+    serves, an image, the session store, the vector store for `retrieve`, and for an
+    interactive agent a replica that is always up."""
+    problems: list[Problem] = []
+    served = [m.name for m in config.models]
+    data = config.data_plane
+    for i, agent in enumerate(config.agents):
+        base = f"agents[{i}]"
+        if agent.model not in served:
+            problems.append(
+                Problem(
+                    f"{base}.model",
+                    f"{agent.model!r} is not a model this stack serves (one of "
+                    f"{', '.join(served)})",
+                )
+            )
+        if agent.tier == "interactive" and agent.replicas.min == 0:
+            problems.append(
+                Problem(
+                    f"{base}.replicas.min",
+                    f"0 for interactive agent {agent.name!r}: the first request after idle "
+                    "would wait for a pod to start; use at least 1, or tier batch",
+                )
+            )
+        if agent.image is None and config.images.agent_worker is None:
+            problems.append(
+                Problem(
+                    f"{base}.image",
+                    "is not set and neither is images.agentWorker: give the worker image's "
+                    'repository and tag (the README\'s "Agent worker image" pushes it)',
+                )
+            )
+        if data.redis is None:
+            problems.append(
+                Problem(
+                    f"{base}",
+                    f"agent {agent.name!r} checkpoints its sessions in the session store, but "
+                    "dataPlane.redis is not set: add it",
+                )
+            )
+        if "retrieve" in agent.tools and data.qdrant is None:
+            problems.append(
+                Problem(
+                    f"{base}.tools",
+                    "lists retrieve, which searches the vector store, but dataPlane.qdrant is "
+                    "not set: add it or remove retrieve",
+                )
+            )
     return problems
 
 

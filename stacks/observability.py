@@ -20,6 +20,8 @@ What each workload exposes:
 - Qdrant: /metrics on its HTTP port needs an API key (only /, /healthz, /livez and /readyz
   are open): Prometheus sends the read-only key as a bearer token, over HTTPS with the
   store's CA when TLS is on.
+- agent workers: /metrics on the worker port (`http`) of every agent pod; one PodMonitor
+  selects them by component (events agents have no Service).
 - GPUs: the GPU operator's own DCGM exporter ServiceMonitor, labelled through the chart
   (components/compute/gpu_node_pool.py); none is declared here.
 
@@ -37,6 +39,8 @@ from typing import Any
 
 import pulumi
 
+from components.agents.spec import AGENT_COMPONENT
+from components.agents.workload import WORKER_PORT_NAME
 from components.data import kafka as kafka_store
 from components.data import qdrant as qdrant_store
 from components.data import redis as redis_store
@@ -78,6 +82,18 @@ def monitor_targets(config: StackConfig) -> list[MonitorTarget]:
             (Endpoint("http"),),
         )
     ]
+    if config.agents:
+        # Every agent pod, http or events, serves /metrics on its worker port; events
+        # agents have no Service, so pods are selected directly.
+        targets.append(
+            MonitorTarget(
+                "PodMonitor",
+                "agents",
+                ns.agents,
+                {COMPONENT_LABEL: AGENT_COMPONENT},
+                (Endpoint(WORKER_PORT_NAME),),
+            )
+        )
     if data.kafka is not None and data.kafka.mode == "strimzi":
         targets.append(
             MonitorTarget(

@@ -22,7 +22,8 @@ from components.serving.model_serving import (
     ModelServingArgs,
     Placement,
 )
-from components.traffic.tenancy import Tenancy, TenancyArgs
+from components.traffic.tenancy import Tenancy, TenancyArgs, agent_network_policies
+from stacks.agents import build_agents
 from stacks.config import StackConfig, accelerator_resource
 from stacks.data_plane import build_data_plane, network_policies, read_secrets
 from stacks.observability import (
@@ -77,7 +78,11 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
         TenancyArgs(
             namespaces=config.namespaces,
             cost_labels=labels,
-            extra_policies={**network_policies(config), **tracing_network_policies(config)},
+            extra_policies={
+                **network_policies(config),
+                **agent_network_policies(config.namespaces, config.agents),
+                **tracing_network_policies(config),
+            },
             quotas=stack_quotas(config),
             teams=config.tenancy.teams,
         ),
@@ -145,6 +150,16 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
             opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[operator]),
         )
         endpoints[model.name] = serving.endpoint
+
+    build_agents(
+        config,
+        contract=contract,
+        eks=cluster.eks,
+        irsa=irsa,
+        agents_namespace=tenancy.agents_namespace,
+        on_cluster=on_cluster,
+        depends_on=[tenancy],
+    )
 
     # Rules and dashboards live in the monitoring namespace Tenancy declares.
     in_monitoring = pulumi.ResourceOptions.merge(

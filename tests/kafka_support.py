@@ -38,6 +38,8 @@ def agents_raw() -> list[dict[str, Any]]:
         {
             "name": "researcher",
             "mode": "events",
+            "tier": "batch",
+            "model": "llama31-8b",
             "replicas": {"min": 1, "max": 6},
             "topics": {
                 "tasks": {"partitions": 6, "retentionHours": 168},
@@ -45,7 +47,13 @@ def agents_raw() -> list[dict[str, Any]]:
                 "deadLetter": {"partitions": 1, "retentionHours": 336},
             },
         },
-        {"name": "concierge", "mode": "http", "replicas": {"min": 2, "max": 4}},
+        {
+            "name": "concierge",
+            "mode": "http",
+            "replicas": {"min": 2, "max": 4},
+            "tier": "interactive",
+            "model": "qwen25-7b",
+        },
     ]
 
 

@@ -101,3 +101,24 @@ def test_redis_password_and_ca_files(tmp_path: Path) -> None:
         load_settings(
             {**BASE, "REDIS_URL": "redis://:pw@r:6379/0", "REDIS_PASSWORD_FILE": str(password)}
         )
+
+
+def test_agent_tools_unset_is_every_tool_none_is_no_tool_and_a_list_is_kept() -> None:
+    assert load_settings(BASE).tools == ("calculator", "clock", "retrieve", "ledger")
+    assert load_settings({**BASE, "AGENT_TOOLS": "none"}).tools == ()
+    assert load_settings({**BASE, "AGENT_TOOLS": "retrieve, calculator"}).tools == (
+        "retrieve",
+        "calculator",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("calculator,shell", "AGENT_TOOLS lists 'shell', which is not a tool"),
+        ("clock,clock", "AGENT_TOOLS lists a tool more than once, got 'clock,clock'"),
+    ],
+)
+def test_agent_tools_refuses_unknown_and_repeated_names(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings({**BASE, "AGENT_TOOLS": value})

@@ -73,3 +73,14 @@ def test_result_documents() -> None:
     ]
     err = error_document("t2", None, "bad", "w1")
     assert err["status"] == "error" and err["error"] == "bad"
+
+
+def test_a_task_for_a_tool_outside_agent_tools_is_refused_with_its_id() -> None:
+    raw = json.dumps({"task_id": "t-9", "message": "sum", "tool": "calculator"}).encode()
+    assert parse_task(raw, ("clock",)) == (
+        None,
+        "t-9",
+        "tool 'calculator' is not enabled for this agent (AGENT_TOOLS)",
+    )
+    task, _, problem = parse_task(raw, ("calculator",))
+    assert problem is None and task is not None and task.tool == "calculator"

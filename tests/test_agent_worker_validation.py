@@ -95,3 +95,26 @@ def test_session_ids() -> None:
     assert valid_session_id("0123456789abcdef" * 2)
     assert not valid_session_id("../../etc")
     assert not valid_session_id("0123456789ABCDEF" * 2)
+
+
+def test_a_tool_outside_agent_tools_is_refused_and_one_inside_is_kept() -> None:
+    raw = json.dumps({"message": "hi", "tool": "ledger"}).encode()
+    with pytest.raises(ApiError) as info:
+        parse_turn_request(
+            raw, max_message_bytes=LIMIT, default_max_tokens=16, tools=("calculator",)
+        )
+    assert (info.value.status, info.value.code) == (400, "tool_not_enabled")
+    assert info.value.body()["error"]["message"] == (
+        "tool 'ledger' is not enabled for this agent (AGENT_TOOLS: calculator)"
+    )
+    kept = parse_turn_request(
+        raw, max_message_bytes=LIMIT, default_max_tokens=16, tools=("calculator", "ledger")
+    )
+    assert kept.tool == "ledger"
+    plain = parse_turn_request(
+        json.dumps({"message": "hi"}).encode(),
+        max_message_bytes=LIMIT,
+        default_max_tokens=16,
+        tools=(),
+    )
+    assert plain.tool is None  # a turn without a tool needs none enabled

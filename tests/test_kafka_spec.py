@@ -199,5 +199,11 @@ def test_spec_rejects_unknown_keys() -> None:
         kafka(replicas=3)
     with pytest.raises(ValidationError):
         AgentSpec.model_validate(
-            {"name": "Bad_Name", "mode": "http", "replicas": {"min": 1, "max": 1}}
+            {
+                "name": "Bad_Name",
+                "mode": "http",
+                "replicas": {"min": 1, "max": 1},
+                "tier": "interactive",
+                "model": "qwen25-7b",
+            }
         )

@@ -41,6 +41,8 @@ AGENTS = [
         {
             "name": "researcher",
             "mode": "events",
+            "tier": "batch",
+            "model": "llama31-8b",
             "replicas": {"min": 1, "max": 3},
             "topics": {
                 "tasks": {"partitions": 3, "retentionHours": 168},
@@ -50,7 +52,13 @@ AGENTS = [
         }
     ),
     AgentSpec.model_validate(
-        {"name": "concierge", "mode": "http", "replicas": {"min": 1, "max": 2}}
+        {
+            "name": "concierge",
+            "mode": "http",
+            "replicas": {"min": 1, "max": 2},
+            "tier": "interactive",
+            "model": "qwen25-7b",
+        }
     ),
 ]
 

@@ -85,10 +85,15 @@ def test_the_pilot_monitors_each_workload_kind(pilot: StackConfig) -> None:
     monitors = {(b["kind"], b["metadata"]["name"]): b for b in stack_monitors(pilot)}
     assert set(monitors) == {
         ("ServiceMonitor", "model-servers"),
+        ("PodMonitor", "agents"),
         ("PodMonitor", "kafka"),
         ("PodMonitor", "session-store"),
         ("PodMonitor", "vector-store"),
     }
+    agents = monitors[("PodMonitor", "agents")]
+    assert agents["metadata"]["namespace"] == "swarmstack-agents"
+    assert agents["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/component": "agent"}}
+    assert agents["spec"]["podMetricsEndpoints"][0]["port"] == "http"
     kafka = monitors[("PodMonitor", "kafka")]["spec"]
     assert kafka["podMetricsEndpoints"][0]["port"] == "tcp-prometheus"
     qdrant = monitors[("PodMonitor", "vector-store")]["spec"]["podMetricsEndpoints"][0]
@@ -127,7 +132,7 @@ def test_the_crd_schemas_refuse_a_bad_monitor_and_a_bad_rule() -> None:
 
 def test_every_monitor_of_the_pilot_plan_passes_the_crd_schemas(pilot_plan: Plan) -> None:
     monitors = [m for m in pilot_plan.manifests if m.kind in ("ServiceMonitor", "PodMonitor")]
-    assert len(monitors) == 4
+    assert len(monitors) == 5
     assert check_monitoring_schemas(pilot_plan.manifests) == []
 
 
@@ -231,7 +236,7 @@ def test_plan_output_holds_the_monitors_and_no_receiver_secret(tmp_path: Path) -
     out = tmp_path / "pilot"
     docs = [yaml.safe_load(p.read_text()) for p in sorted((out / "manifests").glob("*.yaml"))]
     monitors = {(d["kind"], d["metadata"]["name"]) for d in docs if d["kind"].endswith("Monitor")}
-    assert ("PodMonitor", "kafka") in monitors and len(monitors) == 4
+    assert ("PodMonitor", "kafka") in monitors and len(monitors) == 5
     secret = next(
         d
         for d in docs

@@ -33,6 +33,7 @@ SOURCE = "stacks/Pulumi.pilot.yaml"
 SHIPPED_KEYS = [
     "cluster.endpoint.publicAccessCidrs[0]",
     "cluster.adminRoleArns[0]",
+    "images.agentWorker.repository",
     "models[0].weights.uri",
     "dataPlane.qdrant.snapshots.bucket",
 ]
@@ -48,6 +49,9 @@ def _own_values(config: dict[str, Any]) -> None:
     cluster["endpoint"]["publicAccessCidrs"] = ["100.24.7.0/24"]
     cluster["adminRoleArns"] = ["arn:aws:iam::210987654321:role/platform-admin"]
     config["swarmstack:models"][0]["weights"]["uri"] = "s3://acme-models/qwen2.5-7b-instruct"
+    config["swarmstack:images"]["agentWorker"]["repository"] = (
+        "210987654321.dkr.ecr.us-east-1.amazonaws.com/swarm-pilot/agent-worker"
+    )
     snapshots = config["swarmstack:dataPlane"]["qdrant"]["snapshots"]
     snapshots["bucket"] = "acme-backups"
     config["swarmstack:external"] = {"s3Buckets": ["acme-models", "acme-backups"]}
@@ -56,13 +60,13 @@ def _own_values(config: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- what is refused
 
 
-def test_shipped_pilot_holds_exactly_its_four_placeholders(pilot_raw: dict[str, Any]) -> None:
+def test_shipped_pilot_holds_exactly_its_five_placeholders(pilot_raw: dict[str, Any]) -> None:
     assert _paths(pilot_raw) == SHIPPED_KEYS
 
 
 def test_each_finding_names_the_value_and_the_fix(pilot_raw: dict[str, Any]) -> None:
     found = map(str, documentation_values(load(pilot_raw, "us-east-1", SOURCE)))
-    cidr, arn, bucket, backups = found
+    cidr, arn, registry, bucket, backups = found
     assert cidr == (
         "cluster.endpoint.publicAccessCidrs[0]: '203.0.113.0/24' is in 203.0.113.0/24 "
         "(RFC 5737 TEST-NET-3), an address range reserved for documentation: replace it with a "
@@ -71,6 +75,10 @@ def test_each_finding_names_the_value_and_the_fix(pilot_raw: dict[str, Any]) -> 
     assert arn.startswith(
         "cluster.adminRoleArns[0]: 'arn:aws:iam::111122223333:role/platform-admin' is in "
         "account 111122223333, an example account of AWS's documentation"
+    )
+    assert registry.startswith(
+        "images.agentWorker.repository: '111122223333.dkr.ecr.us-east-1.amazonaws.com/"
+        "swarm-pilot/agent-worker' is a registry of account 111122223333"
     )
     assert bucket.startswith(
         "models[0].weights.uri: bucket 'swarm-pilot-models' is neither created by this stack "
@@ -328,6 +336,8 @@ def test_unset_secret_names_the_secret_keys(
 def test_unsetting_a_token_no_model_needs_plans(tmp_path: Path) -> None:
     def no_hub(config: dict[str, Any]) -> None:
         config["swarmstack:models"] = config["swarmstack:models"][:1]
+        for agent in config["swarmstack:agents"]:  # each agent calls a model the stack serves
+            agent["model"] = config["swarmstack:models"][0]["name"]
 
     root, out = _project(tmp_path, no_hub), tmp_path / "out"
     argv = ["plan", "pilot", "--root", str(root), "--out", str(out)]

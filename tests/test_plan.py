@@ -65,12 +65,14 @@ def test_plan_writes_every_artefact(pilot_out: Path) -> None:
     manifests = sorted((pilot_out / "manifests").glob("*.yaml"))
     kinds = [yaml.safe_load(p.read_text())["kind"] for p in manifests]
     assert kinds[:4] == ["Namespace"] * 4  # namespaces first: everything else lands in them
-    assert kinds.count("Deployment") == 3  # two model servers and the trace collector
-    # 3 namespaces x (default deny + DNS) + 3 model/agent openings + Prometheus to the model
-    # servers, and the data plane's: kafka 6 (clients, 2 internal, 2 https, agents egress),
-    # redis 2, qdrant 5; traces 3 (models and agents egress, the collector's own); the
-    # research team 4 (default deny, DNS, to the models, and the models admitting it).
-    assert kinds.count("NetworkPolicy") == 10 + 6 + 2 + 5 + 3 + 4
+    assert kinds.count("Deployment") == 5  # two model servers, two agent types, the collector
+    # 3 namespaces x (default deny + DNS) + the agents namespace into the model servers +
+    # Prometheus to the model servers + their HTTPS egress; per agent type its model (2),
+    # clients of the http one (1), Prometheus to the agents (1); the data plane's: kafka 6
+    # (clients, 2 internal, 2 https, agents egress), redis 2, qdrant 5; traces 3 (models and
+    # agents egress, the collector's own); the research team 4 (default deny, DNS, to the
+    # models, and the models admitting it).
+    assert kinds.count("NetworkPolicy") == 9 + 4 + 6 + 2 + 5 + 3 + 4
     assert "StorageClass" in kinds
     helm = yaml.safe_load((pilot_out / "helm" / "gpu-operator.yaml").read_text())
     assert helm["chart"] == "gpu-operator" and helm["version"] == "v26.7.0"
@@ -109,7 +111,11 @@ def test_tree_records_parents_and_dependencies(pilot_out: Path) -> None:
     by_urn = {r["urn"]: r for r in tree}
     deployments = [r for r in tree if r["type"] == "kubernetes:apps/v1:Deployment"]
     parents = sorted(by_urn[d["parent"]]["type"] for d in deployments)
-    assert parents == ["swarmstack:observe:TracingCollector", *["swarmstack:serving:Model"] * 2]
+    assert parents == [
+        *["swarmstack:agents:Workload"] * 2,
+        "swarmstack:observe:TracingCollector",
+        *["swarmstack:serving:Model"] * 2,
+    ]
     for d in deployments:
         assert d["provider"], "Kubernetes resources are declared with the cluster's provider"
     node_groups = [r for r in tree if r["type"] == "aws:eks/nodeGroup:NodeGroup"]
@@ -180,7 +186,7 @@ def test_every_written_manifest_passes_strict_validation(pilot_out: Path) -> Non
     assert sorted(set(strimzi)) == ["Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser"]
     assert sorted(set(cert_manager)) == ["Certificate", "ClusterIssuer"]
     assert sorted(by_model["prometheus-operator CRD schemas"]) == [
-        *["PodMonitor"] * 3,
+        *["PodMonitor"] * 4,
         *["PrometheusRule"] * 6,
         "ServiceMonitor",
     ]

@@ -362,6 +362,20 @@ def test_literal_secret_env_fails_naming_container_and_variable() -> None:
     assert found[0].resource.endswith("::app")
 
 
+def test_worker_token_counts_are_not_secrets_but_a_token_still_is() -> None:
+    counts = [
+        {"name": "BUDGET_SESSION_TOKENS", "value": "200000"},
+        {"name": "BUDGET_USER_TOKENS_PER_DAY", "value": "1000000"},
+        {"name": "BUDGET_AGENT_TOKENS_PER_DAY", "value": "20000000"},
+    ]
+    assert messages(lambda: deployment(pod=_pod(env=counts)), "no-plaintext-secrets") == []
+    token = [{"name": "BUDGET_TOKEN", "value": "t0k"}]
+    assert messages(lambda: deployment(pod=_pod(env=token)), "no-plaintext-secrets") == [
+        f"{LABEL}: container app sets BUDGET_TOKEN as a literal value; read it from a Secret "
+        "(valueFrom.secretKeyRef)"
+    ]
+
+
 def test_allowed_names_exempt_a_variable() -> None:
     env = [{"name": "TOKEN_AUDIENCE", "value": "sts.amazonaws.com"}]
     assert messages(lambda: deployment(pod=_pod(env=env)), "no-plaintext-secrets") != []

@@ -56,6 +56,23 @@ def test_a_model_server_without_a_monitor_is_reported() -> None:
     assert "ServiceMonitor or PodMonitor of the stack selects its pods" in message
 
 
+def test_an_agent_worker_needs_a_monitor_and_a_pod_monitor_on_its_pods_satisfies_it() -> None:
+    agent = {"app.kubernetes.io/component": "agent", "swarmstack.io/agent": "researcher"}
+
+    def unmonitored() -> None:
+        deployment("agent-researcher", namespace="agents", labels=agent)
+
+    def monitored() -> None:
+        unmonitored()
+        _monitor("PodMonitor", "agents", {"app.kubernetes.io/component": "agent"})
+
+    [message] = messages(unmonitored, RULE)
+    assert message.startswith(
+        "Deployment agents/agent-researcher (agent-researcher): is an agent worker, but no "
+    )
+    assert messages(monitored, RULE) == []
+
+
 def test_a_pod_monitor_selecting_its_pods_satisfies_it() -> None:
     def program() -> None:
         _model_server()
@@ -99,7 +116,7 @@ def test_stores_need_monitors_and_stateless_apps_do_not() -> None:
     assert "Deployment data/cache (cache): is a stateful store (valkey)" in message
 
 
-def test_the_pilot_plan_monitors_every_model_server_and_store() -> None:
+def test_the_pilot_plan_monitors_every_model_server_agent_and_store() -> None:
     capture = run_program(read_program_input(ROOT, "pilot"))
 
     found = evaluate(capture.registrations, {}, [rules_by_name()[RULE]])
@@ -107,4 +124,5 @@ def test_the_pilot_plan_monitors_every_model_server_and_store() -> None:
     # and the rule does look at them: without the monitors it reports each workload
     kept = [r for r in capture.registrations if not r.type.endswith("Monitor")]
     reported = evaluate(kept, {}, [rules_by_name()[RULE]])
-    assert len(reported) == 2 + 2  # two model servers, the Redis and Qdrant StatefulSets
+    # two model servers, two agent types, the Redis and Qdrant StatefulSets
+    assert len(reported) == 2 + 2 + 2

@@ -369,6 +369,30 @@ def test_agent_worker_stateful_set_needs_a_budget() -> None:
     assert v.message.startswith("StatefulSet agents/planner (planner): runs agent-worker pods")
 
 
+def test_agent_deployment_needs_a_budget_and_one_selecting_it_passes() -> None:
+    agent = {"app.kubernetes.io/component": "agent", "swarmstack.io/agent": "concierge"}
+
+    def unprotected() -> None:
+        deployment("agent-concierge", namespace="agents", labels=agent)
+
+    def protected() -> None:
+        unprotected()
+        pdb(
+            name="agent-concierge",
+            namespace="agents",
+            selector={"matchLabels": {"swarmstack.io/agent": "concierge"}},
+            maxUnavailable=1,
+        )()
+
+    v = only(unprotected, "pdb-required")
+    assert v.message == (
+        "Deployment agents/agent-concierge (agent-concierge): runs agent pods but no "
+        "PodDisruptionBudget in namespace agents selects them: a node drain can evict every "
+        "replica at once"
+    )
+    assert messages(protected, "pdb-required") == []
+
+
 # --------------------------------------------------------------------------- the pilot
 
 

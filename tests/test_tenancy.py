@@ -45,9 +45,10 @@ def test_component_declares_namespaces_and_policies_with_cost_labels() -> None:
         enforce = "privileged" if monitoring else "restricted"
         assert labels["pod-security.kubernetes.io/enforce"] == enforce
     policies = capture.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
-    # default deny + DNS in 3 namespaces; agents to models (both ends), Prometheus to the
-    # model servers, model servers' HTTPS egress. The monitoring namespace has none.
-    assert len(policies) == 10
+    # default deny + DNS in 3 namespaces; the agents namespace into the model servers,
+    # Prometheus to the model servers, model servers' HTTPS egress. The monitoring namespace
+    # has none; each agent type's own egress comes from agent_network_policies.
+    assert len(policies) == 9
     component = capture.of_type("swarmstack:tenancy:Tenancy")[0]
     assert all(p.parent == component.urn for p in policies)
     ns_urns = {n.urn for n in namespaces}

@@ -16,14 +16,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from components.specs import DnsLabel, Replicas, Spec
+from components.specs import DnsLabel, ImageRef, LabelValue, Replicas, Spec
 
 # Kafka keeps a topic's data for at least this long; shorter retention loses tasks
 # that wait behind a stalled consumer over a weekend.
 MIN_RETENTION_HOURS = 1
 MAX_RETENTION_HOURS = 24 * 365
+
+# The worker's tools (images/agent-worker/agent_worker/state.py TOOL_NAMES; a test holds
+# the two equal).
+ToolName = Literal["calculator", "clock", "retrieve", "ledger"]
+TOOL_NAMES: tuple[ToolName, ...] = ("calculator", "clock", "retrieve", "ledger")
 
 TopicRole = Literal["tasks", "results", "deadLetter"]
 TOPIC_ROLES: tuple[TopicRole, ...] = ("tasks", "results", "deadLetter")
@@ -63,6 +68,40 @@ class AgentTopics(Spec):
         return {"tasks": self.tasks, "results": self.results, "deadLetter": self.dead_letter}
 
 
+class AgentResources(Spec):
+    """What one worker container requests (the memory request is also its limit)."""
+
+    cpu_millis: int = Field(
+        default=500, ge=50, le=16000, description="CPU request, millicores (no CPU limit)."
+    )
+    memory_mib: int = Field(
+        default=512, ge=128, le=65536, description="Memory request and limit, MiB."
+    )
+
+
+class AgentBudgets(Spec):
+    """Token budgets (input + output tokens) the worker enforces; unset: no budget."""
+
+    session_tokens: int | None = Field(
+        default=None, ge=1, description="Tokens one session may spend over its life."
+    )
+    user_tokens_per_day: int | None = Field(
+        default=None, ge=1, description="Tokens one user may spend per UTC day on this agent."
+    )
+    agent_tokens_per_day: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tokens the agent type may spend per UTC day, across its replicas.",
+    )
+    degrade_at: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Used ratio of any budget from which new turns run degraded (fewer "
+        "steps, shorter answers); at 1 they are refused.",
+    )
+
+
 class AgentSpec(Spec):
     """One agent type."""
 
@@ -71,9 +110,55 @@ class AgentSpec(Spec):
         description="`http`: sessions over HTTP; `events`: tasks from Kafka."
     )
     replicas: Replicas = Field(description="Worker replica range (the autoscaler's bounds).")
+    tier: Literal["interactive", "batch"] = Field(
+        description="`interactive` (people wait on it: never scaled to zero, scheduled and "
+        "kept before batch) or `batch` (queued work)."
+    )
+    model: DnsLabel = Field(description="The stack model (`models[].name`) the agent calls.")
+    image: ImageRef | None = Field(
+        default=None,
+        description="The worker image for this agent type; unset: `images.agentWorker`.",
+    )
+    tools: list[ToolName] = Field(
+        default_factory=list[ToolName],
+        description="The worker tools this agent's turns may call (calculator, clock, "
+        "retrieve, ledger); a turn asking for another is refused. Empty: none.",
+    )
+    resources: AgentResources = Field(
+        default_factory=AgentResources, description="The worker container's requests."
+    )
+    sandbox: Literal["runc", "gvisor"] = Field(
+        default="runc",
+        description="`runc` (the node's default runtime) or `gvisor` (RuntimeClass `gvisor`, "
+        "for agents whose tools run untrusted code; the cluster must offer that runtime).",
+    )
+    grace_period_s: int = Field(
+        default=25,
+        ge=5,
+        le=600,
+        description="Seconds the worker has after SIGTERM to finish or checkpoint its turns "
+        "(`GRACE_PERIOD_S`); the pod's termination grace period adds the preStop delay and "
+        "a margin.",
+    )
+    budgets: AgentBudgets = Field(
+        default_factory=AgentBudgets, description="Token budgets (none by default)."
+    )
+    team: LabelValue | None = Field(
+        default=None,
+        description="The team usage records are booked to (`AGENT_TEAM`, the pods' `team` "
+        "label); unset: `costLabels.team`.",
+    )
     topics: AgentTopics | None = Field(
         default=None, description="Kafka topics (events agents only, and required for them)."
     )
+
+    @field_validator("tools")
+    @classmethod
+    def _unique_tools(cls, tools: list[ToolName]) -> list[ToolName]:
+        repeated = sorted({t for t in tools if tools.count(t) > 1})
+        if repeated:
+            raise ValueError(f"lists {', '.join(repeated)} more than once")
+        return tools
 
     @model_validator(mode="after")
     def _topics_match_mode(self) -> AgentSpec:
@@ -131,6 +216,7 @@ def agent_problems(agents: Sequence[AgentSpec]) -> list[tuple[str, str]]:
 
 
 AGENT_COMPONENT = "agent"  # app.kubernetes.io/component of every agent worker pod
+WORKER_PORT = 8080  # the worker image's WORKER_PORT: API, probes and /metrics
 AGENT_LABEL = "swarmstack.io/agent"  # the agent type a pod belongs to
 
 

@@ -1,14 +1,16 @@
 """Namespaces for models, agents and data stores, each closed by a default-deny NetworkPolicy,
 and the monitoring namespace.
 
-Traffic that is allowed is listed explicitly: DNS for everyone, agents to the
-model servers' port, the monitoring namespace's Prometheus to the model servers'
-port (vLLM's /metrics), and model servers out on 443 for weights (S3 or the Hub)
-and for STS (IRSA). The monitoring namespace is not closed by default: its
-Prometheus scrapes the kubelets, the API server and host-network exporters on
-every node, and the API server calls its operator's admission webhook. The data
-stores' own openings come in as `extra_policies` (rendered by components/data/network.py
-from the stores that exist).
+Traffic that is allowed is listed explicitly: DNS for everyone, the agents
+namespace into the model servers' port, the monitoring namespace's Prometheus to the
+model servers' port (vLLM's /metrics), and model servers out on 443 for weights (S3 or
+the Hub) and for STS (IRSA). Each agent type's own openings come from
+`agent_network_policies`: out to its one model's port, in from Prometheus on the
+worker port, and for http agents in from the agents namespace. The monitoring
+namespace is not closed by default: its Prometheus scrapes the kubelets, the API
+server and host-network exporters on every node, and the API server calls its
+operator's admission webhook. The data stores' own openings come in as
+`extra_policies` (rendered by components/data/network.py from the stores that exist).
 """
 
 from __future__ import annotations
@@ -20,6 +22,13 @@ from typing import Any, cast
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.agents.spec import (
+    AGENT_COMPONENT,
+    WORKER_PORT,
+    AgentSpec,
+    selector_labels,
+    workload_name,
+)
 from components.observe.selection import PROMETHEUS_POD_LABELS
 from components.specs import CostLabels, Namespaces
 from components.traffic.quotas import TeamSpec, limit_range, quota_hard, team_namespace
@@ -130,20 +139,72 @@ def network_policies(ns: Namespaces) -> dict[str, dict[str, Any]]:
             "egress": [{"ports": [{"protocol": "TCP", "port": 443}]}],
         },
     }
-    policies["agents-allow-models"] = {
-        "namespace": ns.agents,
-        "name": "allow-agents-to-model-servers",
-        "spec": {
-            "podSelector": {},
-            "policyTypes": ["Egress"],
-            "egress": [
-                {
-                    "to": [{**namespace_selector(ns.models), "podSelector": model_pods}],
-                    "ports": [{"protocol": "TCP", "port": MODEL_PORT}],
-                }
-            ],
-        },
+    return policies
+
+
+def model_server_pods(model: str) -> dict[str, Any]:
+    """One model's server pods (its `app.kubernetes.io/name` is the model's name)."""
+    return {
+        "matchLabels": {
+            "app.kubernetes.io/name": model,
+            "app.kubernetes.io/component": MODEL_SERVER_COMPONENT,
+        }
     }
+
+
+def agent_network_policies(
+    ns: Namespaces, agents: Sequence[AgentSpec]
+) -> dict[str, dict[str, Any]]:
+    """Each agent type's openings in the agents namespace (closed by default-deny): out to
+    its own model's API port and nothing else of the models namespace, in from Prometheus
+    on the worker port (/metrics), and, for an http agent, in from the agents namespace
+    on the worker port. Its stores' openings come with the stores (components/data/network.py);
+    DNS is open to every pod."""
+    policies: dict[str, dict[str, Any]] = {}
+    worker_port = [{"protocol": "TCP", "port": WORKER_PORT}]
+    for agent in agents:
+        pods = {"matchLabels": selector_labels(agent)}
+        policies[f"agents-{agent.name}-to-model"] = {
+            "namespace": ns.agents,
+            "name": f"allow-{workload_name(agent)}-to-{agent.model}",
+            "spec": {
+                "podSelector": pods,
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {
+                        "to": [
+                            {
+                                **namespace_selector(ns.models),
+                                "podSelector": model_server_pods(agent.model),
+                            }
+                        ],
+                        "ports": [{"protocol": "TCP", "port": MODEL_PORT}],
+                    }
+                ],
+            },
+        }
+        if agent.mode == "http":
+            policies[f"agents-{agent.name}-ingress"] = {
+                "namespace": ns.agents,
+                "name": f"allow-clients-to-{workload_name(agent)}",
+                "spec": {
+                    "podSelector": pods,
+                    "policyTypes": ["Ingress"],
+                    "ingress": [
+                        {"from": [{"podSelector": {}}], "ports": worker_port},
+                    ],
+                },
+            }
+    if agents:
+        policies["agents-allow-prometheus"] = {
+            "namespace": ns.agents,
+            "name": "allow-prometheus-to-agents",
+            "spec": {
+                "podSelector": {"matchLabels": {"app.kubernetes.io/component": AGENT_COMPONENT}},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [prometheus_peer(ns)], "ports": worker_port}],
+            },
+        }
     return policies
 
 

@@ -45,6 +45,15 @@ SECRET_NAME = re.compile(
 )
 # A variable that names where a secret is (a mounted file, a directory) holds no secret.
 SECRET_REFERENCE_SUFFIXES = ("_FILE", "_PATH", "_DIR")
+# The agent worker's counts of model tokens (budgets, answer length): numbers, no secret.
+TOKEN_COUNTS = frozenset(
+    {
+        "BUDGET_SESSION_TOKENS",
+        "BUDGET_USER_TOKENS_PER_DAY",
+        "BUDGET_AGENT_TOKENS_PER_DAY",
+        "DEFAULT_MAX_TOKENS",
+    }
+)
 
 REDIS_IMAGES = ("redis", "valkey")  # last repository segment: library/redis, bitnami/redis, ...
 QDRANT_API_KEY = "QDRANT__SERVICE__API_KEY"
@@ -95,7 +104,7 @@ def _looks_secret(name: str, allowed: Sequence[Any]) -> bool:
     if name in {str(a) for a in allowed}:
         return False
     normalized = name.replace("-", "_").replace(".", "_")
-    if normalized.upper().endswith(SECRET_REFERENCE_SUFFIXES):
+    if normalized.upper().endswith(SECRET_REFERENCE_SUFFIXES) or normalized in TOKEN_COUNTS:
         return False
     return SECRET_NAME.search(normalized) is not None
 

@@ -51,6 +51,7 @@ MONITOR_TYPES = {
     "kubernetes:monitoring.coreos.com/v1:PodMonitor": "PodMonitor",
 }
 MODEL_SERVER = "model-server"
+AGENT_WORKERS = ("agent", "agent-worker")  # swarmstack labels its agent workers `agent`
 STORE_IMAGES = ("redis", "valkey", "qdrant")  # last repository segment
 
 
@@ -66,6 +67,8 @@ def _why_monitored(kind: str, props: Mapping[str, Any]) -> str | None:
     labels = string_map(pod_metadata(kind, props).get("labels"))
     if labels.get("app.kubernetes.io/component") == MODEL_SERVER:
         return "a model server"
+    if labels.get("app.kubernetes.io/component") in AGENT_WORKERS:
+        return "an agent worker"
     if kind == "StatefulSet":
         return "a stateful store (StatefulSet)"
     pod = pod_spec(kind, props)
@@ -167,8 +170,9 @@ RULES: list[Rule] = [
     Rule(
         "workloads-monitored",
         "observability",
-        "Every model server (pods labelled app.kubernetes.io/component=model-server) and "
-        "every stateful store (a StatefulSet, or a Deployment running Redis, Valkey or Qdrant) "
+        "Every model server (pods labelled app.kubernetes.io/component=model-server), every "
+        "agent worker (component agent or agent-worker) and every stateful store (a "
+        "StatefulSet, or a Deployment running Redis, Valkey or Qdrant) "
         "is selected by a ServiceMonitor or PodMonitor of the stack: directly by its pod "
         "labels, or through a Service that selects its pods.",
         "Declare a monitor for it with components/observe/monitors.py (monitor_body and "

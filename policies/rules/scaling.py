@@ -40,7 +40,9 @@ from policies.framework import (
 )
 
 COMPONENT_LABEL = "app.kubernetes.io/component"
-PROTECTED_COMPONENTS = ("model-server", "agent-worker")
+# Model servers and agent workers (swarmstack labels its workers `agent`; `agent-worker`
+# is the conventional name elsewhere).
+PROTECTED_COMPONENTS = ("model-server", "agent", "agent-worker")
 TIER_ANNOTATION = "swarmstack.io/latency-tier"
 ENVIRONMENT_LABEL = "environment"
 
@@ -283,8 +285,9 @@ RULES: list[Rule] = [
     Rule(
         "pdb-required",
         "scaling",
-        "Every model-server and agent-worker Deployment or StatefulSet is selected by a "
-        "PodDisruptionBudget in its namespace.",
+        "Every model-server and agent worker (app.kubernetes.io/component agent or "
+        "agent-worker) Deployment or StatefulSet is selected by a PodDisruptionBudget in its "
+        "namespace.",
         "Declare a PodDisruptionBudget whose selector matches the workload's pod labels, with "
         "maxUnavailable: 1.",
         check_stack=_pdb_required,

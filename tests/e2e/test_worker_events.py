@@ -30,6 +30,8 @@ AGENT = AgentSpec.model_validate(
     {
         "name": "agent",
         "mode": "events",
+        "tier": "batch",
+        "model": "local",
         "replicas": {"min": 1, "max": 2},
         "topics": {
             "tasks": {"partitions": 2, "retentionHours": 24},

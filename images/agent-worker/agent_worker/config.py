@@ -14,6 +14,7 @@ from typing import Literal
 from urllib.parse import urlparse
 
 from agent_worker.budget import Budgets
+from agent_worker.state import TOOL_NAMES
 
 FAULTS = (
     "crash_before_checkpoint",
@@ -90,6 +91,7 @@ class Settings:
     usage_maxlen: int = 1_000_000
     budgets: Budgets = field(default_factory=Budgets)
     otel_endpoint: str | None = None
+    tools: tuple[str, ...] = TOOL_NAMES
 
     @property
     def model_health_url(self) -> str:
@@ -280,7 +282,28 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         usage_maxlen=_int(env, "USAGE_STREAM_MAXLEN", 1_000_000, 1000, 1_000_000_000),
         budgets=budgets(env),
         otel_endpoint=otel_endpoint,
+        tools=agent_tools(env),
     )
+
+
+def agent_tools(env: Mapping[str, str]) -> tuple[str, ...]:
+    """AGENT_TOOLS: the tools this agent's turns may call, comma-separated, or `none`;
+    unset: every tool."""
+    raw = _str(env, "AGENT_TOOLS")
+    if raw is None:
+        return TOOL_NAMES
+    if raw == "none":
+        return ()
+    names = [n.strip() for n in raw.split(",")]
+    for name in names:
+        if name not in TOOL_NAMES:
+            raise ConfigError(
+                f"AGENT_TOOLS lists {name!r}, which is not a tool (tools: "
+                f"{', '.join(TOOL_NAMES)}; or `none`)"
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"AGENT_TOOLS lists a tool more than once, got {raw!r}")
+    return tuple(names)
 
 
 def _limit(env: Mapping[str, str], name: str) -> int | None:

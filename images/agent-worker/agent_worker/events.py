@@ -66,7 +66,9 @@ class Task:
     user: str
 
 
-def parse_task(raw: bytes | None) -> tuple[Task | None, str | None, str | None]:
+def parse_task(
+    raw: bytes | None, tools: tuple[str, ...] = state.TOOL_NAMES
+) -> tuple[Task | None, str | None, str | None]:
     """(task, task_id, error): a task, or the id (if any) and why it is invalid."""
     try:
         body: Any = json.loads(raw or b"")
@@ -83,6 +85,8 @@ def parse_task(raw: bytes | None) -> tuple[Task | None, str | None, str | None]:
     tool = body.get("tool")  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
     if tool is not None and tool not in state.TOOL_NAMES:
         return None, task_id, f"unknown tool {tool!r}"
+    if tool is not None and tool not in tools:
+        return None, task_id, f"tool {tool!r} is not enabled for this agent (AGENT_TOOLS)"
     sid = body.get("session_id")  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
     if sid is None:
         sid = uuid.uuid5(TASK_NAMESPACE, task_id).hex
@@ -244,7 +248,7 @@ class EventLoop:
                     await asyncio.wait_for(client.stop(), 5.0)
 
     async def handle(self, tp: TopicPartition, record: ConsumerRecord[Any, Any]) -> None:
-        task, task_id, problem = parse_task(record.value)
+        task, task_id, problem = parse_task(record.value, self.worker.settings.tools)
         if task is None:
             if task_id is None:
                 await self.dead_letter(tp, record, problem or "unusable task")

@@ -131,6 +131,7 @@ def build_app(worker: Worker) -> Starlette:
                 raw,
                 max_message_bytes=settings.max_message_bytes,
                 default_max_tokens=settings.default_max_tokens,
+                tools=settings.tools,
             )
             if not valid_session_id(sid):
                 raise SessionNotFoundError(sid)

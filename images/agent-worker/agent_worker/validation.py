@@ -76,7 +76,11 @@ def valid_session_id(sid: str) -> bool:
 
 
 def parse_turn_request(
-    raw: bytes, *, max_message_bytes: int, default_max_tokens: int
+    raw: bytes,
+    *,
+    max_message_bytes: int,
+    default_max_tokens: int,
+    tools: tuple[str, ...] = TOOL_NAMES,
 ) -> TurnRequest:
     """POST /v1/sessions/{id}/turns body -> TurnRequest, or ApiError (400/413)."""
     if len(raw) > max_body_bytes(max_message_bytes):
@@ -105,6 +109,13 @@ def parse_turn_request(
     if tool is not None and tool not in TOOL_NAMES:
         raise ApiError(
             400, "unknown_tool", f"unknown tool {tool!r}; known: {', '.join(TOOL_NAMES)}"
+        )
+    if tool is not None and tool not in tools:
+        raise ApiError(
+            400,
+            "tool_not_enabled",
+            f"tool {tool!r} is not enabled for this agent (AGENT_TOOLS: "
+            f"{', '.join(tools) or 'none'})",
         )
     turn_id = _optional_str(body, "turn_id") or uuid.uuid4().hex
     if not ID_RE.match(turn_id):

@@ -1,0 +1,443 @@
+"""One agent type as a workload of the agent worker image (`images/agent-worker`).
+
+`AgentWorkload` declares, in the agents' namespace, everything one agent type runs as:
+a ServiceAccount (with an IRSA role only when the agent needs AWS: MSK IAM for an events
+agent), a Deployment, a Service for `http` agents and a PodDisruptionBudget that allows
+one disruption. The PriorityClasses all agents share are declared once, by
+`AgentPriorityClasses`; the scrape target is the stack's one agents PodMonitor
+(stacks/observability.py), so every agent pod, http or events, is scraped on its `http`
+port.
+
+The pod is rendered by pure functions so it can be read and tested alone:
+
+- `worker_environment` is the worker's environment, the one rendering both targets use:
+  the cluster (this module) and the local target (loadtests/local_target.py), which swaps
+  only the addresses (`LOCAL_OVERRIDES` there).
+- `pod_template` is the pod: restricted security (non-root uid 10001 as the image's user,
+  no privilege escalation, all capabilities dropped, seccomp RuntimeDefault, read-only
+  root filesystem with an emptyDir at /tmp), the data plane's secrets as read-only files
+  (projected volumes, one per folder the contract names), startup, readiness (`/readyz`:
+  model, Redis and Qdrant reachable) and liveness (`/healthz`) probes, zone and node
+  topology spread, the tier's PriorityClass and, for `sandbox: gvisor`, the gVisor
+  RuntimeClass.
+
+Shutdown: on deletion the kubelet runs the preStop sleep first (the endpoints controller
+and every proxy drop the pod meanwhile, so no new turn arrives), then sends SIGTERM; the
+worker drains and checkpoints within `GRACE_PERIOD_S`. The preStop time counts inside
+`terminationGracePeriodSeconds`, so that is preStop + grace + `SHUTDOWN_MARGIN_S`
+(`termination_grace_period_s`), and the kubelet never kills a worker that is still
+checkpointing.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.agents.spec import (
+    AGENT_COMPONENT,
+    WORKER_PORT,
+    AgentSpec,
+    selector_labels,
+    workload_name,
+)
+from components.compute.irsa import ROLE_ANNOTATION, Irsa, irsa_role
+from components.compute.nodes import aws_tags
+from components.data.contract import MountedFile, WorkerWiring
+from components.specs import CostLabels, ImageRef
+from components.traffic.tenancy import MODEL_PORT
+
+WORKER_PORT_NAME = "http"  # the worker port's name in the Service and the monitors
+RUN_AS_USER = 10001  # the image's `agent` user and group
+PRESTOP_SLEEP_S = 5  # endpoint removal reaches every proxy before SIGTERM
+SHUTDOWN_MARGIN_S = 10  # past the worker's own deadline: process exit, last log lines
+STARTUP_PERIOD_S = 5
+STARTUP_BUDGET_S = 120  # the worker starts in seconds; the model may still be loading
+SECRET_FILE_MODE = 0o440  # owner root, group 10001 (fsGroup) reads; nobody writes
+GVISOR_RUNTIME_CLASS = "gvisor"
+ZONE_KEY = "topology.kubernetes.io/zone"
+HOST_KEY = "kubernetes.io/hostname"
+
+Tier = Literal["interactive", "batch"]
+# Interactive agents preempt batch ones when a node is short, never the other way round;
+# both sit below the system-node-critical/cluster-critical classes.
+PRIORITY_CLASSES: dict[Tier, tuple[str, int]] = {
+    "interactive": ("swarmstack-agent-interactive", 100_000),
+    "batch": ("swarmstack-agent-batch", 10_000),
+}
+
+
+def termination_grace_period_s(grace_period_s: int) -> int:
+    """The pod's terminationGracePeriodSeconds: the preStop sleep runs inside it, then the
+    worker's own `GRACE_PERIOD_S`, then a margin."""
+    return PRESTOP_SLEEP_S + grace_period_s + SHUTDOWN_MARGIN_S
+
+
+def model_base_url(model: str, models_namespace: str) -> str:
+    """The in-cluster URL of a model server's OpenAI API (its Service, port 8000)."""
+    return f"http://{model}.{models_namespace}.svc.cluster.local:{MODEL_PORT}/v1"
+
+
+@dataclass(frozen=True)
+class ModelTarget:
+    """The model an agent calls: where, by which served name, and how long it waits."""
+
+    base_url: str
+    served_name: str  # vLLM's --served-model-name (the model id)
+    timeout_s: int  # the timeout chain's worker hop (components/traffic/timeouts.py)
+
+
+def worker_environment(
+    agent: AgentSpec,
+    *,
+    model: ModelTarget,
+    wiring: WorkerWiring,
+) -> dict[str, pulumi.Input[str]]:
+    """The worker's environment variables (names as agent_worker/config.py reads them):
+    the data plane's wiring, the model, the agent's tools, budgets and shutdown deadline.
+    `AGENT_TEAM` is not here: the pod sets it from its own `team` label."""
+    env: dict[str, pulumi.Input[str]] = dict(wiring.env)
+    env["AGENT_NAME"] = agent.name
+    env["WORKER_MODE"] = agent.mode
+    env["MODEL_BASE_URL"] = model.base_url
+    env["MODEL_NAME"] = model.served_name
+    env["MODEL_TIMEOUT_S"] = str(model.timeout_s)
+    env["GRACE_PERIOD_S"] = str(agent.grace_period_s)
+    env["AGENT_TOOLS"] = ",".join(agent.tools) if agent.tools else "none"
+    budgets = agent.budgets
+    for name, value in (
+        ("BUDGET_SESSION_TOKENS", budgets.session_tokens),
+        ("BUDGET_USER_TOKENS_PER_DAY", budgets.user_tokens_per_day),
+        ("BUDGET_AGENT_TOKENS_PER_DAY", budgets.agent_tokens_per_day),
+    ):
+        if value is not None:
+            env[name] = str(value)
+    env["BUDGET_DEGRADE_AT"] = f"{budgets.degrade_at:g}"
+    return env
+
+
+def pod_labels(agent: AgentSpec, cost_labels: CostLabels) -> dict[str, str]:
+    """Every agent pod's labels: its selector, the component, cost labels with the
+    agent's own team (usage records read it through the downward API)."""
+    labels = {
+        **cost_labels.as_labels(),
+        **selector_labels(agent),
+        "app.kubernetes.io/component": AGENT_COMPONENT,
+        "app.kubernetes.io/part-of": "swarmstack",
+        "swarmstack.io/latency-tier": agent.tier,
+    }
+    if agent.team is not None:
+        labels["team"] = agent.team
+    return labels
+
+
+def _secret_volumes(files: Sequence[MountedFile]) -> tuple[list[Any], list[Any]]:
+    """One projected volume per folder the contract names (a folder may take keys of
+    several Secrets: a password and the CA bundle)."""
+    by_dir: dict[str, list[MountedFile]] = {}
+    for f in files:
+        by_dir.setdefault(posixpath.dirname(f.path), []).append(f)
+    volumes: list[Any] = []
+    mounts: list[Any] = []
+    for i, (folder, members) in enumerate(sorted(by_dir.items())):
+        name = f"secrets-{i}"
+        volumes.append(
+            {
+                "name": name,
+                "projected": {
+                    "defaultMode": SECRET_FILE_MODE,
+                    "sources": [
+                        {
+                            "secret": {
+                                "name": m.secret.name,
+                                "items": [
+                                    {"key": m.secret.key, "path": posixpath.basename(m.path)}
+                                ],
+                            }
+                        }
+                        for m in members
+                    ],
+                },
+            }
+        )
+        mounts.append({"name": name, "mountPath": folder, "readOnly": True})
+    return volumes, mounts
+
+
+def _spread(agent: AgentSpec) -> list[dict[str, Any]]:
+    # Soft: a zone short of capacity must not stop a rollout, but replicas leave it first.
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": selector_labels(agent)},
+        }
+        for key in (ZONE_KEY, HOST_KEY)
+    ]
+
+
+def pod_template(
+    agent: AgentSpec,
+    *,
+    image: ImageRef,
+    env: Mapping[str, pulumi.Input[str]],
+    files: Sequence[MountedFile],
+    cost_labels: CostLabels,
+) -> dict[str, Any]:
+    """The worker pod template (Kubernetes wire form)."""
+    secret_volumes, secret_mounts = _secret_volumes(files)
+    probe = {"port": WORKER_PORT_NAME}
+    container: dict[str, Any] = {
+        "name": "worker",
+        "image": image.reference,
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": WORKER_PORT_NAME, "containerPort": WORKER_PORT, "protocol": "TCP"}],
+        "env": [
+            {"name": "WORKER_HOST", "value": "0.0.0.0"},
+            {"name": "WORKER_PORT", "value": str(WORKER_PORT)},
+            *({"name": k, "value": v} for k, v in sorted(env.items())),
+            {
+                "name": "AGENT_TEAM",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['team']"}},
+            },
+        ],
+        "resources": {
+            "requests": {
+                "cpu": f"{agent.resources.cpu_millis}m",
+                "memory": f"{agent.resources.memory_mib}Mi",
+            },
+            "limits": {"memory": f"{agent.resources.memory_mib}Mi"},
+        },
+        "startupProbe": {
+            "httpGet": {"path": "/healthz", **probe},
+            "periodSeconds": STARTUP_PERIOD_S,
+            "failureThreshold": STARTUP_BUDGET_S // STARTUP_PERIOD_S,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", **probe},
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", **probe},
+            "periodSeconds": 15,
+            "timeoutSeconds": 5,
+            "failureThreshold": 4,
+        },
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *secret_mounts],
+    }
+    spec: dict[str, Any] = {
+        "serviceAccountName": workload_name(agent),
+        # IRSA's token comes through the EKS webhook's own projected volume.
+        "automountServiceAccountToken": False,
+        "priorityClassName": PRIORITY_CLASSES[agent.tier][0],
+        "terminationGracePeriodSeconds": termination_grace_period_s(agent.grace_period_s),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "topologySpreadConstraints": _spread(agent),
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}, *secret_volumes],
+    }
+    if agent.sandbox == "gvisor":
+        spec["runtimeClassName"] = GVISOR_RUNTIME_CLASS
+    return {"metadata": {"labels": pod_labels(agent, cost_labels)}, "spec": spec}
+
+
+def deployment_spec(agent: AgentSpec, template: Mapping[str, Any]) -> dict[str, Any]:
+    """The Deployment spec: `replicas.min` (the autoscaler moves it within the range),
+    surge one pod before removing one so a rollout never lowers capacity."""
+    return {
+        "replicas": agent.replicas.min,
+        "selector": {"matchLabels": selector_labels(agent)},
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        },
+        "template": dict(template),
+    }
+
+
+def service_spec(agent: AgentSpec) -> dict[str, Any]:
+    return {
+        "type": "ClusterIP",
+        "selector": selector_labels(agent),
+        "ports": [
+            {
+                "name": WORKER_PORT_NAME,
+                "port": WORKER_PORT,
+                "targetPort": WORKER_PORT_NAME,
+                "protocol": "TCP",
+                "appProtocol": "http",
+            }
+        ],
+    }
+
+
+def _wire(spec: Mapping[str, Any]) -> Any:
+    """A wire-form (camelCase) spec, passed untyped (the SDK's dict types are snake_case)."""
+    return dict(spec)
+
+
+@dataclass(frozen=True)
+class AgentWorkloadArgs:
+    spec: AgentSpec
+    namespace: pulumi.Input[str]
+    namespace_name: str
+    image: ImageRef
+    model: ModelTarget
+    wiring: WorkerWiring
+    cost_labels: CostLabels
+    irsa: Irsa | None = None
+
+
+class AgentWorkload(pulumi.ComponentResource):
+    """One agent type's workers: ServiceAccount, Deployment, Service (http), PDB."""
+
+    deployment: k8s.apps.v1.Deployment
+    service: k8s.core.v1.Service | None
+    pdb: k8s.policy.v1.PodDisruptionBudget
+    role_arn: pulumi.Output[str] | None
+
+    def __init__(
+        self, name: str, args: AgentWorkloadArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("swarmstack:agents:Workload", name, None, opts)
+        agent = args.spec
+        labels = pod_labels(agent, args.cost_labels)
+        metadata = k8s.meta.v1.ObjectMetaArgs(
+            name=workload_name(agent), namespace=args.namespace, labels=labels
+        )
+        child = pulumi.ResourceOptions(parent=self)
+        self.role_arn = None
+        annotations: dict[str, pulumi.Input[str]] = {}
+        if args.wiring.irsa_policy is not None and args.irsa is not None:
+            role = irsa_role(
+                args.irsa,
+                role_name=f"{name}-role",
+                policy_name=f"{name}-policy",
+                namespace=args.namespace_name,
+                service_account=workload_name(agent),
+                policy=args.wiring.irsa_policy,
+                description=f"Agent {agent.name}: its Kafka topics and group on MSK (IRSA)",
+                tags=aws_tags(args.cost_labels.as_labels(), agent=agent.name),
+                parent=self,
+            )
+            self.role_arn = role.arn
+            annotations[ROLE_ANNOTATION] = role.arn
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-sa",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=workload_name(agent),
+                namespace=args.namespace,
+                labels=labels,
+                annotations=annotations,
+            ),
+            automount_service_account_token=False,
+            opts=child,
+        )
+        template = pod_template(
+            agent,
+            image=args.image,
+            env=worker_environment(agent, model=args.model, wiring=args.wiring),
+            files=args.wiring.files,
+            cost_labels=args.cost_labels,
+        )
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=metadata,
+            spec=_wire(deployment_spec(agent, template)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
+        )
+        self.service = None
+        if agent.mode == "http":
+            self.service = k8s.core.v1.Service(
+                f"{name}-service", metadata=metadata, spec=_wire(service_spec(agent)), opts=child
+            )
+        # Allows one disruption: maxUnavailable 0 would block every node drain; a drained
+        # worker checkpoints its turns and another resumes them.
+        self.pdb = k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=metadata,
+            spec=_wire({"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(agent)}}),
+            opts=child,
+        )
+        self.register_outputs(
+            {
+                "deployment": self.deployment.metadata.apply(lambda m: m.name),
+                "roleArn": self.role_arn,
+            }
+        )
+
+
+class AgentPriorityClasses(pulumi.ComponentResource):
+    """The agents' PriorityClasses, declared once per cluster: interactive above batch."""
+
+    names: dict[Tier, str]
+
+    def __init__(
+        self, name: str, cost_labels: CostLabels, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("swarmstack:agents:PriorityClasses", name, None, opts)
+        self.names = {}
+        for tier, (class_name, value) in PRIORITY_CLASSES.items():
+            k8s.scheduling.v1.PriorityClass(
+                f"{name}-{tier}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=class_name, labels=cost_labels.as_labels()
+                ),
+                value=value,
+                global_default=False,
+                preemption_policy="PreemptLowerPriority",
+                description=f"swarmstack {tier} agent workers",
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.names[tier] = class_name
+        self.register_outputs({"names": dict(self.names)})
+
+
+def worker_repository(
+    name: str,
+    *,
+    repository_name: str,
+    kms_key_arn: pulumi.Input[str],
+    cost_labels: CostLabels,
+    opts: pulumi.ResourceOptions | None = None,
+) -> aws.ecr.Repository:
+    """The ECR repository the worker image is pushed to: scanned on push, tags immutable
+    (a tag names one image for good), encrypted with the stack's KMS key."""
+    return aws.ecr.Repository(
+        name,
+        name=repository_name,
+        image_tag_mutability="IMMUTABLE",
+        image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
+            scan_on_push=True
+        ),
+        encryption_configurations=[
+            aws.ecr.RepositoryEncryptionConfigurationArgs(
+                encryption_type="KMS", kms_key=kms_key_arn
+            )
+        ],
+        tags=aws_tags(cost_labels.as_labels(), component="agent-worker-image"),
+        opts=opts,
+    )

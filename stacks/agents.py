@@ -1,0 +1,109 @@
+"""The agents part of the composition: one `AgentWorkload` per agent type of the config,
+the PriorityClasses they share and the ECR repository of the worker image.
+
+Each agent's environment comes from the data plane's connection contract
+(`worker_wiring`) with the trace collector's endpoint, its model's in-cluster Service and
+served name, and the model's timeout chain (`MODEL_TIMEOUT_S` is the chain's worker hop).
+The config rules have already refused an agent whose model, image or session store is
+missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import pulumi
+
+from components.agents.spec import AgentSpec
+from components.agents.workload import (
+    AgentPriorityClasses,
+    AgentWorkload,
+    AgentWorkloadArgs,
+    ModelTarget,
+    model_base_url,
+    worker_repository,
+)
+from components.compute.cluster import ClusterNetworkAndEks
+from components.compute.irsa import Irsa
+from components.data.contract import DataPlaneContract, WorkerWiring, worker_wiring
+from components.specs import ImageRef
+from components.traffic.timeouts import timeout_chain
+from stacks.config import StackConfig
+from stacks.observability import worker_tracing_env
+
+WORKER_REPOSITORY = "agent-worker"  # ECR repository <cluster name>/agent-worker
+
+
+def worker_repository_name(config: StackConfig) -> str:
+    return f"{config.cluster.name}/{WORKER_REPOSITORY}"
+
+
+def agent_image(config: StackConfig, agent: AgentSpec) -> ImageRef:
+    """The agent's own image, else `images.agentWorker` (the config rules refuse neither)."""
+    image = agent.image or config.images.agent_worker
+    assert image is not None, "stacks/config.py refuses an agent without an image"
+    return image
+
+
+def model_target(config: StackConfig, agent: AgentSpec) -> ModelTarget:
+    """The model an agent calls, as its worker sees it."""
+    model = next(m for m in config.models if m.name == agent.model)
+    return ModelTarget(
+        base_url=model_base_url(model.name, config.namespaces.models),
+        served_name=model.model,
+        timeout_s=timeout_chain(model, config.timeouts).worker_s,
+    )
+
+
+def with_tracing(config: StackConfig, wiring: WorkerWiring) -> WorkerWiring:
+    """The wiring plus the trace collector's endpoint, when the stack runs one."""
+    return dataclasses.replace(wiring, env={**wiring.env, **worker_tracing_env(config)})
+
+
+def build_agents(
+    config: StackConfig,
+    *,
+    contract: DataPlaneContract | None,
+    eks: ClusterNetworkAndEks | None,
+    irsa: Irsa | None,
+    agents_namespace: pulumi.Input[str],
+    on_cluster: pulumi.ResourceOptions,
+    depends_on: Sequence[pulumi.Resource] = (),
+) -> list[AgentWorkload]:
+    if eks is not None:
+        repository = worker_repository(
+            "agent-worker-repository",
+            repository_name=worker_repository_name(config),
+            kms_key_arn=eks.kms_key_arn,
+            cost_labels=config.cost_labels,
+        )
+        pulumi.export("agentWorkerRepository", repository.repository_url)
+    if not config.agents:
+        return []
+    assert contract is not None, "stacks/config.py refuses agents without a session store"
+    after = pulumi.ResourceOptions.merge(
+        on_cluster, pulumi.ResourceOptions(depends_on=list(depends_on))
+    )
+    priorities = AgentPriorityClasses("agent-priorities", config.cost_labels, opts=on_cluster)
+    workloads: list[AgentWorkload] = []
+    for agent in config.agents:
+        workloads.append(
+            AgentWorkload(
+                f"agent-{agent.name}",
+                AgentWorkloadArgs(
+                    spec=agent,
+                    namespace=agents_namespace,
+                    namespace_name=config.namespaces.agents,
+                    image=agent_image(config, agent),
+                    model=model_target(config, agent),
+                    wiring=with_tracing(config, worker_wiring(contract, agent)),
+                    cost_labels=config.cost_labels,
+                    irsa=irsa,
+                ),
+                opts=pulumi.ResourceOptions.merge(
+                    after, pulumi.ResourceOptions(depends_on=[priorities])
+                ),
+            )
+        )
+    return workloads

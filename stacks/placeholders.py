@@ -2,7 +2,9 @@
 
 The shipped stack files carry values from the documentation so that a fresh
 checkout plans: the RFC 5737 address ranges, AWS's example account ids (in ARNs
-and in ECR registry hosts), and a weights bucket nobody here owns. `pulumi up`
+and in ECR registry hosts), and a weights bucket nobody here owns. A trace backend on a
+domain reserved for documentation (RFC 2606 / RFC 6761: example.com, .net and .org,
+and the `.example`, `.invalid`, `.test` and `.localhost` names) is one too. `pulumi up`
 refuses every one of them (see
 stacks/program.py); `pulumi preview` and the offline plan list them as warnings.
 Each finding names the config path as written in `Pulumi.<stack>.yaml`.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from components.specs import S3Weights
 from stacks.config import Problem, StackConfig, render_path
@@ -31,7 +34,22 @@ _ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]*:[a-z0-9-]*:([0-9]{12}):")
 _ECR_HOST = re.compile(r"^([0-9]{12})\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/")
 
 
+# Reserved for documentation and tests, never an organisation's own (RFC 2606, RFC 6761).
+DOCUMENTATION_DOMAINS = ("example.com", "example.net", "example.org")
+DOCUMENTATION_TLDS = ("example", "invalid", "test", "localhost")
+
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def documentation_domain(host: str) -> str | None:
+    """The reserved domain `host` lies in, if any."""
+    name = host.lower().rstrip(".")
+    for domain in DOCUMENTATION_DOMAINS:
+        if name == domain or name.endswith(f".{domain}"):
+            return domain
+    tld = name.rpartition(".")[2]
+    return f".{tld}" if tld in DOCUMENTATION_TLDS else None
 
 
 def _inside(net: Network, doc: Network) -> bool:
@@ -107,6 +125,18 @@ def documentation_values(config: StackConfig) -> list[Problem]:
                     f"bucket {weights.bucket!r} is neither created by this stack (it creates "
                     "none) nor listed in external.s3Buckets: point the URI at your own bucket "
                     "and list that bucket there",
+                )
+            )
+    tracing = config.observability.tracing
+    endpoint = tracing.backend.endpoint
+    if tracing.enabled and endpoint is not None:
+        domain = documentation_domain(urlsplit(endpoint).hostname or "")
+        if domain is not None:
+            problems.append(
+                Problem(
+                    "observability.tracing.backend.endpoint",
+                    f"{endpoint!r} is in {domain}, a domain reserved for documentation: "
+                    "point it at your trace backend",
                 )
             )
     qdrant = config.data_plane.qdrant

@@ -129,6 +129,37 @@ def test_an_image_in_an_example_accounts_registry_is_found(
     assert ("images.agentWorker.repository" in _paths(pilot_raw)) is found
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "domain"),
+    [
+        ("https://otlp.example.com:4317", "example.com"),
+        ("https://EXAMPLE.org", "example.org"),
+        ("https://traces.corp.example", ".example"),
+        ("https://collector.invalid", ".invalid"),
+    ],
+)
+def test_a_trace_backend_on_a_documentation_domain_is_found(
+    pilot_raw: dict[str, Any], endpoint: str, domain: str
+) -> None:
+    pilot_raw["observability"]["tracing"] = {"backend": {"type": "otlp", "endpoint": endpoint}}
+    found = [
+        str(p)
+        for p in documentation_values(load(pilot_raw, "us-east-1", "x"))
+        if p.path == "observability.tracing.backend.endpoint"
+    ]
+    assert found == [
+        f"observability.tracing.backend.endpoint: {endpoint!r} is in {domain}, a domain "
+        "reserved for documentation: point it at your trace backend"
+    ]
+
+
+def test_a_trace_backend_of_ones_own_is_not_a_placeholder(pilot_raw: dict[str, Any]) -> None:
+    for endpoint in ("https://otlp.eu.honeycomb.io", "https://notexample.com", "https://a.testing"):
+        pilot_raw["observability"]["tracing"] = {"backend": {"type": "otlp", "endpoint": endpoint}}
+        paths = [p.path for p in documentation_values(load(pilot_raw, "us-east-1", "x"))]
+        assert "observability.tracing.backend.endpoint" not in paths, endpoint
+
+
 def test_a_bucket_named_external_is_accepted(pilot_raw: dict[str, Any]) -> None:
     pilot_raw["external"] = {"s3Buckets": ["swarm-pilot-models"]}
     assert "models[0].weights.uri" not in _paths(pilot_raw)

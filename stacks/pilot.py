@@ -23,6 +23,7 @@ from components.serving.model_serving import (
     Placement,
 )
 from components.traffic.tenancy import Tenancy, TenancyArgs
+from stacks.autoscaling import build_autoscaling, scaling_network_policies
 from stacks.config import StackConfig, accelerator_resource
 from stacks.data_plane import build_data_plane, network_policies, read_secrets
 from stacks.observability import build_observability, read_monitoring_secrets
@@ -52,6 +53,7 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
                     subnet_ids=eks.private_subnet_ids,
                     availability_zones=eks.availability_zones,
                     depends_on=eks.node_group_dependencies,
+                    mig_strategy=config.gpu_operator.mig_strategy,
                 ),
             )
     else:
@@ -70,7 +72,7 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
         TenancyArgs(
             namespaces=config.namespaces,
             cost_labels=labels,
-            extra_policies=network_policies(config),
+            extra_policies={**network_policies(config), **scaling_network_policies(config)},
         ),
         opts=on_cluster,
     )
@@ -108,6 +110,7 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
         pulumi.export("huggingFaceTokenSecret", secret.metadata.apply(lambda m: m.name))
 
     endpoints: dict[str, pulumi.Output[str]] = {}
+    scale_targets: dict[str, list[pulumi.Resource]] = {}
     for model in config.models:
         if irsa is None and model.weights.source == "s3":
             pulumi.log.warn(
@@ -130,6 +133,22 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
             opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[operator]),
         )
         endpoints[model.name] = serving.endpoint
+        scale_targets[f"model-{model.name}"] = [serving.deployment]
+
+    build_autoscaling(
+        config,
+        region=region,
+        eks=cluster.eks,
+        irsa=irsa,
+        # The agent types whose worker Deployments this composition declares (none yet):
+        # each gets its ScaledObject once its Deployment is among `scale_targets`.
+        agents=[],
+        contract=contract,
+        targets=scale_targets,
+        on_cluster=pulumi.ResourceOptions(
+            providers=[cluster.provider], depends_on=[tenancy, operator]
+        ),
+    )
 
     # Rules and dashboards live in the monitoring namespace Tenancy declares.
     in_monitoring = pulumi.ResourceOptions.merge(

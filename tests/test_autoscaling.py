@@ -302,6 +302,18 @@ def test_the_pilot_declares_keda_the_autoscaler_and_a_scaled_object_per_model(
     assert scaled == sorted(m.name for m in pilot.models)
 
 
+def test_nothing_pulumi_applies_fights_the_autoscalers(pilot_plan: Plan) -> None:
+    registrations = pilot_plan.capture.registrations
+    deployments = [r for r in registrations if r.type == "kubernetes:apps/v1:Deployment"]
+    assert {r.inputs["metadata"]["name"] for r in deployments} == {"qwen25-7b", "llama31-8b"}
+    # KEDA sets the replicas, the Cluster Autoscaler the desired node count.
+    assert all("spec.replicas" in r.ignore_changes for r in deployments)
+    groups = [r for r in registrations if r.type == NODE_GROUP]
+    assert groups and all("scalingConfig.desiredSize" in r.ignore_changes for r in groups)
+    # No HorizontalPodAutoscaler of the stack's own competes with KEDA's.
+    assert not [r for r in registrations if "HorizontalPodAutoscaler" in r.type]
+
+
 def test_a_mig_pool_carries_its_node_template_resource_tags(pilot_plan: Plan) -> None:
     [group] = [
         r

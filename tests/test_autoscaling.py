@@ -336,6 +336,12 @@ def test_node_template_tags_per_strategy_and_for_whole_gpus(pilot: StackConfig) 
         {"name": "whole", "instanceType": "p5.4xlarge", "minSize": 0, "maxSize": 2}
     )
     assert node_template_tags(whole, "mixed") == {}
+    # Counts are per node: eight H100s of a p5.48xlarge, each split the same way.
+    eight = pool.model_copy(update={"instance_type": "p5.48xlarge"})
+    assert node_template_tags(eight, "mixed") == {
+        f"{NODE_TEMPLATE_RESOURCES}nvidia.com/mig-3g.40gb": "16",
+        f"{NODE_TEMPLATE_RESOURCES}nvidia.com/gpu": "0",
+    }
 
 
 # --------------------------------------------------------------------------- network

@@ -29,6 +29,7 @@ from components.data.redis import RedisSpec, redis_problems
 from components.observe.alerts import slo_problems
 from components.observe.monitoring import ReceiverType
 from components.observe.spec import ObservabilitySpec
+from components.scale.keda import AutoscalingSpec
 from components.serving.vllm import MemoryFit, memory_fit
 from components.specs import (
     ClusterSpec,
@@ -167,6 +168,11 @@ class StackConfig(Spec):
     timeouts: TimeoutSpec = Field(
         default_factory=TimeoutSpec,
         description="The timeouts of a model call's hops, each above the one inside it.",
+    )
+    autoscaling: AutoscalingSpec = Field(
+        default_factory=AutoscalingSpec,
+        description="KEDA (models on their sequence slots, events agents on consumer lag, "
+        "http agents on active sessions) and the Cluster Autoscaler.",
     )
 
     def pool(self, name: str) -> GpuPoolSpec:
@@ -372,6 +378,7 @@ def cross_component_problems(config: StackConfig, region: str) -> list[Problem]:
         problems += _capacity_problems(config)
     problems += data_plane_problems(config)
     problems += agent_runtime_problems(config)
+    problems += autoscaling_problems(config)
     if not problems:  # a quota is checked against the pods of a valid stack
         # Imported here: the quota check renders the stack's pods, and its module reads
         # this one's types.
@@ -430,6 +437,31 @@ def agent_runtime_problems(config: StackConfig) -> list[Problem]:
                     "not set: add it or remove retrieve",
                 )
             )
+    return problems
+
+
+def autoscaling_problems(config: StackConfig) -> list[Problem]:
+    """Interactive workloads keep a replica; KEDA's namespace is its own."""
+    problems: list[Problem] = []
+    for i, model in enumerate(config.models):
+        if model.slo.tier == "interactive" and model.replicas.min < 1:
+            problems.append(
+                Problem(
+                    f"models[{i}].replicas.min",
+                    f"0 for interactive model {model.name!r}: an interactive model never "
+                    "scales to zero (its first request would wait for the model to load); "
+                    "use 1 or more, or slo.tier: batch",
+                )
+            )
+    ns = config.namespaces
+    keda_ns = config.autoscaling.keda.namespace
+    if keda_ns in (ns.models, ns.agents, ns.data, ns.monitoring, "kube-system", "default"):
+        problems.append(
+            Problem(
+                "autoscaling.keda.namespace",
+                f"{keda_ns!r} is already used: KEDA runs in a namespace of its own",
+            )
+        )
     return problems
 
 

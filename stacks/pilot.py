@@ -6,6 +6,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.agents.spec import workload_name
 from components.compute.cluster import Cluster, ClusterArgs
 from components.compute.gpu_node_pool import (
     GpuNodePool,
@@ -24,6 +25,7 @@ from components.serving.model_serving import (
 )
 from components.traffic.tenancy import Tenancy, TenancyArgs, agent_network_policies
 from stacks.agents import build_agents
+from stacks.autoscaling import build_autoscaling, scaling_network_policies
 from stacks.config import StackConfig, accelerator_resource
 from stacks.data_plane import build_data_plane, network_policies, read_secrets
 from stacks.observability import (
@@ -60,6 +62,7 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
                     subnet_ids=eks.private_subnet_ids,
                     availability_zones=eks.availability_zones,
                     depends_on=eks.node_group_dependencies,
+                    mig_strategy=config.gpu_operator.mig_strategy,
                 ),
             )
     else:
@@ -82,6 +85,7 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
                 **network_policies(config),
                 **agent_network_policies(config.namespaces, config.agents),
                 **tracing_network_policies(config),
+                **scaling_network_policies(config),
             },
             quotas=stack_quotas(config),
             teams=config.tenancy.teams,
@@ -127,6 +131,7 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
         pulumi.export("huggingFaceTokenSecret", secret.metadata.apply(lambda m: m.name))
 
     endpoints: dict[str, pulumi.Output[str]] = {}
+    scale_targets: dict[str, list[pulumi.Resource]] = {}
     for model in config.models:
         if irsa is None and model.weights.source == "s3":
             pulumi.log.warn(
@@ -150,8 +155,9 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
             opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[operator]),
         )
         endpoints[model.name] = serving.endpoint
+        scale_targets[f"model-{model.name}"] = [serving.deployment]
 
-    build_agents(
+    workloads = build_agents(
         config,
         contract=contract,
         eks=cluster.eks,
@@ -159,6 +165,21 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
         agents_namespace=tenancy.agents_namespace,
         on_cluster=on_cluster,
         depends_on=[tenancy],
+    )
+    for agent, workload in zip(config.agents, workloads, strict=True):
+        scale_targets[workload_name(agent)] = [workload.deployment]
+
+    build_autoscaling(
+        config,
+        region=region,
+        eks=cluster.eks,
+        irsa=irsa,
+        agents=config.agents,
+        contract=contract,
+        targets=scale_targets,
+        on_cluster=pulumi.ResourceOptions(
+            providers=[cluster.provider], depends_on=[tenancy, operator]
+        ),
     )
 
     # Rules and dashboards live in the monitoring namespace Tenancy declares.

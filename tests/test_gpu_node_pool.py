@@ -275,7 +275,14 @@ def test_node_pool_node_group() -> None:
         "environment": "pilot",
         "managed-by": "swarmstack",
         "pool": "h100-mig",
+        # What a node offers while the group is at zero (the Cluster Autoscaler reads these
+        # tags of the node group through eks:DescribeNodegroup).
+        "k8s.io/cluster-autoscaler/node-template/resources/nvidia.com/mig-3g.40gb": "2",
+        "k8s.io/cluster-autoscaler/node-template/resources/nvidia.com/gpu": "0",
     }
+    # The instances, volumes and launch template carry the cost tags only.
+    template = only(capture, LAUNCH_TEMPLATE).inputs
+    assert not any(k.startswith("k8s.io/") for k in template["tags"])
     assert capture.outputs == {"nodeGroupName": "h100-mig", "migConfig": "swarmstack-h100-mig"}
 
 

@@ -32,6 +32,7 @@ from stacks.plan.model import Manifest, NodePool
 from stacks.plan.monitoring_checks import is_monitoring_object, prometheus_operator_problems
 from stacks.plan.recorder import REDACTED, Registration, decode_inputs, run
 from stacks.plan.runner import PLACEHOLDER_PREFIX
+from stacks.plan.scaling_checks import is_keda_object, keda_problems
 
 ROOT = Path(__file__).resolve().parent.parent
 rpc_sig = rpc._special_sig_key  # pyright: ignore[reportPrivateUsage]
@@ -71,8 +72,8 @@ def test_plan_writes_every_artefact(pilot_out: Path) -> None:
     # clients of the http one (1), Prometheus to the agents (1); the data plane's: kafka 6
     # (clients, 2 internal, 2 https, agents egress), redis 2, qdrant 5; traces 3 (models and
     # agents egress, the collector's own); the research team 4 (default deny, DNS, to the
-    # models, and the models admitting it).
-    assert kinds.count("NetworkPolicy") == 9 + 4 + 6 + 2 + 5 + 3 + 4
+    # models, and the models admitting it); KEDA's operator to the brokers 1.
+    assert kinds.count("NetworkPolicy") == 9 + 4 + 6 + 2 + 5 + 3 + 4 + 1
     assert "StorageClass" in kinds
     helm = yaml.safe_load((pilot_out / "helm" / "gpu-operator.yaml").read_text())
     assert helm["chart"] == "gpu-operator" and helm["version"] == "v26.7.0"
@@ -155,9 +156,13 @@ def test_every_written_manifest_passes_strict_validation(pilot_out: Path) -> Non
     found = prometheus_operator_problems(list(monitoring.values()))
     assert dict(zip(monitoring, found, strict=True)) == {n: [] for n in monitoring}
     by_model["prometheus-operator CRD schemas"] = [d["kind"] for d in monitoring.values()]
+    keda = {n: d for n, d in docs.items() if is_keda_object(d)}
+    found = keda_problems(list(keda.values()))
+    assert dict(zip(keda, found, strict=True)) == {n: [] for n in keda}
+    by_model["KEDA CRD schemas"] = [d["kind"] for d in keda.values()]
     for path in paths:
         doc = docs[path.name]
-        if path.name in monitoring:
+        if path.name in monitoring or path.name in keda:
             continue
         model = custom_resource_model(doc)
         if model is not None:
@@ -185,6 +190,8 @@ def test_every_written_manifest_passes_strict_validation(pilot_out: Path) -> Non
     cert_manager = next(v for k, v in by_model.items() if "cert-manager" in k)
     assert sorted(set(strimzi)) == ["Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser"]
     assert sorted(set(cert_manager)) == ["Certificate", "ClusterIssuer"]
+    # One ScaledObject per model and agent type, the events agent's TriggerAuthentication.
+    assert sorted(by_model["KEDA CRD schemas"]) == ["ScaledObject"] * 4 + ["TriggerAuthentication"]
     assert sorted(by_model["prometheus-operator CRD schemas"]) == [
         *["PodMonitor"] * 4,
         *["PrometheusRule"] * 6,

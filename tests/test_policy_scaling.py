@@ -393,9 +393,94 @@ def test_agent_deployment_needs_a_budget_and_one_selecting_it_passes() -> None:
     assert messages(protected, "pdb-required") == []
 
 
+# --------------------------------------------------------------------------- scale-down
+
+RULE_SCALE_DOWN = "keda-safe-scale-down"
+
+
+def _window(seconds: int) -> dict[str, Any]:
+    return {
+        "horizontalPodAutoscalerConfig": {
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": seconds}}
+        }
+    }
+
+
+def test_scale_down_window_long_enough_passes() -> None:
+    def program() -> None:
+        deployment("worker", labels=AGENT_WORKER)
+        scaled_object(advanced=_window(420))  # pyright: ignore[reportArgumentType]
+
+    assert messages(program, RULE_SCALE_DOWN) == []
+
+
+def test_short_scale_down_window_is_reported() -> None:
+    def program() -> None:
+        deployment("worker", labels=AGENT_WORKER)
+        scaled_object(advanced=_window(60))  # pyright: ignore[reportArgumentType]
+
+    v = only(program, RULE_SCALE_DOWN)
+    assert v.message.startswith(
+        "ScaledObject agents/worker (worker-scaler): scale-down stabilisation 60 s is below 300 s"
+    )
+
+
+def test_unset_window_is_the_hpa_default_and_the_minimum_is_configurable() -> None:
+    def program() -> None:
+        deployment("worker", labels=AGENT_WORKER)
+        scaled_object()
+
+    assert messages(program, RULE_SCALE_DOWN) == []
+    [message] = messages(program, RULE_SCALE_DOWN, {RULE_SCALE_DOWN: {"minScaleDownWindowS": 600}})
+    assert "scale-down stabilisation unset (the HPA default 300 s) is below 600 s" in message
+
+
+def test_window_shorter_than_one_model_request_is_reported() -> None:
+    def program() -> None:
+        deployment(
+            "qwen",
+            namespace="models",
+            labels=MODEL_SERVER,
+            annotations={"swarmstack.io/slo-e2e-p99-s": "900"},
+        )
+        scaled_object(
+            "qwen",
+            namespace="models",
+            target="qwen",
+            advanced=_window(600),  # pyright: ignore[reportArgumentType]
+        )
+
+    v = only(program, RULE_SCALE_DOWN)
+    assert v.message.endswith(
+        "scale-down stabilisation 600 s does not outlast one request of the model it scales "
+        "(e2e P99 900 s)"
+    )
+
+
+def test_workloads_other_than_models_and_agents_are_not_judged() -> None:
+    def program() -> None:
+        deployment("worker")
+        scaled_object(advanced=_window(10))  # pyright: ignore[reportArgumentType]
+
+    assert messages(program, RULE_SCALE_DOWN) == []
+
+
 # --------------------------------------------------------------------------- the pilot
 
 
 def test_pilot_passes_every_scaling_rule() -> None:
     capture = run_program(read_program_input(ROOT, "pilot"))
     assert [str(v) for v in evaluate(capture.registrations, {}, RULES)] == []
+
+
+def test_the_scaling_rules_see_the_pilots_scaled_objects() -> None:
+    capture = run_program(read_program_input(ROOT, "pilot"))
+    # With a minimum above the pilot's windows, the rule fires on each ScaledObject:
+    # the rules read the real resources, not an empty list.
+    found = evaluate(capture.registrations, {RULE_SCALE_DOWN: {"minScaleDownWindowS": 3600}}, RULES)
+    assert sorted(v.message.split(":")[0] for v in found if v.rule == RULE_SCALE_DOWN) == [
+        "ScaledObject swarmstack-agents/agent-concierge (keda-agent-concierge)",
+        "ScaledObject swarmstack-agents/agent-researcher (keda-agent-researcher)",
+        "ScaledObject swarmstack-models/llama31-8b (keda-model-llama31-8b)",
+        "ScaledObject swarmstack-models/qwen25-7b (keda-model-qwen25-7b)",
+    ]

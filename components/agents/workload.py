@@ -367,7 +367,10 @@ class AgentWorkload(pulumi.ComponentResource):
             f"{name}-deployment",
             metadata=metadata,
             spec=_wire(deployment_spec(agent, template)),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
+            # KEDA owns the replica count once the Deployment exists.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[account], ignore_changes=["spec.replicas"]
+            ),
         )
         self.service = None
         if agent.mode == "http":

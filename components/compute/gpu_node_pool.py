@@ -22,13 +22,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import yaml
 
+from components.compute.instances import INSTANCE_TYPES
+from components.compute.mig import mig_resource_name
 from components.compute.nodes import (
     GPU_TAINT,
     POOL_LABEL,
@@ -105,6 +107,30 @@ def mig_parted_config(pools: Sequence[GpuPoolSpec]) -> dict[str, Any]:
 def pool_node_labels(pool: GpuPoolSpec) -> dict[str, str]:
     """Kubernetes labels of a pool's nodes: its pool name and the MIG configuration to apply."""
     return {POOL_LABEL: pool.name, MIG_CONFIG_LABEL: mig_config_name(pool)}
+
+
+NODE_TEMPLATE_RESOURCES = "k8s.io/cluster-autoscaler/node-template/resources/"
+
+
+def node_template_tags(pool: GpuPoolSpec, strategy: Literal["single", "mixed"]) -> dict[str, str]:
+    """Node group tags that tell the Cluster Autoscaler what a node of this pool offers
+    while the pool has no node to look at.
+
+    The autoscaler reads a managed node group's labels and taints itself
+    (`eks:DescribeNodegroup`) and takes `nvidia.com/gpu` from the instance type, which is
+    right for whole GPUs only: a MIG node offers its slices instead, and under the `mixed`
+    strategy no `nvidia.com/gpu` at all. So a MIG pool's group carries one
+    `node-template/resources/<resource>` tag per slice resource, with the count one node
+    offers, and (mixed) `nvidia.com/gpu: 0`; a pool of whole GPUs needs none.
+    """
+    if pool.mig is None:
+        return {}
+    gpus = INSTANCE_TYPES[str(pool.instance_type)].gpus  # pyright: ignore[reportUnknownArgumentType]
+    per_node = Counter(mig_resource_name(p, strategy) for p in pool.mig.profiles)
+    tags = {f"{NODE_TEMPLATE_RESOURCES}{r}": str(n * gpus) for r, n in sorted(per_node.items())}
+    if strategy == "mixed":
+        tags[f"{NODE_TEMPLATE_RESOURCES}nvidia.com/gpu"] = "0"
+    return tags
 
 
 def gpu_toleration() -> dict[str, str]:
@@ -207,6 +233,9 @@ class GpuNodePoolArgs:
     availability_zones: Sequence[str]
     # Resources the node group must wait for (e.g. the CNI add-on, access entries).
     depends_on: Sequence[pulumi.Resource] = ()
+    # How the device plugin advertises MIG slices (gpuOperator.migStrategy): the node
+    # template tags name the resources it advertises.
+    mig_strategy: Literal["single", "mixed"] = "mixed"
 
 
 class GpuNodePool(pulumi.ComponentResource):
@@ -238,6 +267,7 @@ class GpuNodePool(pulumi.ComponentResource):
             taints=(GPU_TAINT,),
             capacity_reservation_id=spec.capacity_reservation_id,
             tags=aws_tags(args.cost_labels.as_labels(), pool=spec.name),
+            group_tags=node_template_tags(spec, args.mig_strategy),
         )
         self.launch_template, self.node_group = managed_node_group(
             name,

@@ -58,6 +58,9 @@ class NodeGroupSpec:
     taints: Sequence[Taint] = ()
     capacity_reservation_id: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict[str, str])
+    # Tags of the node group alone (not of its instances, volumes or launch template): the
+    # Cluster Autoscaler's node-template tags.
+    group_tags: Mapping[str, str] = field(default_factory=dict[str, str])
     # A MIME multi-part document EKS merges with its own NodeConfig (AL2023 nodeadm).
     user_data: str | None = None
 
@@ -136,7 +139,7 @@ def managed_node_group(
             aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value, effect=t.effect)
             for t in spec.taints
         ],
-        tags=tags,
+        tags={**tags, **spec.group_tags},
         opts=pulumi.ResourceOptions(
             parent=parent,
             depends_on=list(depends_on),

@@ -356,7 +356,11 @@ class ModelServing(pulumi.ComponentResource):
                     "template": template,
                 }
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
+            # KEDA owns the replica count between replicas.min and max: `pulumi up` sets it
+            # on creation only, and never resets a scaled Deployment to the minimum.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[account], ignore_changes=["spec.replicas"]
+            ),
         )
         self.service = k8s.core.v1.Service(
             f"{name}-service",

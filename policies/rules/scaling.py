@@ -194,6 +194,51 @@ def _scale_to_zero(args: StackValidationArgs, report: ReportViolation) -> None:
             )
 
 
+# --------------------------------------------------------------------------- scale-down
+
+HPA_DEFAULT_SCALE_DOWN_WINDOW_S = 300
+E2E_ANNOTATION = "swarmstack.io/slo-e2e-p99-s"
+
+
+def _scale_down_window(spec: Mapping[str, Any]) -> tuple[int, str]:
+    behavior = as_dict(
+        as_dict(as_dict(spec.get("advanced")).get("horizontalPodAutoscalerConfig")).get("behavior")
+    )
+    window = as_dict(behavior.get("scaleDown")).get("stabilizationWindowSeconds")
+    if window is None:
+        return HPA_DEFAULT_SCALE_DOWN_WINDOW_S, (
+            f"scale-down stabilisation unset (the HPA default {HPA_DEFAULT_SCALE_DOWN_WINDOW_S} s)"
+        )
+    seconds = _count(window, HPA_DEFAULT_SCALE_DOWN_WINDOW_S)
+    return seconds, f"scale-down stabilisation {seconds} s"
+
+
+def _safe_scale_down(args: StackValidationArgs, report: ReportViolation) -> None:
+    minimum = _count(args.get_config().get("minScaleDownWindowS"), HPA_DEFAULT_SCALE_DOWN_WINDOW_S)
+    deployments: dict[tuple[str, str], Workload] = {}
+    for r in args.resources:
+        w = _workload(r, report)
+        if w is not None and w.kind == "Deployment":
+            deployments[(namespace_of(r.props), name_of(r))] = w
+    for so in _scaled_objects(args.resources):
+        spec = as_dict(so.props.get("spec"))
+        target = as_dict(spec.get("scaleTargetRef"))
+        w = deployments.get((namespace_of(so.props), str(target.get("name") or "")))
+        if w is None or w.pod_labels.get(COMPONENT_LABEL) not in PROTECTED_COMPONENTS:
+            continue
+        seconds, shown = _scale_down_window(spec)
+        say = stack_reporter(so, report)
+        if seconds < minimum:
+            say(
+                f"{shown} is below {minimum} s: a replica removed while load dips for a moment "
+                "is missed again a poll later, and a worker stopped mid-turn hands its session "
+                "on to be resumed"
+            )
+        e2e = w.annotations.get(E2E_ANNOTATION)
+        if e2e is not None and seconds <= _count(e2e, 0):
+            say(f"{shown} does not outlast one request of the model it scales (e2e P99 {e2e} s)")
+
+
 # --------------------------------------------------------------------------- disruption budgets
 
 _ZERO = re.compile(r"^0+(\.0*)?%?$")
@@ -271,6 +316,23 @@ RULES: list[Rule] = [
                 "type": "string",
                 "default": "production",
                 "description": "The Deployments' pod label `environment` this rule applies to.",
+            }
+        },
+    ),
+    Rule(
+        "keda-safe-scale-down",
+        "scaling",
+        "A ScaledObject of a model server or agent worker waits out a turn before it scales "
+        "down: a scale-down stabilisation window of at least minScaleDownWindowS seconds, and "
+        "longer than the model's e2e P99 (the HPA default is 300 s).",
+        "Set spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleDown."
+        "stabilizationWindowSeconds to the longest turn plus a margin.",
+        check_stack=_safe_scale_down,
+        config={
+            "minScaleDownWindowS": {
+                "type": "integer",
+                "default": HPA_DEFAULT_SCALE_DOWN_WINDOW_S,
+                "description": "The shortest scale-down stabilisation window allowed, s.",
             }
         },
     ),

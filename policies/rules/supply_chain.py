@@ -48,6 +48,7 @@ ALLOWED_REGISTRIES = [
 ALLOWED_CHART_REPOSITORIES = [
     "helm.ngc.nvidia.com",
     "kedacore.github.io",
+    "kubernetes.github.io",
     "strimzi.io",
     "charts.jetstack.io",
     "istio-release.storage.googleapis.com",

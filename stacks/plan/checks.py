@@ -25,6 +25,7 @@ from stacks.plan.monitoring_checks import (
     check_monitors,
     is_monitoring_object,
 )
+from stacks.plan.scaling_checks import check_keda_schemas, check_scaled_objects, is_keda_object
 
 
 def run_checks(plan: Plan) -> list[Finding]:
@@ -35,6 +36,8 @@ def run_checks(plan: Plan) -> list[Finding]:
         *check_selectors(plan.manifests),
         *check_monitoring_schemas(plan.manifests),
         *check_monitors(plan),
+        *check_keda_schemas(plan.manifests),
+        *check_scaled_objects(plan),
     ]
     if pools:
         findings += check_scheduling(plan.manifests, pools)
@@ -137,6 +140,8 @@ def check_schemas(manifests: Iterable[Manifest], version: str) -> list[Finding]:
             continue
         if is_monitoring_object(m.body):
             continue  # the prometheus-operator schemas (check_monitoring_schemas)
+        if is_keda_object(m.body):
+            continue  # KEDA's published schemas (check_keda_schemas)
         findings += [
             Finding("error", "schema", m.ref, f"{problem} (Kubernetes {version})")
             for problem in _base64_problems(m)

@@ -61,6 +61,8 @@ class Registration:
     has_secrets: bool = False
     # The wire form, secrets included: only the policy pack reads it, nothing writes it.
     wire: dict[str, Any] = field(default_factory=dict[str, Any], repr=False)
+    # Input paths `pulumi up` leaves to controllers (ResourceOptions.ignore_changes).
+    ignore_changes: list[str] = field(default_factory=list[str])
 
     @property
     def is_component(self) -> bool:
@@ -249,6 +251,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     inputs=inputs,
                     has_secrets=secret,
                     wire=raw,
+                    ignore_changes=list(request.ignoreChanges),
                 )
             )
         return response

@@ -23,7 +23,7 @@ from components.serving.model_serving import (
     Placement,
 )
 from components.traffic.tenancy import Tenancy, TenancyArgs, agent_network_policies
-from stacks.agents import build_agents
+from stacks.agents import build_agents, managed_store_policies
 from stacks.config import StackConfig, accelerator_resource
 from stacks.data_plane import build_data_plane, network_policies, read_secrets
 from stacks.observability import build_observability, read_monitoring_secrets
@@ -74,6 +74,7 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
             extra_policies={
                 **network_policies(config),
                 **agent_network_policies(config.namespaces, config.agents),
+                **managed_store_policies(config),
             },
         ),
         opts=on_cluster,

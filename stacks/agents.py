@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import pulumi
 
-from components.agents.spec import AgentSpec
+from components.agents.spec import AgentSpec, events_agents, selector_labels, workload_name
 from components.agents.workload import (
     AgentPriorityClasses,
     AgentWorkload,
@@ -26,6 +27,7 @@ from components.agents.workload import (
 )
 from components.compute.cluster import ClusterNetworkAndEks
 from components.compute.irsa import Irsa
+from components.data import redis as redis_store
 from components.data.contract import DataPlaneContract, WorkerWiring, worker_wiring
 from components.specs import ImageRef
 from components.traffic.timeouts import timeout_chain
@@ -59,6 +61,46 @@ def model_target(config: StackConfig, agent: AgentSpec) -> ModelTarget:
 def with_tracing(config: StackConfig, wiring: WorkerWiring) -> WorkerWiring:
     """The wiring plus the trace collector's endpoint, when the stack runs one."""
     return dataclasses.replace(wiring, env={**wiring.env, **worker_tracing_env(config)})
+
+
+def managed_store_policies(config: StackConfig) -> dict[str, dict[str, Any]]:
+    """Egress of the agents to the stores AWS runs (MSK, ElastiCache) in the stack's VPC,
+    which no pod selector can name: the VPC's CIDR on the store's client port, and for MSK
+    (IAM client auth) the STS interface endpoint (443) the worker's IRSA credentials come
+    from.
+    With `cluster.mode: existing` the VPC's CIDR is not in the config: none is rendered,
+    and the agents namespace needs its own opening (README, "Network isolation")."""
+    if config.cluster.mode != "eks":
+        return {}
+    vpc = [{"ipBlock": {"cidr": config.cluster.vpc_cidr}}]
+    ns, data = config.namespaces.agents, config.data_plane
+    policies: dict[str, dict[str, Any]] = {}
+    kafka = data.kafka
+    if kafka is not None and kafka.mode == "msk":
+        ports = [kafka.cluster_port, 443]  # MSK authenticates agents with IAM only
+        for agent in events_agents(config.agents):
+            policies[f"agents-{agent.name}-to-msk"] = {
+                "namespace": ns,
+                "name": f"allow-{workload_name(agent)}-to-msk",
+                "spec": {
+                    "podSelector": {"matchLabels": selector_labels(agent)},
+                    "policyTypes": ["Egress"],
+                    "egress": [
+                        {"to": vpc, "ports": [{"protocol": "TCP", "port": p} for p in ports]}
+                    ],
+                },
+            }
+    if data.redis is not None and data.redis.mode == "elasticache" and config.agents:
+        policies["agents-to-elasticache"] = {
+            "namespace": ns,
+            "name": "allow-agents-to-elasticache",
+            "spec": {
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [{"to": vpc, "ports": [{"protocol": "TCP", "port": redis_store.PORT}]}],
+            },
+        }
+    return policies
 
 
 def build_agents(

@@ -24,7 +24,7 @@ from components.serving.model_serving import (
     Placement,
 )
 from components.traffic.tenancy import Tenancy, TenancyArgs, agent_network_policies
-from stacks.agents import build_agents
+from stacks.agents import build_agents, managed_store_policies
 from stacks.autoscaling import build_autoscaling, scaling_network_policies
 from stacks.config import StackConfig, accelerator_resource
 from stacks.data_plane import build_data_plane, network_policies, read_secrets
@@ -86,6 +86,7 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
                 **agent_network_policies(config.namespaces, config.agents),
                 **tracing_network_policies(config),
                 **scaling_network_policies(config),
+                **managed_store_policies(config),
             },
             quotas=stack_quotas(config),
             teams=config.tenancy.teams,

@@ -27,6 +27,7 @@ from components.data.contract import MountedFile, SecretRef, WorkerWiring
 from components.specs import CostLabels, ImageRef
 from components.traffic.tenancy import agent_network_policies
 from components.traffic.timeouts import timeout_chain
+from stacks.agents import managed_store_policies
 from stacks.cli import main
 from stacks.config import ConfigError, StackConfig, load
 
@@ -517,3 +518,59 @@ def test_an_msk_iam_events_agent_gets_a_role_for_its_topics_and_the_http_agent_n
     env = _env(c)
     assert env["KAFKA_SASL_MECHANISM"] == "OAUTHBEARER" and env["AWS_REGION"] == "us-east-1"
     assert "KAFKA_PASSWORD_FILE" not in env
+
+
+def test_managed_stores_are_reached_through_the_vpc_cidr_on_their_client_ports(
+    pilot_raw: dict[str, Any],
+) -> None:
+    data = pilot_raw["dataPlane"]
+    data["kafka"] = {
+        "mode": "msk",
+        "version": "4.1.x.kraft",
+        "brokers": 3,
+        "replicationFactor": 3,
+        "minInsyncReplicas": 2,
+        "msk": {"brokerType": "kafka.m7g.large", "clientAuth": "iam"},
+    }
+    data["redis"] = {
+        "mode": "elasticache",
+        "engine": "valkey",
+        "version": "8.1",
+        "elasticache": {"nodeType": "cache.r7g.large", "nodes": 2},
+    }
+    config = load(pilot_raw, "us-east-1", SOURCE)
+    policies = managed_store_policies(config)
+    cidr = config.cluster.vpc_cidr
+
+    def egress(agent: AgentSpec) -> set[int]:
+        labels = {**selector_labels(agent), "app.kubernetes.io/component": "agent"}
+        ports: set[int] = set()
+        for p in policies.values():
+            if p["namespace"] != config.namespaces.agents:
+                continue
+            if not _selects(p["spec"]["podSelector"], labels):
+                continue
+            for rule in p["spec"]["egress"]:
+                assert rule["to"] == [{"ipBlock": {"cidr": cidr}}]
+                ports |= {x["port"] for x in rule["ports"]}
+        return ports
+
+    researcher, concierge = config.agents
+    assert egress(researcher) == {9098, 443, 6379}  # MSK IAM, STS endpoint, ElastiCache
+    assert egress(concierge) == {6379}
+    # an existing cluster's VPC CIDR is not in the config: nothing is guessed
+    cluster = pilot_raw["cluster"]
+    cluster.update(mode="existing", kubeconfigContext="admin@gpu")
+    cluster["network"] = {
+        "vpcId": "vpc-0123456789abcdef0",
+        "privateSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+        "nodeSecurityGroupId": "sg-0123456789abcdef0",
+        "kmsKeyArn": "arn:aws:kms:us-east-1:210987654321:key/k",
+    }
+    data.pop("kafka")  # MSK needs an EKS cluster of the stack; ElastiCache does not
+    pilot_raw["agents"] = pilot_raw["agents"][1:]  # the http agent alone
+    cluster.pop("vpcCidr", None)
+    existing = load(pilot_raw, "us-east-1", SOURCE)
+    assert existing.data_plane.redis is not None
+    assert existing.data_plane.redis.mode == "elasticache"
+    assert managed_store_policies(existing) == {}

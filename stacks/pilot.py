@@ -1,5 +1,5 @@
-"""Pilot phase: one cluster, a system pool, MIG GPU pools, vLLM, the agents' data plane and
-the monitoring release for 5-20 agents."""
+"""Pilot phase: one cluster, a system pool, MIG GPU pools, vLLM, the Istio mesh, the agents'
+data plane and the monitoring release for 5-20 agents."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ from components.serving.model_serving import (
     ModelServingArgs,
     Placement,
 )
+from components.traffic.mesh import Mesh, MeshArgs, mesh_network_policies, mesh_resources
 from components.traffic.tenancy import Tenancy, TenancyArgs
+from components.traffic.timeouts import timeout_chain
 from stacks.config import StackConfig, accelerator_resource
 from stacks.data_plane import build_data_plane, network_policies, read_secrets
 from stacks.observability import build_observability, read_monitoring_secrets
@@ -70,7 +72,25 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
         TenancyArgs(
             namespaces=config.namespaces,
             cost_labels=labels,
-            extra_policies=network_policies(config),
+            extra_policies={
+                **network_policies(config),
+                **mesh_network_policies(config.agents, config.namespaces),
+            },
+        ),
+        opts=on_cluster,
+    )
+    mesh = Mesh(
+        "mesh",
+        MeshArgs(
+            spec=config.mesh,
+            cost_labels=labels,
+            resources=mesh_resources(
+                [(m, timeout_chain(m, config.timeouts)) for m in config.models],
+                config.agents,
+                config.namespaces,
+                region,
+            ),
+            depends_on=[tenancy],
         ),
         opts=on_cluster,
     )
@@ -127,7 +147,10 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
                 irsa=irsa,
                 hf_token_secret=hf_secret_name if model.weights.source == "huggingface" else None,
             ),
-            opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[operator]),
+            # The injector must run before model pods exist, or they start without a proxy.
+            opts=pulumi.ResourceOptions(
+                providers=[cluster.provider], depends_on=[operator, mesh.releases["istiod"]]
+            ),
         )
         endpoints[model.name] = serving.endpoint
 

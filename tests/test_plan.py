@@ -28,6 +28,7 @@ from stacks.plan.checks import (
     check_selectors,
     custom_resource_model,
 )
+from stacks.plan.mesh_checks import is_istio_object, istio_problems
 from stacks.plan.model import Manifest, NodePool
 from stacks.plan.monitoring_checks import is_monitoring_object, prometheus_operator_problems
 from stacks.plan.recorder import REDACTED, Registration, decode_inputs, run
@@ -68,8 +69,8 @@ def test_plan_writes_every_artefact(pilot_out: Path) -> None:
     assert kinds.count("Deployment") == 2
     # 3 namespaces x (default deny + DNS) + 3 model/agent openings + Prometheus to the model
     # servers, and the data plane's: kafka 6 (clients, 2 internal, 2 https, agents egress),
-    # redis 2, qdrant 5.
-    assert kinds.count("NetworkPolicy") == 10 + 6 + 2 + 5
+    # redis 2, qdrant 5; the mesh's: models and agents to istiod.
+    assert kinds.count("NetworkPolicy") == 10 + 6 + 2 + 5 + 2
     assert "StorageClass" in kinds
     helm = yaml.safe_load((pilot_out / "helm" / "gpu-operator.yaml").read_text())
     assert helm["chart"] == "gpu-operator" and helm["version"] == "v26.7.0"
@@ -147,9 +148,13 @@ def test_every_written_manifest_passes_strict_validation(pilot_out: Path) -> Non
     found = prometheus_operator_problems(list(monitoring.values()))
     assert dict(zip(monitoring, found, strict=True)) == {n: [] for n in monitoring}
     by_model["prometheus-operator CRD schemas"] = [d["kind"] for d in monitoring.values()]
+    mesh = {n: d for n, d in docs.items() if is_istio_object(d)}
+    found = istio_problems(list(mesh.values()))
+    assert dict(zip(mesh, found, strict=True)) == {n: [] for n in mesh}
+    by_model["Istio CRD schemas"] = [d["kind"] for d in mesh.values()]
     for path in paths:
         doc = docs[path.name]
-        if path.name in monitoring:
+        if path.name in monitoring or path.name in mesh:
             continue
         model = custom_resource_model(doc)
         if model is not None:
@@ -178,9 +183,16 @@ def test_every_written_manifest_passes_strict_validation(pilot_out: Path) -> Non
     assert sorted(set(strimzi)) == ["Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser"]
     assert sorted(set(cert_manager)) == ["Certificate", "ClusterIssuer"]
     assert sorted(by_model["prometheus-operator CRD schemas"]) == [
-        *["PodMonitor"] * 3,
+        *["PodMonitor"] * 4,
         *["PrometheusRule"] * 6,
-        "ServiceMonitor",
+    ]
+    assert sorted(by_model["Istio CRD schemas"]) == [
+        "AuthorizationPolicy",
+        *["DestinationRule"] * 2,
+        *["PeerAuthentication"] * 2,
+        "ServiceEntry",
+        *["Sidecar"] * 2,
+        *["VirtualService"] * 2,
     ]
     # PrometheusRules pass the stricter typed model too (it refuses unknown fields).
     for doc in monitoring.values():

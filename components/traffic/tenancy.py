@@ -3,10 +3,11 @@ and the monitoring namespace.
 
 Traffic that is allowed is listed explicitly: DNS for everyone, agents to the
 model servers' port, the monitoring namespace's Prometheus to the model servers'
-port (vLLM's /metrics), and model servers out on 443 for weights (S3 or the Hub)
-and for STS (IRSA). The monitoring namespace is not closed by default: its
-Prometheus scrapes the kubelets, the API server and host-network exporters on
-every node, and the API server calls its operator's admission webhook. The data
+merged-metrics port (vLLM's /metrics through the Istio agent), and model servers
+out on 443 for weights (S3 or the Hub) and for STS (IRSA). The monitoring namespace
+is not closed by default: its Prometheus scrapes the kubelets, the API server and
+host-network exporters on every node, and the API server calls its operator's
+admission webhook. The data
 stores' own openings come in as `extra_policies` (rendered by components/data/network.py
 from the stores that exist).
 """
@@ -22,8 +23,11 @@ import pulumi_kubernetes as k8s
 
 from components.observe.selection import PROMETHEUS_POD_LABELS
 from components.specs import CostLabels, Namespaces
+from components.traffic.istio_chart import INJECTION_LABEL, MERGED_METRICS_PORT
 
 ROLE_LABEL = "swarmstack.io/role"
+# Namespaces whose pods get an Istio sidecar; the data stores keep their own TLS outside.
+MESHED_ROLES = ("models", "agents")
 MODEL_SERVER_COMPONENT = "model-server"
 MODEL_PORT = 8000
 
@@ -45,6 +49,7 @@ def namespace_labels(role: str, cost_labels: CostLabels) -> dict[str, str]:
         **cost_labels.as_labels(),
         ROLE_LABEL: role,
         "app.kubernetes.io/part-of": "swarmstack",
+        INJECTION_LABEL: "enabled" if role in MESHED_ROLES else "disabled",
         **security,
         "pod-security.kubernetes.io/enforce-version": "latest",
     }
@@ -100,7 +105,9 @@ def network_policies(ns: Namespaces) -> dict[str, dict[str, Any]]:
             ],
         },
     }
-    # vLLM serves /metrics on its API port: Prometheus may reach that port and nothing else.
+    # Model servers are meshed (STRICT mTLS on the API port): Prometheus, outside the mesh,
+    # scrapes Istio's merged metrics port (vLLM's /metrics merged with Envoy's) and nothing
+    # else (components/traffic/mesh.py).
     policies["models-allow-prometheus"] = {
         "namespace": ns.models,
         "name": "allow-prometheus-to-model-servers",
@@ -108,7 +115,10 @@ def network_policies(ns: Namespaces) -> dict[str, dict[str, Any]]:
             "podSelector": model_pods,
             "policyTypes": ["Ingress"],
             "ingress": [
-                {"from": [prometheus_peer(ns)], "ports": [{"protocol": "TCP", "port": MODEL_PORT}]}
+                {
+                    "from": [prometheus_peer(ns)],
+                    "ports": [{"protocol": "TCP", "port": MERGED_METRICS_PORT}],
+                }
             ],
         },
     }

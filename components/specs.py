@@ -440,6 +440,24 @@ class HubWeights(Spec):
 Weights = Annotated[S3Weights | VolumeWeights | HubWeights, Field(discriminator="source")]
 
 
+class CanarySpec(Spec):
+    """A second version of a model, served next to it and sent a share of its requests."""
+
+    weight: int = Field(
+        ge=0,
+        le=100,
+        description="Percent of the model's requests the mesh routes to the canary (0-100); "
+        "the stable version gets the rest.",
+    )
+    replicas: int = Field(default=1, ge=1, le=100, description="Canary replicas (fixed).")
+    image: ImageRef | None = Field(
+        default=None, description="vLLM image of the canary (unset: `images.vllm`)."
+    )
+    vllm: VllmSettings | None = Field(
+        default=None, description="vLLM engine settings of the canary (unset: the model's)."
+    )
+
+
 class ModelSpec(Spec):
     """One model served by vLLM."""
 
@@ -466,6 +484,11 @@ class ModelSpec(Spec):
     cpu: str = Field(default="4", pattern=r"^[0-9]+(m)?$", description="CPU request per replica.")
     memory_gib: int = Field(default=32, ge=1, le=2048, description="Memory per replica, GiB.")
     shm_gib: int = Field(default=8, ge=1, le=512, description="/dev/shm size, GiB.")
+    canary: CanarySpec | None = Field(
+        default=None,
+        description="A canary version (another image or vLLM settings) with its share of "
+        "requests: a second Deployment `<name>-canary` and a weighted route.",
+    )
 
 
 class Namespaces(Spec):

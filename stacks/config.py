@@ -41,6 +41,7 @@ from components.specs import (
     Namespaces,
     Spec,
 )
+from components.traffic.mesh import MeshSpec
 from components.traffic.quotas import TenancySpec
 from components.traffic.timeouts import TimeoutSpec
 
@@ -173,6 +174,11 @@ class StackConfig(Spec):
         default_factory=AutoscalingSpec,
         description="KEDA (models on their sequence slots, events agents on consumer lag, "
         "http agents on active sessions) and the Cluster Autoscaler.",
+    )
+    mesh: MeshSpec = Field(
+        default_factory=MeshSpec,
+        description="The Istio service mesh over the models and agents namespaces: its "
+        "releases, istiod's scale and the sidecars' resources.",
     )
 
     def pool(self, name: str) -> GpuPoolSpec:
@@ -594,6 +600,14 @@ def _pool_problems(i: int, pool: GpuPoolSpec, config: StackConfig, region: str) 
 
 def _model_problems(i: int, model: ModelSpec, config: StackConfig) -> list[Problem]:
     base = f"models[{i}]"
+    if model.canary is not None and len(model.name) > 63 - len("-canary"):
+        return [
+            Problem(
+                f"{base}.name",
+                f"{model.name!r} is too long for a canary: the canary Deployment "
+                f"'{model.name}-canary' must stay within 63 characters",
+            )
+        ]
     names = [p.name for p in config.gpu_pools]
     if model.pool not in names:
         return [Problem(f"{base}.pool", f"{model.pool!r} is not a GPU pool (one of {names})")]
@@ -711,7 +725,9 @@ def _capacity_problems(config: StackConfig) -> list[Problem]:
             wanted: Counter[str] = Counter()
             for _, m in members:
                 resource, count = accelerator_resource(m, config)
-                wanted[resource] += count * (m.replicas.min if scale == "min" else m.replicas.max)
+                replicas = m.replicas.min if scale == "min" else m.replicas.max
+                replicas += m.canary.replicas if m.canary is not None else 0
+                wanted[resource] += count * replicas
             for resource, need in sorted(wanted.items()):
                 if need > offered[resource]:
                     problems.append(

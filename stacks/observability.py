@@ -7,8 +7,11 @@ the release and those monitors in the namespaces Tenancy created.
 
 What each workload exposes:
 
-- model servers: vLLM serves /metrics on its API port; one ServiceMonitor selects every
-  model server Service of the models namespace (port `http`).
+- model servers: vLLM serves /metrics on its API port, which is meshed with STRICT mTLS
+  that Prometheus (outside the mesh) cannot speak; one PodMonitor scrapes Istio's merged
+  metrics of every model server pod instead (port 15020, `/stats/prometheus`: vLLM's
+  metrics, which the pods' prometheus.io annotations point the Istio agent at, merged with
+  Envoy's; see components/traffic/mesh.py).
 - Kafka (Strimzi): the brokers' and controllers' JMX exporter and the Kafka exporter listen
   on Strimzi's metrics port, named `tcp-prometheus` on every pod the operator creates for
   the cluster; one PodMonitor selects them. MSK: open monitoring is on (JMX and node
@@ -40,7 +43,6 @@ from typing import Any
 import pulumi
 
 from components.agents.spec import AGENT_COMPONENT
-from components.agents.workload import WORKER_PORT_NAME
 from components.data import kafka as kafka_store
 from components.data import qdrant as qdrant_store
 from components.data import redis as redis_store
@@ -52,6 +54,7 @@ from components.observe.tracing import (
     collector_grpc_url,
 )
 from components.observe.tracing import network_policies as collector_policies
+from components.traffic.istio_chart import MERGED_METRICS_PATH, MERGED_METRICS_PORT
 from components.traffic.tenancy import MODEL_SERVER_COMPONENT
 from stacks.config import (
     GRAFANA_ADMIN_PASSWORD_KEY,
@@ -75,11 +78,11 @@ def monitor_targets(config: StackConfig) -> list[MonitorTarget]:
     ns, data = config.namespaces, config.data_plane
     targets = [
         MonitorTarget(
-            "ServiceMonitor",
+            "PodMonitor",
             "model-servers",
             ns.models,
             {COMPONENT_LABEL: MODEL_SERVER_COMPONENT},
-            (Endpoint("http"),),
+            (Endpoint(port_number=MERGED_METRICS_PORT, path=MERGED_METRICS_PATH),),
         )
     ]
     if config.agents:
@@ -91,7 +94,7 @@ def monitor_targets(config: StackConfig) -> list[MonitorTarget]:
                 "agents",
                 ns.agents,
                 {COMPONENT_LABEL: AGENT_COMPONENT},
-                (Endpoint(WORKER_PORT_NAME),),
+                (Endpoint(port_number=MERGED_METRICS_PORT, path=MERGED_METRICS_PATH),),
             )
         )
     if data.kafka is not None and data.kafka.mode == "strimzi":

@@ -1,5 +1,5 @@
-"""Pilot phase: one cluster, a system pool, MIG GPU pools, vLLM, the agents' data plane and
-the monitoring release for 5-20 agents."""
+"""Pilot phase: one cluster, a system pool, MIG GPU pools, vLLM, the Istio mesh, the agents'
+data plane and the monitoring release for 5-20 agents."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ from components.serving.model_serving import (
     ModelServingArgs,
     Placement,
 )
+from components.traffic.mesh import Mesh, MeshArgs, mesh_network_policies, mesh_resources
 from components.traffic.tenancy import Tenancy, TenancyArgs, agent_network_policies
+from components.traffic.timeouts import timeout_chain
 from stacks.agents import build_agents, managed_store_policies
 from stacks.autoscaling import build_autoscaling, scaling_network_policies
 from stacks.config import StackConfig, accelerator_resource
@@ -87,9 +89,25 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
                 **tracing_network_policies(config),
                 **scaling_network_policies(config),
                 **managed_store_policies(config),
+                **mesh_network_policies(config.agents, config.namespaces),
             },
             quotas=stack_quotas(config),
             teams=config.tenancy.teams,
+        ),
+        opts=on_cluster,
+    )
+    mesh = Mesh(
+        "mesh",
+        MeshArgs(
+            spec=config.mesh,
+            cost_labels=labels,
+            resources=mesh_resources(
+                [(m, timeout_chain(m, config.timeouts)) for m in config.models],
+                config.agents,
+                config.namespaces,
+                region,
+            ),
+            depends_on=[tenancy],
         ),
         opts=on_cluster,
     )
@@ -153,7 +171,10 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
                 hf_token_secret=hf_secret_name if model.weights.source == "huggingface" else None,
                 otlp_traces_endpoint=otlp_endpoint(config),
             ),
-            opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[operator]),
+            # The injector must run before model pods exist, or they start without a proxy.
+            opts=pulumi.ResourceOptions(
+                providers=[cluster.provider], depends_on=[operator, mesh.releases["istiod"]]
+            ),
         )
         endpoints[model.name] = serving.endpoint
         scale_targets[f"model-{model.name}"] = [serving.deployment]

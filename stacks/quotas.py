@@ -2,18 +2,22 @@
 stack itself renders, and the tenant teams' namespaces.
 
 The models namespace's quota is every model at its maximum replicas (GPUs and MIG slices
-included) plus the rollout surge, read from the same pod templates the model Deployments
-use; `tenancy.quotas.models` may replace it, but never with less than that, or a scale-up
-the autoscaler asks for would stop on a quota error instead.
+included, and the mesh's sidecar in each pod) plus the rollout surge, read from the same
+pod templates the model Deployments use; `tenancy.quotas.models` may replace it, but
+never with less than that, or a scale-up the autoscaler asks for would stop on a quota
+error instead.
 """
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 from components.serving.model_serving import MAX_SURGE, Placement, pod_template
 from components.traffic.quotas import (
     Demand,
     WorkloadPods,
     namespace_demand,
+    parse_quantity,
     quota_hard,
     shortfalls,
     surge_pods,
@@ -43,12 +47,30 @@ def model_workloads(config: StackConfig) -> list[WorkloadPods]:
                 surge_pods(model.replicas.max, MAX_SURGE),
             )
         )
+        if model.canary is not None:
+            # Same resources and accelerator as the stable version (only its image or vLLM
+            # settings differ), at its fixed replica count.
+            replicas = model.canary.replicas
+            workloads.append(
+                WorkloadPods(
+                    f"{model.name}-canary",
+                    template["spec"],
+                    replicas,
+                    surge_pods(replicas, MAX_SURGE),
+                )
+            )
     return workloads
 
 
+def sidecar_requests(config: StackConfig) -> dict[str, Decimal]:
+    """What Istio's injector adds to every meshed pod: the proxy's requests."""
+    proxy = config.mesh.proxy
+    return {"cpu": parse_quantity(proxy.cpu), "memory": Decimal(proxy.memory_mib * 2**20)}
+
+
 def namespace_demands(config: StackConfig) -> dict[str, Demand]:
-    """Demand by namespace role."""
-    return {"models": namespace_demand(model_workloads(config))}
+    """Demand by namespace role, the mesh's sidecar in every pod included."""
+    return {"models": namespace_demand(model_workloads(config), sidecar_requests(config))}
 
 
 def stack_quotas(config: StackConfig) -> dict[str, dict[str, str]]:

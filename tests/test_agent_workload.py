@@ -25,6 +25,7 @@ from components.agents.workload import (
 )
 from components.data.contract import MountedFile, SecretRef, WorkerWiring
 from components.specs import CostLabels, ImageRef
+from components.traffic.istio_chart import MERGED_METRICS_PORT
 from components.traffic.tenancy import agent_network_policies
 from components.traffic.timeouts import timeout_chain
 from stacks.agents import managed_store_policies
@@ -357,11 +358,15 @@ def test_each_agent_reaches_its_own_model_port_and_no_other_model(pilot: StackCo
             )
 
 
-def test_prometheus_reaches_every_agent_on_its_worker_port_only(pilot: StackConfig) -> None:
+def test_prometheus_reaches_every_agent_on_the_merged_metrics_port_only(
+    pilot: StackConfig,
+) -> None:
+    """Under STRICT mTLS Prometheus (outside the mesh) scrapes the sidecar's merged metrics,
+    which the pod's prometheus.io annotations point at the worker's own /metrics."""
     policies = agent_network_policies(pilot.namespaces, pilot.agents)
     (scrape,) = [p for p in policies.values() if p["name"] == "allow-prometheus-to-agents"]
     (rule,) = scrape["spec"]["ingress"]
-    assert rule["ports"] == [{"protocol": "TCP", "port": WORKER_PORT}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": MERGED_METRICS_PORT}]
     assert rule["from"][0]["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": pilot.namespaces.monitoring
     }

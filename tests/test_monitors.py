@@ -84,7 +84,7 @@ def test_builder_refuses_an_empty_selector() -> None:
 def test_the_pilot_monitors_each_workload_kind(pilot: StackConfig) -> None:
     monitors = {(b["kind"], b["metadata"]["name"]): b for b in stack_monitors(pilot)}
     assert set(monitors) == {
-        ("ServiceMonitor", "model-servers"),
+        ("PodMonitor", "model-servers"),
         ("PodMonitor", "agents"),
         ("PodMonitor", "kafka"),
         ("PodMonitor", "session-store"),
@@ -93,7 +93,14 @@ def test_the_pilot_monitors_each_workload_kind(pilot: StackConfig) -> None:
     agents = monitors[("PodMonitor", "agents")]
     assert agents["metadata"]["namespace"] == "swarmstack-agents"
     assert agents["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/component": "agent"}}
-    assert agents["spec"]["podMetricsEndpoints"][0]["port"] == "http"
+    assert agents["spec"]["podMetricsEndpoints"] == [
+        {"portNumber": 15020, "path": "/stats/prometheus", "scheme": "http", "interval": "30s"}
+    ]
+    # Meshed model servers are scraped on Istio's merged metrics port (STRICT mTLS on 8000).
+    models = monitors[("PodMonitor", "model-servers")]["spec"]["podMetricsEndpoints"]
+    assert models == [
+        {"portNumber": 15020, "path": "/stats/prometheus", "scheme": "http", "interval": "30s"}
+    ]
     kafka = monitors[("PodMonitor", "kafka")]["spec"]
     assert kafka["podMetricsEndpoints"][0]["port"] == "tcp-prometheus"
     qdrant = monitors[("PodMonitor", "vector-store")]["spec"]["podMetricsEndpoints"][0]
@@ -173,13 +180,40 @@ def test_a_monitor_naming_a_port_the_pods_lack_fails(pilot_plan: Plan) -> None:
 
 
 def test_a_service_monitor_selecting_no_service_fails(pilot_plan: Plan) -> None:
-    models = _monitor(pilot_plan, "ServiceMonitor", "model-servers")
+    models = _monitor(pilot_plan, "PodMonitor", "model-servers")
     body = copy.deepcopy(models.body)
+    body["kind"] = "ServiceMonitor"
+    body["spec"]["endpoints"] = [{"port": "http"}]
     body["spec"]["selector"] = {"matchLabels": {"app.kubernetes.io/component": "agent-worker"}}
     [finding] = check_monitors(_with(pilot_plan, {models.ref: body}))
     assert "matches no Service of the stack in namespace(s) ['swarmstack-models']" in (
         finding.message
     )
+
+
+def test_the_merged_metrics_port_must_be_declared_and_pointed_at_the_apps_metrics(
+    pilot_plan: Plan,
+) -> None:
+    """Port 15020 is served by the injected proxy, which declares only 15090; the Prometheus
+    operator keeps a portNumber target only where a container declares the port, so the
+    app container declares it. It is worth scraping only when the pods point the Istio
+    agent at their own metrics."""
+    model = next(
+        m for m in pilot_plan.manifests if m.kind == "Deployment" and m.name == "qwen25-7b"
+    )
+    undeclared = copy.deepcopy(model.body)
+    (vllm,) = undeclared["spec"]["template"]["spec"]["containers"]
+    vllm["ports"] = [p for p in vllm["ports"] if p["containerPort"] != 15020]
+    [finding] = check_monitors(_with(pilot_plan, {model.ref: undeclared}))
+    assert "endpoint portNumber 15020 is not a container port of Deployment" in finding.message
+    assert "(namespace swarmstack-models is meshed): the injected proxy declares only 15090" in (
+        finding.message
+    )
+
+    unannotated = copy.deepcopy(model.body)
+    del unannotated["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"]
+    [finding] = check_monitors(_with(pilot_plan, {model.ref: unannotated}))
+    assert "its pods name no prometheus.io/port annotation" in finding.message
 
 
 def test_a_port_the_network_policies_close_fails(pilot_plan: Plan) -> None:
@@ -195,7 +229,7 @@ def test_a_port_the_network_policies_close_fails(pilot_plan: Plan) -> None:
         f"do not let Prometheus (pods {PROMETHEUS_POD_LABELS} of namespace "
         "'swarmstack-monitoring') reach Deployment swarmstack-models/" in findings[0].message
     )
-    assert "on port 8000 (http)" in findings[0].message
+    assert "on port 15020 (istio-metrics)" in findings[0].message
 
 
 def test_the_data_stores_admit_prometheus_pods_only(pilot_plan: Plan) -> None:

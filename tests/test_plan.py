@@ -28,6 +28,7 @@ from stacks.plan.checks import (
     check_selectors,
     custom_resource_model,
 )
+from stacks.plan.mesh_checks import is_istio_object, istio_problems
 from stacks.plan.model import Manifest, NodePool
 from stacks.plan.monitoring_checks import is_monitoring_object, prometheus_operator_problems
 from stacks.plan.recorder import REDACTED, Registration, decode_inputs, run
@@ -71,9 +72,9 @@ def test_plan_writes_every_artefact(pilot_out: Path) -> None:
     # Prometheus to the model servers + their HTTPS egress; per agent type its model (2),
     # clients of the http one (1), Prometheus to the agents (1); the data plane's: kafka 6
     # (clients, 2 internal, 2 https, agents egress), redis 2, qdrant 5; traces 3 (models and
-    # agents egress, the collector's own); the research team 4 (default deny, DNS, to the
-    # models, and the models admitting it); KEDA's operator to the brokers 1.
-    assert kinds.count("NetworkPolicy") == 9 + 4 + 6 + 2 + 5 + 3 + 4 + 1
+    # agents egress, the collector's own); the research team 2 (default deny, DNS); KEDA's
+    # operator to the brokers 1; the mesh's: models and agents to istiod.
+    assert kinds.count("NetworkPolicy") == 9 + 4 + 6 + 2 + 5 + 3 + 2 + 1 + 2
     assert "StorageClass" in kinds
     helm = yaml.safe_load((pilot_out / "helm" / "gpu-operator.yaml").read_text())
     assert helm["chart"] == "gpu-operator" and helm["version"] == "v26.7.0"
@@ -160,9 +161,13 @@ def test_every_written_manifest_passes_strict_validation(pilot_out: Path) -> Non
     found = keda_problems(list(keda.values()))
     assert dict(zip(keda, found, strict=True)) == {n: [] for n in keda}
     by_model["KEDA CRD schemas"] = [d["kind"] for d in keda.values()]
+    mesh = {n: d for n, d in docs.items() if is_istio_object(d)}
+    found = istio_problems(list(mesh.values()))
+    assert dict(zip(mesh, found, strict=True)) == {n: [] for n in mesh}
+    by_model["Istio CRD schemas"] = [d["kind"] for d in mesh.values()]
     for path in paths:
         doc = docs[path.name]
-        if path.name in monitoring or path.name in keda:
+        if path.name in monitoring or path.name in keda or path.name in mesh:
             continue
         model = custom_resource_model(doc)
         if model is not None:
@@ -193,9 +198,16 @@ def test_every_written_manifest_passes_strict_validation(pilot_out: Path) -> Non
     # One ScaledObject per model and agent type, the events agent's TriggerAuthentication.
     assert sorted(by_model["KEDA CRD schemas"]) == ["ScaledObject"] * 4 + ["TriggerAuthentication"]
     assert sorted(by_model["prometheus-operator CRD schemas"]) == [
-        *["PodMonitor"] * 4,
+        *["PodMonitor"] * 5,
         *["PrometheusRule"] * 6,
-        "ServiceMonitor",
+    ]
+    assert sorted(by_model["Istio CRD schemas"]) == [
+        "AuthorizationPolicy",
+        *["DestinationRule"] * 2,
+        *["PeerAuthentication"] * 2,
+        "ServiceEntry",
+        *["Sidecar"] * 2,
+        *["VirtualService"] * 2,
     ]
     # PrometheusRules pass the stricter typed model too (it refuses unknown fields).
     for doc in monitoring.values():

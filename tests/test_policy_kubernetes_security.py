@@ -108,3 +108,34 @@ def test_bare_pod_is_refused() -> None:
     assert messages(program, "no-bare-pods") == [
         "Pod agents/p (p): is a bare Pod: nothing restarts it on node loss; use a Deployment or Job"
     ]
+
+
+def _namespace(name: str, enforce: str | None) -> Any:
+    labels = {"pod-security.kubernetes.io/enforce": enforce} if enforce else {}
+    return lambda: k8s.core.v1.Namespace(
+        name, metadata=k8s.meta.v1.ObjectMetaArgs(name=name, labels=labels)
+    )
+
+
+def test_namespaces_enforce_restricted_pod_security() -> None:
+    assert messages(_namespace("agents", "restricted"), "namespace-pod-security") == []
+    assert messages(_namespace("agents", "baseline"), "namespace-pod-security") == [
+        "Namespace agents (agents): Pod Security enforces 'baseline', not 'restricted' "
+        "(pod-security.kubernetes.io/enforce)"
+    ]
+    assert messages(_namespace("agents", None), "namespace-pod-security") == [
+        "Namespace agents (agents): Pod Security enforces no level (every pod is admitted), "
+        "not 'restricted' (pod-security.kubernetes.io/enforce)"
+    ]
+
+
+def test_the_documented_privileged_namespaces_are_exempt_and_only_they() -> None:
+    """The Istio CNI node agent's namespace is privileged by design; a stack's own policy
+    config replaces the list (and so can take an exemption back)."""
+    for name in ("istio-cni", "gpu-operator", "swarmstack-monitoring"):
+        assert messages(_namespace(name, "privileged"), "namespace-pod-security") == []
+    assert len(messages(_namespace("istio-system", "privileged"), "namespace-pod-security")) == 1
+    config = {"namespace-pod-security": {"exemptions": ["gpu-operator"]}}
+    assert (
+        len(messages(_namespace("istio-cni", "privileged"), "namespace-pod-security", config)) == 1
+    )

@@ -94,14 +94,16 @@ def test_surge_and_formatting() -> None:
 
 
 def test_the_pilots_model_quota_is_every_model_at_max_replicas() -> None:
+    """vLLM's requests and the mesh's sidecar (100m, 128Mi in the pilot) in every pod."""
     config = stack_configs()["pilot"]
-    cpu = sum(Decimal(m.cpu) * m.replicas.max for m in config.models)
-    memory = sum(m.memory_gib * m.replicas.max for m in config.models)
-    slices = sum(m.replicas.max for m in config.models if m.mig_profile == "3g.40gb")
     pods = sum(m.replicas.max for m in config.models)
+    cpu = sum(Decimal(m.cpu) * m.replicas.max for m in config.models) + Decimal("0.1") * pods
+    memory_mi = sum(m.memory_gib * 1024 * m.replicas.max for m in config.models) + 128 * pods
+    slices = sum(m.replicas.max for m in config.models if m.mig_profile == "3g.40gb")
+    assert config.mesh.proxy.cpu == "100m" and config.mesh.proxy.memory_mib == 128
     assert stack_quotas(config)["models"] == {
-        "requests.cpu": str(cpu),
-        "requests.memory": f"{memory}Gi",
+        "requests.cpu": f"{int(cpu * 1000)}m",
+        "requests.memory": f"{memory_mi}Mi",
         "requests.nvidia.com/mig-3g.40gb": str(slices),
         "pods": str(pods),
     }
@@ -133,7 +135,7 @@ def test_shortfalls_name_both_figures() -> None:
     ]
 
 
-def test_team_namespaces_are_closed_quota_bound_and_admitted_to_models(
+def test_team_namespaces_are_closed_and_quota_bound(
     plan_capture: Capture,
 ) -> None:
     ns = plan_capture.named("tenancy-team-research").inputs
@@ -149,14 +151,12 @@ def test_team_namespaces_are_closed_quota_bound_and_admitted_to_models(
     assert models_quota["metadata"]["namespace"] == "swarmstack-models"
     deny = plan_capture.named("tenancy-team-research-default-deny").inputs
     assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
-    admit = plan_capture.named("tenancy-models-allow-teams").inputs["spec"]["ingress"]
-    assert admit[0]["from"] == [
-        {
-            "namespaceSelector": {
-                "matchLabels": {"kubernetes.io/metadata.name": "swarmstack-team-research"}
-            }
-        }
+    team_policies = [
+        r.inputs["metadata"]["name"]
+        for r in plan_capture.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+        if r.inputs["metadata"]["namespace"] == "swarmstack-team-research"
     ]
+    assert sorted(team_policies) == ["allow-dns", "default-deny"]  # outside the mesh: DNS only
 
 
 def test_no_teams_no_team_policies() -> None:

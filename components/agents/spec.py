@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -29,6 +29,15 @@ MAX_RETENTION_HOURS = 24 * 365
 # the two equal).
 ToolName = Literal["calculator", "clock", "retrieve", "ledger"]
 TOOL_NAMES: tuple[ToolName, ...] = ("calculator", "clock", "retrieve", "ledger")
+
+# A DNS name outside the cluster, optionally a wildcard for its subdomains (`*.example.com`).
+ExternalHost = Annotated[
+    str,
+    Field(
+        pattern=r"^(\*\.)?([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+        max_length=253,
+    ),
+]
 
 TopicRole = Literal["tasks", "results", "deadLetter"]
 TOPIC_ROLES: tuple[TopicRole, ...] = ("tasks", "results", "deadLetter")
@@ -151,6 +160,26 @@ class AgentSpec(Spec):
     topics: AgentTopics | None = Field(
         default=None, description="Kafka topics (events agents only, and required for them)."
     )
+    egress: list[ExternalHost] = Field(
+        default_factory=list[str],
+        description="External hosts the agent type may call over HTTPS (port 443), e.g. "
+        "api.example.com or *.example.com. The mesh sends nothing else out of the cluster "
+        "(REGISTRY_ONLY): each host gets a ServiceEntry only this agent type's proxies see.",
+    )
+
+    @field_validator("egress")
+    @classmethod
+    def _unique_hosts(cls, hosts: list[str]) -> list[str]:
+        repeated = sorted({h for h in hosts if hosts.count(h) > 1})
+        if repeated:
+            raise ValueError(f"lists {', '.join(repeated)} more than once")
+        internal = [h for h in hosts if h.endswith(".cluster.local")]
+        if internal:
+            raise ValueError(
+                f"{', '.join(internal)}: in-cluster Services are reached without egress "
+                "entries; list external hosts only"
+            )
+        return hosts
 
     @field_validator("tools")
     @classmethod

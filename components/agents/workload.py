@@ -51,6 +51,7 @@ from components.compute.irsa import ROLE_ANNOTATION, Irsa, irsa_role
 from components.compute.nodes import aws_tags
 from components.data.contract import MountedFile, WorkerWiring
 from components.specs import CostLabels, ImageRef
+from components.traffic.istio_chart import merged_metrics_container_port
 from components.traffic.tenancy import MODEL_PORT
 
 WORKER_PORT_NAME = "http"  # the worker port's name in the Service and the monitors
@@ -198,7 +199,10 @@ def pod_template(
         "name": "worker",
         "image": image.reference,
         "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": WORKER_PORT_NAME, "containerPort": WORKER_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": WORKER_PORT_NAME, "containerPort": WORKER_PORT, "protocol": "TCP"},
+            merged_metrics_container_port(),
+        ],
         "env": [
             {"name": "WORKER_HOST", "value": "0.0.0.0"},
             {"name": "WORKER_PORT", "value": str(WORKER_PORT)},
@@ -261,7 +265,17 @@ def pod_template(
     }
     if agent.sandbox == "gvisor":
         spec["runtimeClassName"] = GVISOR_RUNTIME_CLASS
-    return {"metadata": {"labels": pod_labels(agent, cost_labels)}, "spec": spec}
+    # Under STRICT mTLS Prometheus (outside the mesh) reaches only the sidecar's merged
+    # metrics port; these tell the Istio agent where the worker's own /metrics are.
+    annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(WORKER_PORT),
+        "prometheus.io/path": "/metrics",
+    }
+    return {
+        "metadata": {"labels": pod_labels(agent, cost_labels), "annotations": annotations},
+        "spec": spec,
+    }
 
 
 def deployment_spec(agent: AgentSpec, template: Mapping[str, Any]) -> dict[str, Any]:

@@ -47,19 +47,29 @@ class SecretKey:
 @dataclass(frozen=True)
 class Endpoint:
     """One scraped port: a Service port name (ServiceMonitor) or container port name
-    (PodMonitor)."""
+    (PodMonitor); or, for a PodMonitor, a port number (`port_number`), for ports a
+    container the plan does not see serves (the merged metrics port of an injected Istio
+    proxy)."""
 
-    port: str
+    port: str = ""
     path: str = "/metrics"
     scheme: Literal["http", "https"] = "http"
     interval_s: int = 30
     bearer_token: SecretKey | None = None  # sent as `Authorization: Bearer <value>`
     ca: SecretKey | None = None  # CA that signed the target's certificate (https)
     server_name: str | None = None  # the name the certificate was issued for (https)
+    port_number: int | None = None
+
+    def __post_init__(self) -> None:
+        if bool(self.port) == (self.port_number is not None):
+            raise ValueError("an endpoint names a port or a port number, not both or neither")
 
     def render(self) -> dict[str, Any]:
+        where: dict[str, Any] = (
+            {"port": self.port} if self.port_number is None else {"portNumber": self.port_number}
+        )
         endpoint: dict[str, Any] = {
-            "port": self.port,
+            **where,
             "path": self.path,
             "scheme": self.scheme,
             "interval": f"{self.interval_s}s",
@@ -94,6 +104,8 @@ class MonitorTarget:
             raise ValueError(f"{self.kind} {self.name}: an empty selector would select everything")
         if not self.endpoints:
             raise ValueError(f"{self.kind} {self.name}: needs at least one endpoint")
+        if self.kind == "ServiceMonitor" and any(e.port_number for e in self.endpoints):
+            raise ValueError(f"{self.kind} {self.name}: port numbers are for PodMonitors")
 
 
 def monitor_body(target: MonitorTarget, labels: Mapping[str, str] | None = None) -> dict[str, Any]:

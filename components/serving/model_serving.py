@@ -1,4 +1,8 @@
-"""One model served by vLLM: Deployment, Service, PodDisruptionBudget (+ IRSA role for S3).
+"""One model served by vLLM: Deployment, Service, PodDisruptionBudget (+ IRSA role for S3),
+and, when the model declares a canary, a second Deployment and PDB `<name>-canary` running
+the canary's image or vLLM settings (its pods carry their own `app.kubernetes.io/instance`,
+so neither Deployment adopts the other's pods; the Service then selects both and the mesh
+splits requests by weight, components/traffic/mesh.py).
 
 The pod is built by `pod_template`, a pure function, so what a model server
 looks like can be read and tested without Pulumi. It runs the stock
@@ -38,6 +42,7 @@ from components.serving.vllm import (
     startup_probe_failure_threshold,
 )
 from components.specs import CostLabels, ImageRef, ModelSpec, S3Weights, VolumeWeights
+from components.traffic.istio_chart import merged_metrics_container_port
 from components.traffic.tenancy import MODEL_PORT, MODEL_SERVER_COMPONENT
 
 RUN_AS_USER = 2000
@@ -66,8 +71,45 @@ def slo_annotations(spec: ModelSpec) -> dict[str, str]:
     }
 
 
+def metrics_annotations() -> dict[str, str]:
+    """Where vLLM's metrics are: Istio's injector moves these into the sidecar's agent,
+    which serves them merged with Envoy's on its own port (components/traffic/mesh.py)."""
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(MODEL_PORT),
+        "prometheus.io/path": "/metrics",
+    }
+
+
 def selector_labels(spec: ModelSpec) -> dict[str, str]:
     return {"app.kubernetes.io/name": spec.name, "app.kubernetes.io/instance": spec.name}
+
+
+CANARY_SUFFIX = "-canary"
+TRACK_LABEL = f"{ANNOTATION_PREFIX}track"  # stable | canary
+
+
+def canary_selector_labels(spec: ModelSpec) -> dict[str, str]:
+    """The canary's pods: same name, their own instance, so neither Deployment's selector
+    matches the other's pods."""
+    return {
+        "app.kubernetes.io/name": spec.name,
+        "app.kubernetes.io/instance": spec.name + CANARY_SUFFIX,
+    }
+
+
+def service_selector(spec: ModelSpec) -> dict[str, str]:
+    """The model Service's selector: both versions when there is a canary (the mesh's
+    weighted route then splits by subset), else the stable pods as before."""
+    if spec.canary is None:
+        return selector_labels(spec)
+    return {"app.kubernetes.io/name": spec.name}
+
+
+def canary_spec(spec: ModelSpec) -> ModelSpec:
+    """The model as its canary runs it: the canary's vLLM settings, if it has its own."""
+    assert spec.canary is not None
+    return spec.model_copy(update={"vllm": spec.canary.vllm or spec.vllm})
 
 
 def workload_labels(spec: ModelSpec, cost_labels: CostLabels) -> dict[str, str]:
@@ -183,7 +225,10 @@ def pod_template(
         "command": ["python3", "-m", SERVER_MODULE],
         "args": server_args(spec, otlp_traces_endpoint),
         "workingDir": CACHE_DIR,
-        "ports": [{"name": "http", "containerPort": MODEL_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": MODEL_PORT, "protocol": "TCP"},
+            merged_metrics_container_port(),
+        ],
         "env": env,
         "resources": {
             "requests": {"cpu": spec.cpu, "memory": f"{spec.memory_gib}Gi", **accelerator},
@@ -219,7 +264,7 @@ def pod_template(
     return {
         "metadata": {
             "labels": workload_labels(spec, cost_labels),
-            "annotations": slo_annotations(spec),
+            "annotations": {**slo_annotations(spec), **metrics_annotations()},
         },
         "spec": {
             "serviceAccountName": service_account,
@@ -368,7 +413,7 @@ class ModelServing(pulumi.ComponentResource):
             spec=_wire_form(
                 {
                     "type": "ClusterIP",
-                    "selector": selector_labels(spec),
+                    "selector": service_selector(spec),
                     "ports": [
                         {
                             "name": "http",
@@ -391,6 +436,9 @@ class ModelServing(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.canary: k8s.apps.v1.Deployment | None = None
+        if spec.canary is not None:
+            self.canary = self._canary(name, args, account)
         self.endpoint = pulumi.Output.from_input(args.namespace).apply(
             lambda ns: f"http://{spec.name}.{ns}.svc.cluster.local:{MODEL_PORT}/v1"
         )
@@ -401,6 +449,56 @@ class ModelServing(pulumi.ComponentResource):
                 "weightsRoleArn": self.role_arn,
             }
         )
+
+    def _canary(
+        self, name: str, args: ModelServingArgs, account: k8s.core.v1.ServiceAccount
+    ) -> k8s.apps.v1.Deployment:
+        """The canary's Deployment and PDB, next to the stable version's."""
+        spec = args.spec
+        assert spec.canary is not None
+        canary = canary_spec(spec)
+        template = pod_template(
+            canary,
+            image=spec.canary.image or args.image,
+            placement=args.placement,
+            cost_labels=args.cost_labels,
+            service_account=spec.name,
+            hf_token_secret=args.hf_token_secret,
+        )
+        labels = {**template["metadata"]["labels"], **canary_selector_labels(spec)}
+        labels[TRACK_LABEL] = "canary"
+        template["metadata"]["labels"] = labels
+        metadata = k8s.meta.v1.ObjectMetaArgs(
+            name=spec.name + CANARY_SUFFIX,
+            namespace=args.namespace,
+            labels=labels,
+            annotations=slo_annotations(spec),
+        )
+        selector = {"matchLabels": canary_selector_labels(spec)}
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-canary-deployment",
+            metadata=metadata,
+            spec=_wire_form(
+                {
+                    "replicas": spec.canary.replicas,
+                    "selector": selector,
+                    "strategy": {
+                        "type": "RollingUpdate",
+                        "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+                    },
+                    "progressDeadlineSeconds": spec.model_load_timeout_s + 300,
+                    "template": template,
+                }
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-canary-pdb",
+            metadata=metadata,
+            spec=_wire_form({"maxUnavailable": 1, "selector": selector}),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return deployment
 
     def _weights_role(
         self, name: str, args: ModelServingArgs, irsa: Irsa, weights: S3Weights

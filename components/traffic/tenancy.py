@@ -3,12 +3,12 @@ and the monitoring namespace.
 
 Traffic that is allowed is listed explicitly: DNS for everyone, the agents
 namespace into the model servers' port, the monitoring namespace's Prometheus to the
-model servers' port (vLLM's /metrics), and model servers out on 443 for weights (S3 or
-the Hub) and for STS (IRSA). Each agent type's own openings come from
-`agent_network_policies`: out to its one model's port, in from Prometheus on the
-worker port, and for http agents in from the agents namespace. The monitoring
-namespace is not closed by default: its Prometheus scrapes the kubelets, the API
-server and host-network exporters on every node, and the API server calls its
+model servers' merged-metrics port (vLLM's /metrics through the Istio agent), and model
+servers out on 443 for weights (S3 or the Hub) and for STS (IRSA). Each agent type's own
+openings come from `agent_network_policies`: out to its one model's port, in from
+Prometheus on the merged-metrics port, and for http agents in from the agents namespace.
+The monitoring namespace is not closed by default: its Prometheus scrapes the kubelets,
+the API server and host-network exporters on every node, and the API server calls its
 operator's admission webhook. The data stores' own openings come in as
 `extra_policies` (rendered by components/data/network.py from the stores that exist).
 """
@@ -31,10 +31,13 @@ from components.agents.spec import (
 )
 from components.observe.selection import PROMETHEUS_POD_LABELS
 from components.specs import CostLabels, Namespaces
+from components.traffic.istio_chart import INJECTION_LABEL, MERGED_METRICS_PORT
 from components.traffic.quotas import TeamSpec, limit_range, quota_hard, team_namespace
 
 ROLE_LABEL = "swarmstack.io/role"
 TEAM_LABEL = "swarmstack.io/team"
+# Namespaces whose pods get an Istio sidecar; the data stores keep their own TLS outside.
+MESHED_ROLES = ("models", "agents")
 MODEL_SERVER_COMPONENT = "model-server"
 MODEL_PORT = 8000
 
@@ -56,6 +59,7 @@ def namespace_labels(role: str, cost_labels: CostLabels) -> dict[str, str]:
         **cost_labels.as_labels(),
         ROLE_LABEL: role,
         "app.kubernetes.io/part-of": "swarmstack",
+        INJECTION_LABEL: "enabled" if role in MESHED_ROLES else "disabled",
         **security,
         "pod-security.kubernetes.io/enforce-version": "latest",
     }
@@ -118,7 +122,9 @@ def network_policies(ns: Namespaces) -> dict[str, dict[str, Any]]:
             ],
         },
     }
-    # vLLM serves /metrics on its API port: Prometheus may reach that port and nothing else.
+    # Model servers are meshed (STRICT mTLS on the API port): Prometheus, outside the mesh,
+    # scrapes Istio's merged metrics port (vLLM's /metrics merged with Envoy's) and nothing
+    # else (components/traffic/mesh.py).
     policies["models-allow-prometheus"] = {
         "namespace": ns.models,
         "name": "allow-prometheus-to-model-servers",
@@ -126,7 +132,10 @@ def network_policies(ns: Namespaces) -> dict[str, dict[str, Any]]:
             "podSelector": model_pods,
             "policyTypes": ["Ingress"],
             "ingress": [
-                {"from": [prometheus_peer(ns)], "ports": [{"protocol": "TCP", "port": MODEL_PORT}]}
+                {
+                    "from": [prometheus_peer(ns)],
+                    "ports": [{"protocol": "TCP", "port": MERGED_METRICS_PORT}],
+                }
             ],
         },
     }
@@ -202,7 +211,12 @@ def agent_network_policies(
             "spec": {
                 "podSelector": {"matchLabels": {"app.kubernetes.io/component": AGENT_COMPONENT}},
                 "policyTypes": ["Ingress"],
-                "ingress": [{"from": [prometheus_peer(ns)], "ports": worker_port}],
+                "ingress": [
+                    {
+                        "from": [prometheus_peer(ns)],
+                        "ports": [{"protocol": "TCP", "port": MERGED_METRICS_PORT}],
+                    }
+                ],
             },
         }
     return policies
@@ -210,11 +224,10 @@ def agent_network_policies(
 
 # --------------------------------------------------------------------------- tenant teams
 #
-# A team's namespace runs restricted pods only and denies all traffic but what is listed:
-# DNS, and its pods to the model servers' port (the models namespace admits the team in
-# turn). The data stores stay closed to teams: their credentials belong to the stack's own
-# agent types (the data plane's users and ACLs), so a team reaches them through those
-# agents, not directly.
+# A team's namespace runs restricted pods only and denies all traffic but DNS. It is
+# outside the mesh, and the model servers accept only mTLS from the agent types' service
+# accounts, so a team's workloads reach models and stores through the stack's agents
+# (and, with a gateway, through its keys), never directly.
 
 
 def team_quota(team: TeamSpec) -> dict[str, str]:
@@ -239,35 +252,6 @@ def team_policies(teams: Sequence[TeamSpec], ns: Namespaces) -> dict[str, dict[s
             "namespace": name,
             "name": "allow-dns",
             "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [DNS_EGRESS]},
-        }
-        policies[f"team-{team.name}-allow-models"] = {
-            "namespace": name,
-            "name": "allow-team-to-model-servers",
-            "spec": {
-                "podSelector": {},
-                "policyTypes": ["Egress"],
-                "egress": [
-                    {
-                        "to": [{**namespace_selector(ns.models), "podSelector": MODEL_PODS}],
-                        "ports": [{"protocol": "TCP", "port": MODEL_PORT}],
-                    }
-                ],
-            },
-        }
-    if teams:
-        policies["models-allow-teams"] = {
-            "namespace": ns.models,
-            "name": "allow-teams-to-model-servers",
-            "spec": {
-                "podSelector": MODEL_PODS,
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {
-                        "from": [namespace_selector(team_namespace(t)) for t in teams],
-                        "ports": [{"protocol": "TCP", "port": MODEL_PORT}],
-                    }
-                ],
-            },
         }
     return policies
 

@@ -154,6 +154,40 @@ def _bare_pods(args: ResourceValidationArgs, report: ReportViolation) -> None:
         )
 
 
+POD_SECURITY_ENFORCE = "pod-security.kubernetes.io/enforce"
+# Namespaces whose pods must reach the host, each with the reason; nothing else runs there.
+PRIVILEGED_NAMESPACES: dict[str, str] = {
+    "istio-cni": "Istio's CNI node agent sets up every meshed pod's traffic redirection from "
+    "the host (privileged, hostNetwork, hostPath), so the meshed pods need no NET_ADMIN",
+    "gpu-operator": "the GPU operator's device plugin, MIG manager, validator and DCGM "
+    "exporter run privileged with host paths and host PID",
+    "swarmstack-monitoring": "the node exporter reads the host (hostNetwork, hostPID, hostPath)",
+}
+EXEMPT_NAMESPACES: dict[str, Any] = {
+    "type": "array",
+    "items": {"type": "string"},
+    "default": sorted(PRIVILEGED_NAMESPACES),
+    "description": "Namespaces that may enforce a level below restricted, by name. The "
+    "defaults and why: "
+    + "; ".join(f"{n}: {why}" for n, why in sorted(PRIVILEGED_NAMESPACES.items())),
+}
+
+
+def _namespace_pod_security(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if k8s_kind(args.resource_type) != "Namespace":
+        return
+    meta = metadata_of(args.props)
+    name = str(meta.get("name") or "")
+    if name in as_list(args.get_config().get("exemptions")):
+        return
+    level = as_dict(meta.get("labels")).get(POD_SECURITY_ENFORCE)
+    if level != "restricted":
+        how = f"enforces {level!r}" if level else "enforces no level (every pod is admitted)"
+        reporter(args.resource_type, args.props, args.name, report)(
+            f"Pod Security {how}, not 'restricted' ({POD_SECURITY_ENFORCE})"
+        )
+
+
 def _default_namespace(args: ResourceValidationArgs, report: ReportViolation) -> None:
     kind = k8s_kind(args.resource_type)
     if (
@@ -250,6 +284,17 @@ RULES = [
         "probe.",
         "Add readinessProbe and livenessProbe; for model servers a startupProbe sized for loading.",
         check=for_workloads(_probes),
+    ),
+    Rule(
+        "namespace-pod-security",
+        "kubernetes-security",
+        "Every namespace the stack declares enforces the restricted Pod Security level, "
+        "outside documented exemptions (the Istio CNI node agent's, the GPU operator's and "
+        "the monitoring namespace, whose pods reach the host).",
+        "Label the namespace pod-security.kubernetes.io/enforce: restricted, or exempt it by "
+        "name with the reason its pods need the host.",
+        check=_namespace_pod_security,
+        config={"exemptions": EXEMPT_NAMESPACES},
     ),
     Rule(
         "no-bare-pods",

@@ -1,4 +1,5 @@
-"""Checks that fail a plan: schemas, names, selectors, monitors, scheduling and accelerators.
+"""Checks that fail a plan: schemas, names, selectors, monitors, mesh hosts, scheduling and
+accelerators.
 
 A schema catches unknown or mistyped fields; the rest catches what a schema
 cannot see: a Service whose selector matches no pod, a pod that no node pool
@@ -19,6 +20,7 @@ import kubernetes_validate  # pyright: ignore[reportMissingTypeStubs]
 from components.data.cert_manager_schema import cert_manager_problems
 from components.data.strimzi_schema import strimzi_problems
 from components.observe.prometheus_rule_schema import prometheus_rule_problems
+from stacks.plan.mesh_checks import check_istio_schemas, check_mesh_hosts, is_istio_object
 from stacks.plan.model import Finding, Manifest, NodePool, Plan, as_dict, as_list
 from stacks.plan.monitoring_checks import (
     check_monitoring_schemas,
@@ -38,6 +40,8 @@ def run_checks(plan: Plan) -> list[Finding]:
         *check_monitors(plan),
         *check_keda_schemas(plan.manifests),
         *check_scaled_objects(plan),
+        *check_istio_schemas(plan.manifests),
+        *check_mesh_hosts(plan.manifests),
     ]
     if pools:
         findings += check_scheduling(plan.manifests, pools)
@@ -142,6 +146,8 @@ def check_schemas(manifests: Iterable[Manifest], version: str) -> list[Finding]:
             continue  # the prometheus-operator schemas (check_monitoring_schemas)
         if is_keda_object(m.body):
             continue  # KEDA's published schemas (check_keda_schemas)
+        if is_istio_object(m.body):
+            continue  # Istio's published schemas (mesh_checks.check_istio_schemas)
         findings += [
             Finding("error", "schema", m.ref, f"{problem} (Kubernetes {version})")
             for problem in _base64_problems(m)

@@ -28,6 +28,7 @@ from typing import Any
 
 from components.observe.monitoring_chart import CHART
 from components.observe.selection import PROMETHEUS_POD_LABELS
+from components.traffic.istio_chart import INJECTION_LABEL, MERGED_METRICS_PORT
 from policies.framework import selects
 from stacks.plan.model import Finding, Manifest, Plan, as_dict, as_list
 
@@ -43,11 +44,11 @@ class SchemasUnavailableError(RuntimeError):
     """Node or the schema package is not installed."""
 
 
-def schema_package_version(root: Path = ROOT) -> str:
-    manifest = root / "node_modules" / SCHEMA_PACKAGE / "package.json"
+def schema_package_version(root: Path = ROOT, package: str = SCHEMA_PACKAGE) -> str:
+    manifest = root / "node_modules" / package / "package.json"
     if not manifest.is_file():
         raise SchemasUnavailableError(
-            f"{SCHEMA_PACKAGE} is not installed in {root / 'node_modules'}: run `make setup`"
+            f"{package} is not installed in {root / 'node_modules'}: run `make setup`"
         )
     return str(json.loads(manifest.read_text()).get("version", "?"))
 
@@ -56,14 +57,21 @@ def prometheus_operator_problems(
     bodies: Sequence[Mapping[str, Any]], root: Path = ROOT
 ) -> list[list[str]]:
     """For each body, what the prometheus-operator CRD schemas refuse in it."""
-    schema_package_version(root)
+    return run_validator(VALIDATOR, SCHEMA_PACKAGE, bodies, root)
+
+
+def run_validator(
+    validator: Path, package: str, bodies: Sequence[Mapping[str, Any]], root: Path = ROOT
+) -> list[list[str]]:
+    """Run a Node validator of `package`'s models over `bodies`: per body, its problems."""
+    schema_package_version(root, package)
     node = shutil.which("node")
     if node is None:
         raise SchemasUnavailableError("node is not installed: run `make setup`")
     if not bodies:
         return []
     done = subprocess.run(
-        [node, str(VALIDATOR)],
+        [node, str(validator)],
         input=json.dumps(list(bodies)),
         capture_output=True,
         text=True,
@@ -72,7 +80,7 @@ def prometheus_operator_problems(
         cwd=root,
     )
     if done.returncode != 0:
-        raise SchemasUnavailableError(f"{VALIDATOR.name} failed: {done.stderr.strip()[-2000:]}")
+        raise SchemasUnavailableError(f"{validator.name} failed: {done.stderr.strip()[-2000:]}")
     results: list[list[str]] = json.loads(done.stdout)
     return results
 
@@ -285,6 +293,55 @@ def reachable(port: ScrapedPort, manifests: Sequence[Manifest], source: Promethe
     return False
 
 
+def meshed_namespaces(plan: Plan) -> set[str]:
+    """Namespaces of the stack whose pods Istio's injector gives a sidecar."""
+    return {
+        m.name
+        for m in plan.manifests
+        if m.kind == "Namespace"
+        and _labels(m.metadata.get("labels")).get(INJECTION_LABEL) == "enabled"
+    }
+
+
+def _numbered_port(
+    endpoint: Mapping[str, Any], selected: Sequence[Manifest], meshed: set[str]
+) -> tuple[list[ScrapedPort], str | None]:
+    """A PodMonitor endpoint by port number: a container port of the selected pods (the
+    Prometheus operator keeps a `portNumber` target only where a container declares that
+    port). On a meshed pod the merged metrics port must also be pointed at the app's own
+    metrics by its prometheus.io/port annotation."""
+    number = endpoint.get("portNumber")
+    found: list[ScrapedPort] = []
+    problems: list[str] = []
+    for w in selected:
+        ports = [cp for cp in _container_ports(w) if cp.get("containerPort") == number]
+        declared = bool(ports)
+        merged = number == MERGED_METRICS_PORT and w.namespace in meshed
+        if merged:
+            annotations = _labels(
+                as_dict(as_dict(w.pod_template()).get("metadata")).get("annotations")
+            )
+            if "prometheus.io/port" not in annotations:
+                problems.append(
+                    f"{w.ref}: its pods name no prometheus.io/port annotation, so Istio's "
+                    "merged metrics on port 15020 would hold Envoy's metrics only"
+                )
+        if declared:
+            found.append(ScrapedPort(w, int(str(number)), str(ports[0].get("name") or number)))
+        else:
+            where = "meshed" if w.namespace in meshed else "not meshed"
+            hint = (
+                ": the injected proxy declares only 15090, so a container must declare 15020"
+                if merged
+                else ""
+            )
+            problems.append(
+                f"endpoint portNumber {number} is not a container port of {w.ref} "
+                f"(namespace {w.namespace} is {where}){hint}"
+            )
+    return found, "; ".join(problems) or None
+
+
 def check_monitors(plan: Plan) -> list[Finding]:
     """Every monitor selects workloads of the stack on a port they have, and Prometheus
     may reach that port."""
@@ -358,7 +415,15 @@ def check_monitors(plan: Plan) -> list[Finding]:
                     f"selector {dict(selector)} matches no pod template of the stack in {where}",
                 )
                 continue
-            for port in ports:
+            for entry in as_list(spec.get("podMetricsEndpoints")):
+                endpoint = as_dict(entry)
+                if "portNumber" in endpoint:
+                    found, problem = _numbered_port(endpoint, selected, meshed_namespaces(plan))
+                    if problem:
+                        error(monitor, "monitor-selection", problem)
+                    scraped += found
+                    continue
+                port = str(endpoint.get("port", ""))
                 found = [
                     ScrapedPort(w, int(cp["containerPort"]), port)
                     for w in selected

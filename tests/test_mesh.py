@@ -1,0 +1,408 @@
+# pyright: strict
+"""The mesh: Istio's pinned charts, the traffic rules of every model and agent type as the
+plan renders them, and the plan checks over the Istio objects."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from components.specs import CostLabels, Replicas
+from components.traffic.istio_chart import (
+    CHARTS,
+    VALUE_KEYS,
+    ChartName,
+    unchecked_value_paths,
+    value_key_paths,
+)
+from components.traffic.mesh import (
+    SAFE_RETRY_ON,
+    MeshSpec,
+    ProxyResources,
+    ejection_limits,
+    istio_values,
+    mesh_network_policies,
+    mesh_resources,
+    routable_hosts,
+)
+from components.traffic.tenancy import namespace_labels
+from components.traffic.timeouts import timeout_chain
+from policies.pack import RULES
+from policies.rules.traffic import parse_duration
+from stacks.config import ConfigError, load
+from stacks.plan.mesh_checks import check_istio_schemas, check_mesh_hosts
+from stacks.plan.model import Manifest, Plan
+from stacks.plan.policy import evaluate
+from stacks.plan.recorder import Capture, Registration
+from stacks.plan.runner import read_program_input, run_program
+from tests.vllm_support import stack_configs
+
+ROOT = Path(__file__).resolve().parent.parent
+# Envoy retry conditions that fire on a response the upstream already produced.
+RESPONSE_CONDITIONS = ("5xx", "gateway-error", "retriable-status-codes", "reset", "unavailable")
+
+
+@pytest.fixture(scope="module")
+def pilot_plan() -> Plan:
+    return Plan.from_capture(run_program(read_program_input(ROOT, "pilot")))
+
+
+def _of(plan: Plan, kind: str) -> dict[str, Manifest]:
+    return {m.name: m for m in plan.manifests if m.kind == kind}
+
+
+def _with(plan: Plan, replace: dict[str, dict[str, Any]]) -> list[Manifest]:
+    out: list[Manifest] = []
+    for m in plan.manifests:
+        body = replace.get(m.ref)
+        out.append(
+            m if body is None else Manifest(dataclasses.replace(m.registration, inputs=body))
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- charts
+
+
+def renderings() -> list[dict[ChartName, dict[str, Any]]]:
+    return [
+        istio_values(MeshSpec()),
+        istio_values(MeshSpec(istiod_replicas=Replicas(min=1, max=1), proxy=ProxyResources())),
+    ]
+
+
+def test_every_rendered_istio_key_was_checked_against_the_pinned_charts() -> None:
+    for values in renderings():
+        for chart in CHARTS:
+            assert unchecked_value_paths(chart, values[chart]) == [], chart
+
+
+def test_an_unrecorded_key_is_reported() -> None:
+    values = istio_values(MeshSpec())
+    values["istiod"]["meshConfig"]["accessLogFile"] = "/dev/stdout"
+    assert unchecked_value_paths("istiod", values["istiod"]) == ["meshConfig.accessLogFile"]
+
+
+def test_every_recorded_key_is_rendered() -> None:
+    for chart in CHARTS:
+        rendered = {p for values in renderings() for p in value_key_paths(chart, values[chart])}
+        assert rendered == set(VALUE_KEYS[chart]), chart
+
+
+def test_the_mesh_runs_sidecars_with_cni_native_sidecars_and_registry_only() -> None:
+    istiod = istio_values(MeshSpec())["istiod"]
+    assert istiod["cni"] == {"enabled": True}  # no NET_ADMIN istio-init container
+    assert istiod["env"]["ENABLE_NATIVE_SIDECARS"] == "true"
+    assert istiod["meshConfig"]["outboundTrafficPolicy"] == {"mode": "REGISTRY_ONLY"}
+    assert istiod["meshConfig"]["enablePrometheusMerge"] is True
+    assert istio_values(MeshSpec())["cni"]["ambient"] == {"enabled": False}
+
+
+def test_pilot_releases_are_pinned_in_their_namespaces(pilot_plan: Plan) -> None:
+    releases = {r.document()["chart"]: r.document() for r in pilot_plan.releases}
+    for chart in CHARTS:
+        assert releases[chart]["version"] == "1.30.3"
+    assert releases["cni"]["namespace"] == "istio-cni"
+    assert releases["istiod"]["namespace"] == "istio-system"
+    namespaces = _of(pilot_plan, "Namespace")
+    cni = namespaces["istio-cni"].metadata["labels"]
+    assert cni["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert namespaces["istio-system"].metadata["labels"]["pod-security.kubernetes.io/enforce"] == (
+        "restricted"
+    )
+
+
+def test_a_chart_version_that_was_not_checked_is_refused_by_path(
+    pilot_raw: dict[str, Any],
+) -> None:
+    pilot_raw["mesh"] = {"chartVersion": "1.31.0"}
+    with pytest.raises(ConfigError) as err:
+        load(pilot_raw, "us-east-1", "Pulumi.pilot.yaml")
+    assert "mesh.chartVersion: '1.31.0' is not the Istio chart version" in str(err.value)
+
+
+def test_models_and_agents_are_meshed_and_the_data_namespace_is_not() -> None:
+    cost = CostLabels(team="t", cost_center="c", environment="e")
+    assert namespace_labels("models", cost)["istio-injection"] == "enabled"
+    assert namespace_labels("agents", cost)["istio-injection"] == "enabled"
+    assert namespace_labels("data", cost)["istio-injection"] == "disabled"
+    assert namespace_labels("monitoring", cost)["istio-injection"] == "disabled"
+
+
+# --------------------------------------------------------------------------- model routes
+
+
+@pytest.mark.parametrize("stack", sorted(stack_configs()))
+def test_every_models_route_times_out_on_its_chain_and_never_retries_a_response(
+    stack: str,
+) -> None:
+    """For every model of every stack, as the program renders the VirtualService."""
+    config = stack_configs()[stack]
+    plan = Plan.from_capture(run_program(read_program_input(ROOT, stack)))
+    routes = _of(plan, "VirtualService")
+    for model in config.models:
+        chain = timeout_chain(model, config.timeouts)
+        [http] = routes[model.name].body["spec"]["http"]
+        assert parse_duration(http["timeout"]) == chain.model_route_s > model.slo.e2e_p99_s
+        retries = http["retries"]
+        conditions = retries["retryOn"].split(",")
+        assert set(conditions) <= set(SAFE_RETRY_ON), conditions
+        assert not [c for c in conditions if c in RESPONSE_CONDITIONS or c.isdigit()]
+        per_try = parse_duration(retries["perTryTimeout"])
+        assert per_try is not None and per_try >= model.slo.e2e_p99_s
+
+
+def test_pilot_routes_hold_a_multi_minute_stream(pilot_plan: Plan) -> None:
+    """llama31-8b's P99 is 120 s: its stream lives to the 135 s route timeout. Nothing
+    shorter is set on its path: no connection idle timeout on the DestinationRule (and
+    istiod disables the sidecars' stream idle timeout), keepalive finds a dead peer."""
+    [http] = _of(pilot_plan, "VirtualService")["llama31-8b"].body["spec"]["http"]
+    assert http["timeout"] == "135s" and http["retries"]["perTryTimeout"] == "135s"
+    policy = _of(pilot_plan, "DestinationRule")["llama31-8b"].body["spec"]["trafficPolicy"]
+    pool = policy["connectionPool"]
+    assert "idleTimeout" not in pool["http"]
+    keepalive = pool["tcp"]["tcpKeepalive"]
+    assert keepalive == {"time": "60s", "interval": "15s", "probes": 4}
+    assert policy["tls"] == {"mode": "ISTIO_MUTUAL"}
+
+
+def test_connection_limits_cover_every_sequence_slot_of_the_largest_scale(
+    pilot_plan: Plan,
+) -> None:
+    config = stack_configs()["pilot"]
+    rules = _of(pilot_plan, "DestinationRule")
+    for model in config.models:
+        pool = rules[model.name].body["spec"]["trafficPolicy"]["connectionPool"]
+        slots = model.vllm.max_num_seqs * model.replicas.max
+        assert pool["tcp"]["maxConnections"] == slots
+        assert pool["http"]["http2MaxRequests"] == slots
+        assert pool["http"]["http1MaxPendingRequests"] == model.vllm.max_num_seqs
+
+
+@given(
+    low=st.integers(min_value=0, max_value=20),
+    extra=st.integers(min_value=0, max_value=30),
+    data=st.data(),
+)
+def test_outlier_detection_never_takes_the_last_replica_out(
+    low: int, extra: int, data: st.DataObject
+) -> None:
+    replicas = Replicas(min=low, max=max(low, 1) + extra)
+    limits = ejection_limits(replicas)
+    hosts = data.draw(st.integers(min_value=max(low, 1), max_value=replicas.max))
+    assert routable_hosts(hosts, limits) >= 1
+    # and the limits do not disable outlier detection for the largest pool
+    if replicas.max >= 2:
+        assert routable_hosts(replicas.max, limits) < replicas.max
+
+
+def test_a_single_replica_relies_on_the_panic_threshold(pilot_plan: Plan) -> None:
+    outlier = _of(pilot_plan, "DestinationRule")["qwen25-7b"].body["spec"]["trafficPolicy"][
+        "outlierDetection"
+    ]
+    # replicas 1-2: Envoy ejects one host whatever maxEjectionPercent says; below 50 %
+    # healthy it balances over all hosts again.
+    assert "maxEjectionPercent" not in outlier
+    assert outlier["minHealthPercent"] == 50
+    assert outlier["consecutive5xxErrors"] == 5
+
+
+# --------------------------------------------------------------------------- authz, egress
+
+
+def test_only_agent_service_accounts_call_model_servers(pilot_plan: Plan) -> None:
+    [policy] = _of(pilot_plan, "AuthorizationPolicy").values()
+    assert policy.namespace == "swarmstack-models"
+    spec = policy.body["spec"]
+    assert spec["action"] == "ALLOW"
+    assert spec["selector"] == {"matchLabels": {"app.kubernetes.io/component": "model-server"}}
+    [rule] = spec["rules"]
+    assert rule["from"][0]["source"]["principals"] == [
+        "cluster.local/ns/swarmstack-agents/sa/agent-researcher",
+        "cluster.local/ns/swarmstack-agents/sa/agent-concierge",
+    ]
+    assert rule["to"] == [{"operation": {"ports": ["8000"]}}]
+
+
+def test_strict_mtls_in_both_meshed_namespaces(pilot_plan: Plan) -> None:
+    found = {
+        m.namespace: m.body["spec"] for m in pilot_plan.manifests if m.kind == "PeerAuthentication"
+    }
+    assert found == {
+        "swarmstack-models": {"mtls": {"mode": "STRICT"}},
+        "swarmstack-agents": {"mtls": {"mode": "STRICT"}},
+    }
+
+
+def test_an_agents_egress_hosts_get_an_entry_a_sidecar_and_a_policy(
+    pilot_raw: dict[str, Any],
+) -> None:
+    pilot_raw["agents"][1]["egress"] = ["api.example.com", "*.search.example.org"]
+    config = load(pilot_raw, "us-east-1", "Pulumi.pilot.yaml")
+    resources = mesh_resources([], config.agents, config.namespaces, "us-east-1")
+    by = {(r.kind, r.name): r for r in resources}
+    entry = by[("ServiceEntry", "agent-concierge-egress")]
+    assert entry.namespace == "swarmstack-agents"
+    assert entry.spec["hosts"] == ["api.example.com", "*.search.example.org"]
+    assert entry.spec["exportTo"] == ["."] and entry.spec["location"] == "MESH_EXTERNAL"
+    sidecar = by[("Sidecar", "agent-concierge")].spec
+    assert sidecar["workloadSelector"]["labels"]["swarmstack.io/agent"] == "concierge"
+    assert sidecar["egress"][0]["hosts"][:2] == ["./api.example.com", "./*.search.example.org"]
+    # the other agent type's proxy does not see these hosts
+    other = by[("Sidecar", "agent-researcher")].spec["egress"][0]["hosts"]
+    assert not [h for h in other if "example" in h]
+    assert ("ServiceEntry", "agent-researcher-egress") not in by
+    policies = mesh_network_policies(config.agents, config.namespaces)
+    assert "agents-allow-egress-concierge" in policies
+    assert "agents-allow-egress-researcher" not in policies
+
+
+@pytest.mark.parametrize(
+    ("hosts", "message"),
+    [
+        (["https://api.example.com"], "agents[1].egress[0]"),
+        (["redis.swarmstack-data.svc.cluster.local"], "in-cluster Services"),
+        (["a.example.com", "a.example.com"], "lists a.example.com more than once"),
+    ],
+)
+def test_bad_egress_hosts_are_refused_by_path(
+    pilot_raw: dict[str, Any], hosts: list[str], message: str
+) -> None:
+    pilot_raw["agents"][1]["egress"] = hosts
+    with pytest.raises(ConfigError) as err:
+        load(pilot_raw, "us-east-1", "Pulumi.pilot.yaml")
+    assert "agents[1].egress" in str(err.value) and message in str(err.value)
+
+
+def test_model_servers_reach_only_their_weights_hosts(pilot_plan: Plan) -> None:
+    entry = _of(pilot_plan, "ServiceEntry")["model-weights"]
+    assert entry.namespace == "swarmstack-models"
+    assert entry.body["spec"]["hosts"] == [
+        "*.hf.co",
+        "*.huggingface.co",
+        "huggingface.co",
+        "s3.us-east-1.amazonaws.com",
+        "sts.us-east-1.amazonaws.com",
+        "swarm-pilot-models.s3.us-east-1.amazonaws.com",
+    ]
+
+
+# --------------------------------------------------------------------------- plan checks
+
+
+def test_the_pilots_istio_objects_pass_schemas_and_hosts(pilot_plan: Plan) -> None:
+    assert check_istio_schemas(pilot_plan.manifests) == []
+    assert check_mesh_hosts(pilot_plan.manifests) == []
+
+
+def test_a_mistyped_istio_object_fails_its_schema(pilot_plan: Plan) -> None:
+    rule = _of(pilot_plan, "DestinationRule")["qwen25-7b"]
+    body = copy.deepcopy(rule.body)
+    body["spec"]["trafficPolicy"]["outlierDetection"]["minHealthPercent"] = "half"
+    [finding] = check_istio_schemas(_with(pilot_plan, {rule.ref: body}))
+    assert finding.resource == rule.ref
+    assert "/spec/trafficPolicy/outlierDetection/minHealthPercent: must be of type integer" in (
+        finding.message
+    )
+
+
+def test_a_route_to_no_service_of_the_stack_fails(pilot_plan: Plan) -> None:
+    route = _of(pilot_plan, "VirtualService")["qwen25-7b"]
+    body = copy.deepcopy(route.body)
+    body["spec"]["http"][0]["route"][0]["destination"]["host"] = "qwen25-7b.swarmstack-agents"
+    rule = _of(pilot_plan, "DestinationRule")["llama31-8b"]
+    short = copy.deepcopy(rule.body)
+    short["spec"]["host"] = "llama31-8b"  # short names resolve in the rule's own namespace
+    findings = check_mesh_hosts(_with(pilot_plan, {route.ref: body, rule.ref: short}))
+    assert [(f.check, f.resource) for f in findings] == [("mesh-host", route.ref)]
+    assert "host 'qwen25-7b.swarmstack-agents' (qwen25-7b.swarmstack-agents.svc.cluster.local)" in (
+        findings[0].message
+    )
+
+
+def test_routes_the_policy_pack_reads_are_the_plans(pilot_plan: Plan) -> None:
+    """The traffic rules see the real VirtualServices: cutting one below the P99 fails."""
+    registrations: list[Registration] = []
+    for r in pilot_plan.capture.registrations:
+        changed = r
+        if r.type.endswith(":VirtualService") and r.inputs["metadata"]["name"] == "llama31-8b":
+            inputs = copy.deepcopy(r.inputs)  # no secrets in it: its wire form is the same
+            inputs["spec"]["http"][0]["timeout"] = "30s"
+            inputs["spec"]["http"][0]["retries"]["retryOn"] = "5xx,connect-failure"
+            changed = dataclasses.replace(r, inputs=inputs, wire=inputs)
+        registrations.append(changed)
+    assert [v.rule for v in evaluate(pilot_plan.capture.registrations, {}, RULES)] == [
+        v.rule
+        for v in evaluate(pilot_plan.capture.registrations, {}, RULES)
+        if v.level != "mandatory"
+    ]
+    violations = evaluate(Capture(registrations=registrations).registrations, {}, RULES)
+    rules = sorted(v.rule for v in violations if v.level == "mandatory")
+    assert rules == ["model-route-retries", "model-route-timeout"]
+
+
+# --------------------------------------------------------------------------- canaries
+
+
+def _canary_plan(pilot_raw: dict[str, Any], canary: dict[str, Any]) -> Plan:
+    pilot_raw["models"][0]["canary"] = canary
+    pilot_raw["gpuPools"][0].update(minSize=2, maxSize=3)  # room for the canary's slice
+    config = load(pilot_raw, "us-east-1", "Pulumi.pilot.yaml")
+    inp = read_program_input(ROOT, "pilot")
+
+    def dump(specs: Any) -> str:
+        return json.dumps(
+            [x.model_dump(by_alias=True, exclude_none=True, mode="json") for x in specs]
+        )
+
+    doc = {
+        **inp.config,
+        "swarmstack:gpuPools": dump(config.gpu_pools),
+        "swarmstack:models": dump(config.models),
+    }
+    return Plan.from_capture(run_program(dataclasses.replace(inp, config=doc)))
+
+
+def test_a_canary_renders_a_second_deployment_and_a_weighted_route(
+    pilot_raw: dict[str, Any],
+) -> None:
+    plan = _canary_plan(pilot_raw, {"weight": 10, "vllm": {"maxNumSeqs": 32, "maxModelLen": 32768}})
+    deployments = _of(plan, "Deployment")
+    canary = deployments["qwen25-7b-canary"].body["spec"]
+    stable = deployments["qwen25-7b"].body["spec"]
+    assert canary["selector"]["matchLabels"]["app.kubernetes.io/instance"] == "qwen25-7b-canary"
+    assert stable["selector"]["matchLabels"]["app.kubernetes.io/instance"] == "qwen25-7b"
+    args = canary["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--max-num-seqs") + 1] == "32"
+    service = _of(plan, "Service")["qwen25-7b"].body["spec"]["selector"]
+    assert service == {"app.kubernetes.io/name": "qwen25-7b"}  # both versions
+    [http] = _of(plan, "VirtualService")["qwen25-7b"].body["spec"]["http"]
+    assert [(d["destination"]["subset"], d["weight"]) for d in http["route"]] == [
+        ("stable", 90),
+        ("canary", 10),
+    ]
+    subsets = _of(plan, "DestinationRule")["qwen25-7b"].body["spec"]["subsets"]
+    assert [s["labels"]["app.kubernetes.io/instance"] for s in subsets] == [
+        "qwen25-7b",
+        "qwen25-7b-canary",
+    ]
+    assert "qwen25-7b-canary" in _of(plan, "PodDisruptionBudget")
+    assert check_mesh_hosts(plan.manifests) == []
+    assert check_istio_schemas(plan.manifests) == []
+
+
+@pytest.mark.parametrize("weight", [-1, 101])
+def test_a_canary_weight_outside_0_100_is_refused_by_path(
+    pilot_raw: dict[str, Any], weight: int
+) -> None:
+    pilot_raw["models"][0]["canary"] = {"weight": weight}
+    with pytest.raises(ConfigError) as err:
+        load(pilot_raw, "us-east-1", "Pulumi.pilot.yaml")
+    assert f"models[0].canary.weight: {weight} is not valid" in str(err.value)

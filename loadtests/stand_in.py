@@ -21,8 +21,9 @@ prices it as the stand-in model (`--price-as`).
 The target labels are the ones the Prometheus operator gives the pilot's monitors: the
 model servers' ServiceMonitor (`stacks/observability.py`: namespace `namespaces.models`,
 Service = `models[].name`, port `http`, container `vllm`) gives `job` = `service` = the
-Service's name; a worker is labelled the same way in `namespaces.agents` (Service = the
-agent's name, port `http`, container `worker`).
+Service's name; the agents' PodMonitor `agents` (every agent pod of `namespaces.agents`,
+port `http`, container `worker`) gives `job` `<namespaces.agents>/agents` and no
+`service` (a PodMonitor's targets have none).
 
 The pilot's other model has no local process: its series do not exist here.
 """
@@ -44,7 +45,8 @@ STAND_IN_MODEL = "qwen25-7b"  # the pilot's models[].name the local vLLM stands 
 STAND_IN_AGENT = "concierge"  # the pilot's HTTP agent the local worker runs as
 LOCAL_POD_SUFFIX = "local-0"  # where a pod name would end in its ReplicaSet's hash
 MODEL_CONTAINER = "vllm"  # components/serving/model_serving.py's container
-WORKER_CONTAINER = "worker"
+WORKER_CONTAINER = "worker"  # components/agents/workload.py's container
+AGENTS_MONITOR = "agents"  # the agents' PodMonitor (stacks/observability.py)
 PORT_NAME = "http"  # the Service port every monitor of these workloads names
 
 
@@ -74,10 +76,10 @@ class StandIn:
 
     def worker_target(self, address: str) -> ScrapeTarget:
         return ScrapeTarget(
-            job=self.agent,
+            job=f"{self.config.namespaces.agents}/{AGENTS_MONITOR}",
             address=address,
             namespace=self.config.namespaces.agents,
-            service=self.agent,
+            service=None,
             pod=f"{self.agent}-{LOCAL_POD_SUFFIX}",
             container=WORKER_CONTAINER,
             endpoint=PORT_NAME,

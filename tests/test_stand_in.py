@@ -46,7 +46,14 @@ def test_vllm_target_is_labelled_as_the_model_servers_service_monitor_labels_it(
 def test_worker_and_redis_exporter_targets() -> None:
     stand_in = pilot_stand_in()
     worker = stand_in.worker_target("127.0.0.1:9000")
-    assert (worker.job, worker.namespace) == ("concierge", "swarmstack-agents")
+    agents = monitor("agents")
+    assert worker.job == f"{agents['metadata']['namespace']}/agents"
+    assert worker.labels() == {
+        "namespace": "swarmstack-agents",
+        "pod": "concierge-local-0",
+        "container": "worker",
+        "endpoint": agents["spec"]["podMetricsEndpoints"][0]["port"],
+    }
     assert [(r.label, r.value, r.replacement) for r in worker.renames] == [
         ("model", MODEL_NAME, QWEN)
     ]

@@ -18,12 +18,11 @@ runs as the pilot's HTTP agent `STAND_IN_AGENT` (the local worker serves session
 HTTP, as that agent does). The usage records keep the served name, so `swarmstack cost`
 prices it as the stand-in model (`--price-as`).
 
-The target labels are the ones the Prometheus operator gives the pilot's monitors: the
-model servers' ServiceMonitor (`stacks/observability.py`: namespace `namespaces.models`,
-Service = `models[].name`, port `http`, container `vllm`) gives `job` = `service` = the
-Service's name; the agents' PodMonitor `agents` (every agent pod of `namespaces.agents`,
-port `http`, container `worker`) gives `job` `<namespaces.agents>/agents` and no
-`service` (a PodMonitor's targets have none).
+The target labels are the ones the Prometheus operator gives the pilot's monitors, both
+PodMonitors on Istio's merged metrics port (`stacks/observability.py`): `model-servers`
+(namespace `namespaces.models`, container `vllm`) and `agents` (namespace
+`namespaces.agents`, container `worker`) give `job` `<namespace>/<monitor>`, `endpoint`
+the port number, and no `service` (a PodMonitor's targets have none).
 
 The pilot's other model has no local process: its series do not exist here.
 """
@@ -35,6 +34,7 @@ from pathlib import Path
 
 from components.data import redis as redis_store
 from components.specs import ModelSpec
+from components.traffic.istio_chart import MERGED_METRICS_PORT
 from loadtests.prometheus import LabelRename, ScrapeTarget
 from loadtests.services import MODEL_NAME
 from stacks.config import StackConfig, load_file
@@ -47,7 +47,11 @@ LOCAL_POD_SUFFIX = "local-0"  # where a pod name would end in its ReplicaSet's h
 MODEL_CONTAINER = "vllm"  # components/serving/model_serving.py's container
 WORKER_CONTAINER = "worker"  # components/agents/workload.py's container
 AGENTS_MONITOR = "agents"  # the agents' PodMonitor (stacks/observability.py)
-PORT_NAME = "http"  # the Service port every monitor of these workloads names
+MODELS_MONITOR = "model-servers"  # the model servers' PodMonitor
+# Both monitors scrape Istio's merged metrics by port number, which the operator writes as
+# the `endpoint` label; locally the process's own /metrics stands for what the sidecar
+# merges (the app's series are the same).
+MERGED_ENDPOINT = str(MERGED_METRICS_PORT)
 
 
 @dataclass(frozen=True)
@@ -64,13 +68,13 @@ class StandIn:
 
     def vllm_target(self, address: str) -> ScrapeTarget:
         return ScrapeTarget(
-            job=self.model.name,
+            job=f"{self.config.namespaces.models}/{MODELS_MONITOR}",
             address=address,
             namespace=self.config.namespaces.models,
-            service=self.model.name,
+            service=None,
             pod=f"{self.model.name}-{LOCAL_POD_SUFFIX}",
             container=MODEL_CONTAINER,
-            endpoint=PORT_NAME,
+            endpoint=MERGED_ENDPOINT,
             renames=self.renames("model_name"),
         )
 
@@ -82,7 +86,7 @@ class StandIn:
             service=None,
             pod=f"{self.agent}-{LOCAL_POD_SUFFIX}",
             container=WORKER_CONTAINER,
-            endpoint=PORT_NAME,
+            endpoint=MERGED_ENDPOINT,
             renames=self.renames("model"),
         )
 

@@ -27,15 +27,14 @@ def test_vllm_target_is_labelled_as_the_model_servers_service_monitor_labels_it(
     stand_in = pilot_stand_in()
     target = stand_in.vllm_target("127.0.0.1:8000")
     spec = monitor("model-servers")["spec"]
-    # ServiceMonitor: job and service are the Service's name (models[].name).
+    # PodMonitor on the merged metrics port: job <namespace>/<monitor>, no service.
     assert target.labels() == {
         "namespace": spec["namespaceSelector"]["matchNames"][0],
-        "service": "qwen25-7b",
         "pod": "qwen25-7b-local-0",
         "container": "vllm",
-        "endpoint": spec["endpoints"][0]["port"],
+        "endpoint": str(spec["podMetricsEndpoints"][0]["portNumber"]),
     }
-    assert target.job == "qwen25-7b"
+    assert target.job == "swarmstack-models/model-servers"
     job = scrape_config([target], interval_s=1)["scrape_configs"][0]
     (rename,) = job["metric_relabel_configs"]
     assert rename["source_labels"] == ["model_name"] == [rename["target_label"]]
@@ -52,7 +51,7 @@ def test_worker_and_redis_exporter_targets() -> None:
         "namespace": "swarmstack-agents",
         "pod": "concierge-local-0",
         "container": "worker",
-        "endpoint": agents["spec"]["podMetricsEndpoints"][0]["port"],
+        "endpoint": str(agents["spec"]["podMetricsEndpoints"][0]["portNumber"]),
     }
     assert [(r.label, r.value, r.replacement) for r in worker.renames] == [
         ("model", MODEL_NAME, QWEN)

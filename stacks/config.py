@@ -435,6 +435,15 @@ def agent_runtime_problems(config: StackConfig) -> list[Problem]:
                     "dataPlane.redis is not set: add it",
                 )
             )
+        if agent.sandbox == "gvisor" and config.cluster.sandbox_pool is None:
+            problems.append(
+                Problem(
+                    f"{base}.sandbox",
+                    "'gvisor' needs nodes that run it, but cluster.sandboxPool is not set: "
+                    "add the sandbox pool (it installs gVisor and the RuntimeClass), or use "
+                    "runc",
+                )
+            )
         if "retrieve" in agent.tools and data.qdrant is None:
             problems.append(
                 Problem(

@@ -6,6 +6,7 @@ script in tests/e2e/test_sandbox_user_data.py."""
 from __future__ import annotations
 
 import base64
+import copy
 import email
 import tomllib
 from email.message import Message
@@ -22,6 +23,7 @@ from components.compute.sandbox import (
     user_data,
 )
 from components.specs import ClusterSpec
+from stacks.config import ConfigError, load
 from stacks.plan.recorder import Capture
 from tests.test_cluster import NAME, PILOT, cluster_spec, plan
 
@@ -123,3 +125,16 @@ def test_no_pool_no_runtime_class() -> None:
 def test_bad_sandbox_pools_are_refused(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ClusterSpec.model_validate({**PILOT, **changes})
+
+
+def test_a_gvisor_agent_needs_the_sandbox_pool_and_runs_there(pilot_raw: dict[str, Any]) -> None:
+    raw = copy.deepcopy(pilot_raw)
+    raw["agents"][0]["sandbox"] = "gvisor"
+    with pytest.raises(ConfigError) as caught:
+        load(raw, "us-east-1", "stacks/Pulumi.pilot.yaml")
+    assert "agents[0].sandbox: 'gvisor' needs nodes that run it, but cluster.sandboxPool" in (
+        str(caught.value)
+    )
+    raw["cluster"]["sandboxPool"] = SANDBOX
+    config = load(raw, "us-east-1", "stacks/Pulumi.pilot.yaml")
+    assert config.agents[0].sandbox == "gvisor"

@@ -4,7 +4,7 @@ Service of the stack.
 Schemas: VirtualServices, DestinationRules, ServiceEntries, Sidecars, PeerAuthentications
 and AuthorizationPolicies are validated by the validators that the npm package
 `@kubernetes-models/istio` generates from Istio's CRDs (`make setup` installs it; Node runs
-`istio_validate.mjs`). The CRDs prune unknown fields rather than refuse them, so the schemas
+`schema_validate.mjs`). The CRDs prune unknown fields rather than refuse them, so the schemas
 catch types, enumerations and required fields, not misspelt keys; the policy pack reads the
 timeouts and retries themselves.
 
@@ -22,16 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from stacks.plan.model import Finding, Manifest, as_dict, as_list
-from stacks.plan.monitoring_checks import (
-    ROOT,
-    SchemasUnavailableError,
-    run_validator,
-    schema_package_version,
-)
+from stacks.plan.monitoring_checks import ROOT, run_validator, schema_findings
 
 SCHEMA_PACKAGE = "@kubernetes-models/istio"
-VALIDATOR = Path(__file__).with_name("istio_validate.mjs")
-ISTIO_API_VERSIONS = frozenset({"networking.istio.io/v1", "security.istio.io/v1"})
+MODULES = {
+    "networking.istio.io/v1": f"{SCHEMA_PACKAGE}/networking.istio.io/v1",
+    "security.istio.io/v1": f"{SCHEMA_PACKAGE}/security.istio.io/v1",
+}
+ISTIO_API_VERSIONS = frozenset(MODULES)
 ISTIO_GROUPS = frozenset(v.partition("/")[0] for v in ISTIO_API_VERSIONS)
 CLUSTER_DOMAIN = "cluster.local"
 
@@ -42,7 +40,7 @@ def is_istio_object(body: Mapping[str, Any]) -> bool:
 
 def istio_problems(bodies: Sequence[Mapping[str, Any]], root: Path = ROOT) -> list[list[str]]:
     """For each body, what the Istio CRD schemas refuse in it."""
-    return run_validator(VALIDATOR, SCHEMA_PACKAGE, bodies, root)
+    return run_validator(SCHEMA_PACKAGE, MODULES, bodies, root)
 
 
 def check_istio_schemas(manifests: Iterable[Manifest]) -> list[Finding]:
@@ -61,20 +59,7 @@ def check_istio_schemas(manifests: Iterable[Manifest]) -> list[Finding]:
         for m in unknown
     ]
     known = [m for m in objects if m not in unknown]
-    try:
-        version = schema_package_version(ROOT, SCHEMA_PACKAGE)
-        problems = istio_problems([m.body for m in known])
-    except SchemasUnavailableError as exc:
-        return findings + [
-            Finding("warning", "custom-resource", m.ref, f"not validated: {exc}") for m in known
-        ]
-    return findings + [
-        Finding(
-            "error", "custom-resource", m.ref, f"{problem} (schema: {SCHEMA_PACKAGE} {version})"
-        )
-        for m, found in zip(known, problems, strict=True)
-        for problem in found
-    ]
+    return findings + schema_findings(known, SCHEMA_PACKAGE, MODULES)
 
 
 def canonical_host(host: str, namespace: str) -> str:

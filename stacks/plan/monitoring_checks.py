@@ -4,7 +4,7 @@ whether the stack's NetworkPolicies let Prometheus reach it.
 Schemas: ServiceMonitors, PodMonitors and PrometheusRules are validated by the validators
 that the npm package `@kubernetes-models/prometheus-operator` generates from the
 prometheus-operator CRDs (`make setup` installs it into node_modules/; Node runs
-`prometheus_operator_validate.mjs`). The CRDs leave unknown fields open, so the schemas
+`schema_validate.mjs`). The CRDs leave unknown fields open, so the schemas
 catch types, enumerations, patterns and required fields, not misspelt keys.
 
 Selection: a ServiceMonitor must select at least one Service of the stack in the
@@ -34,7 +34,9 @@ from stacks.plan.model import Finding, Manifest, Plan, as_dict, as_list
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PACKAGE = "@kubernetes-models/prometheus-operator"
-VALIDATOR = Path(__file__).with_name("prometheus_operator_validate.mjs")
+# The one Node validator of every schema package: given apiVersion -> package module.
+VALIDATOR = Path(__file__).with_name("schema_validate.mjs")
+MODULES = {"monitoring.coreos.com/v1": f"{SCHEMA_PACKAGE}/monitoring.coreos.com/v1"}
 MONITORING_GROUP = "monitoring.coreos.com"
 STRIMZI_CLUSTER_LABEL = "strimzi.io/cluster"
 STRIMZI_METRICS_PORT = "tcp-prometheus"
@@ -57,13 +59,17 @@ def prometheus_operator_problems(
     bodies: Sequence[Mapping[str, Any]], root: Path = ROOT
 ) -> list[list[str]]:
     """For each body, what the prometheus-operator CRD schemas refuse in it."""
-    return run_validator(VALIDATOR, SCHEMA_PACKAGE, bodies, root)
+    return run_validator(SCHEMA_PACKAGE, MODULES, bodies, root)
 
 
 def run_validator(
-    validator: Path, package: str, bodies: Sequence[Mapping[str, Any]], root: Path = ROOT
+    package: str,
+    modules: Mapping[str, str],
+    bodies: Sequence[Mapping[str, Any]],
+    root: Path = ROOT,
 ) -> list[list[str]]:
-    """Run a Node validator of `package`'s models over `bodies`: per body, its problems."""
+    """Validate `bodies` with `package`'s models (`modules`: apiVersion -> the package
+    module of its kinds) in Node: per body, its problems."""
     schema_package_version(root, package)
     node = shutil.which("node")
     if node is None:
@@ -71,7 +77,7 @@ def run_validator(
     if not bodies:
         return []
     done = subprocess.run(
-        [node, str(validator)],
+        [node, str(VALIDATOR), json.dumps(dict(modules))],
         input=json.dumps(list(bodies)),
         capture_output=True,
         text=True,
@@ -80,9 +86,30 @@ def run_validator(
         cwd=root,
     )
     if done.returncode != 0:
-        raise SchemasUnavailableError(f"{validator.name} failed: {done.stderr.strip()[-2000:]}")
+        raise SchemasUnavailableError(f"{VALIDATOR.name} failed: {done.stderr.strip()[-2000:]}")
     results: list[list[str]] = json.loads(done.stdout)
     return results
+
+
+def schema_findings(
+    objects: Sequence[Manifest], package: str, modules: Mapping[str, str]
+) -> list[Finding]:
+    """What `package`'s CRD schemas refuse in `objects`, each problem an error naming the
+    schema; without Node or the package, a warning per object that it was not validated."""
+    if not objects:
+        return []
+    try:
+        version = schema_package_version(ROOT, package)
+        problems = run_validator(package, modules, [m.body for m in objects])
+    except SchemasUnavailableError as exc:
+        return [
+            Finding("warning", "custom-resource", m.ref, f"not validated: {exc}") for m in objects
+        ]
+    return [
+        Finding("error", "custom-resource", m.ref, f"{problem} (schema: {package} {version})")
+        for m, found in zip(objects, problems, strict=True)
+        for problem in found
+    ]
 
 
 def is_monitoring_object(body: Mapping[str, Any]) -> bool:
@@ -91,22 +118,7 @@ def is_monitoring_object(body: Mapping[str, Any]) -> bool:
 
 def check_monitoring_schemas(manifests: Iterable[Manifest]) -> list[Finding]:
     objects = [m for m in manifests if is_monitoring_object(m.body)]
-    if not objects:
-        return []
-    try:
-        version = schema_package_version()
-        problems = prometheus_operator_problems([m.body for m in objects])
-    except SchemasUnavailableError as exc:
-        return [
-            Finding("warning", "custom-resource", m.ref, f"not validated: {exc}") for m in objects
-        ]
-    return [
-        Finding(
-            "error", "custom-resource", m.ref, f"{problem} (schema: {SCHEMA_PACKAGE} {version})"
-        )
-        for m, found in zip(objects, problems, strict=True)
-        for problem in found
-    ]
+    return schema_findings(objects, SCHEMA_PACKAGE, MODULES)
 
 
 # --------------------------------------------------------------------------- selection

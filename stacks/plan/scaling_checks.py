@@ -3,7 +3,7 @@ what it reads.
 
 Schemas: ScaledObjects and TriggerAuthentications are validated by the validators that the
 npm package `@kubernetes-models/keda` generates from KEDA's CRDs (`make setup` installs it
-into node_modules/; Node runs `keda_validate.mjs`).
+into node_modules/; Node runs `schema_validate.mjs`).
 
 Targets and sources: a ScaledObject must scale a Deployment the stack declares in its own
 namespace; a prometheus trigger's query may select only metric families of the metrics
@@ -15,80 +15,31 @@ TriggerAuthentication of the stack in the ScaledObject's namespace.
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from components.observe.catalogue import unknown_labels, unknown_metrics
 from stacks.plan.model import Finding, Manifest, Plan, as_dict, as_list
+from stacks.plan.monitoring_checks import ROOT, run_validator, schema_findings
 
-ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PACKAGE = "@kubernetes-models/keda"
-VALIDATOR = Path(__file__).with_name("keda_validate.mjs")
+MODULES = {"keda.sh/v1alpha1": f"{SCHEMA_PACKAGE}/keda.sh/v1alpha1"}
 KEDA_GROUP = "keda.sh"
-
-
-class SchemasUnavailableError(RuntimeError):
-    """Node or the schema package is not installed."""
 
 
 def is_keda_object(body: Mapping[str, Any]) -> bool:
     return str(body.get("apiVersion", "")).rpartition("/")[0] == KEDA_GROUP
 
 
-def schema_package_version(root: Path = ROOT) -> str:
-    manifest = root / "node_modules" / SCHEMA_PACKAGE / "package.json"
-    if not manifest.is_file():
-        raise SchemasUnavailableError(
-            f"{SCHEMA_PACKAGE} is not installed in {root / 'node_modules'}: run `make setup`"
-        )
-    return str(json.loads(manifest.read_text()).get("version", "?"))
-
-
 def keda_problems(bodies: Sequence[Mapping[str, Any]], root: Path = ROOT) -> list[list[str]]:
     """For each body, what KEDA's CRD schemas refuse in it."""
-    schema_package_version(root)
-    node = shutil.which("node")
-    if node is None:
-        raise SchemasUnavailableError("node is not installed: run `make setup`")
-    if not bodies:
-        return []
-    done = subprocess.run(
-        [node, str(VALIDATOR)],
-        input=json.dumps(list(bodies)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=root,
-    )
-    if done.returncode != 0:
-        raise SchemasUnavailableError(f"{VALIDATOR.name} failed: {done.stderr.strip()[-2000:]}")
-    results: list[list[str]] = json.loads(done.stdout)
-    return results
+    return run_validator(SCHEMA_PACKAGE, MODULES, bodies, root)
 
 
 def check_keda_schemas(manifests: Iterable[Manifest]) -> list[Finding]:
     objects = [m for m in manifests if is_keda_object(m.body)]
-    if not objects:
-        return []
-    try:
-        version = schema_package_version()
-        problems = keda_problems([m.body for m in objects])
-    except SchemasUnavailableError as exc:
-        return [
-            Finding("warning", "custom-resource", m.ref, f"not validated: {exc}") for m in objects
-        ]
-    return [
-        Finding(
-            "error", "custom-resource", m.ref, f"{problem} (schema: {SCHEMA_PACKAGE} {version})"
-        )
-        for m, found in zip(objects, problems, strict=True)
-        for problem in found
-    ]
+    return schema_findings(objects, SCHEMA_PACKAGE, MODULES)
 
 
 def _trigger_problems(

@@ -1,8 +1,14 @@
-// Validates keda.sh objects with the validators that the npm package @kubernetes-models/keda
-// generates from KEDA's CRDs. Reads a JSON array of objects on stdin; writes a JSON array
-// with, for each object in the same order, the problems found ("<path>: <what>"), empty
-// when valid.
-import * as v1alpha1 from "@kubernetes-models/keda/keda.sh/v1alpha1";
+// Validates custom resources with the validators the @kubernetes-models npm packages
+// generate from the operators' CRDs. Argument: a JSON object mapping each apiVersion to the
+// package module that holds its kinds (e.g. {"keda.sh/v1alpha1": "@kubernetes-models/keda/
+// keda.sh/v1alpha1"}). Reads a JSON array of objects on stdin; writes a JSON array with,
+// for each object in the same order, the problems found ("<path>: <what>"), empty when
+// valid.
+const modules = JSON.parse(process.argv[2]);
+const groups = {};
+for (const [apiVersion, specifier] of Object.entries(modules)) {
+  groups[apiVersion] = await import(specifier);
+}
 
 function describe(error) {
   const path = error.instancePath || "/";
@@ -10,6 +16,7 @@ function describe(error) {
   if (error.keyword === "required") return `${path}: required property ${params.missingProperty} is missing`;
   if (error.keyword === "enum") return `${path}: must be one of ${JSON.stringify(params.allowedValues)}`;
   if (error.keyword === "type") return `${path}: must be of type ${params.type}`;
+  if (error.keyword === "pattern") return `${path}: must match ${params.pattern}`;
   if (error.keyword === "additionalProperties") return `${path}: unknown property ${params.additionalProperty}`;
   if (error.message) return `${path}: ${error.message}`;
   return `${path}: fails ${error.keyword} ${JSON.stringify(params)}`;
@@ -18,10 +25,12 @@ function describe(error) {
 let input = "";
 process.stdin.setEncoding("utf8");
 for await (const chunk of process.stdin) input += chunk;
+const known = Object.keys(groups).join(" or ");
 const results = JSON.parse(input).map((body) => {
-  if (body.apiVersion !== "keda.sh/v1alpha1") return [`/apiVersion: ${body.apiVersion} is not keda.sh/v1alpha1`];
-  const model = v1alpha1[body.kind];
-  if (typeof model !== "function") return [`/kind: ${body.kind} is not a keda.sh/v1alpha1 kind`];
+  const group = groups[body.apiVersion];
+  if (group === undefined) return [`/apiVersion: ${body.apiVersion} is not ${known}`];
+  const model = group[body.kind];
+  if (typeof model !== "function") return [`/kind: ${body.kind} is not a ${body.apiVersion} kind`];
   try {
     new model(body).validate();
     return [];

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent_worker import metrics as m
+from agent_worker.contract import contract_from_markdown
 
 METRICS_MD = Path(__file__).resolve().parent.parent / "images" / "agent-worker" / "METRICS.md"
 
@@ -30,7 +31,7 @@ def exercised() -> m.Metrics:
 
 
 def test_markdown_table_is_the_code_contract() -> None:
-    assert m.contract_from_markdown(METRICS_MD.read_text()) == m.contract_from_code()
+    assert contract_from_markdown(METRICS_MD.read_text()) == m.contract_from_code()
 
 
 def test_names_are_unique_and_prometheus_style() -> None:

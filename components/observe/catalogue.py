@@ -306,7 +306,7 @@ def vllm_families(path: Path = VLLM_METRICS_FILE) -> tuple[MetricFamily, ...]:
 def worker_families(path: Path = WORKER_METRICS_MD) -> tuple[MetricFamily, ...]:
     """The agent worker's families: the contract table of its METRICS.md."""
     # The worker's own parser of its table (the worker's tests check it against the code).
-    from agent_worker.metrics import contract_from_markdown  # noqa: PLC0415
+    from agent_worker.contract import contract_from_markdown  # noqa: PLC0415
 
     rows = contract_from_markdown(path.read_text())
     where = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path

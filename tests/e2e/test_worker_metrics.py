@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agent_worker.metrics import contract_from_markdown, families_from_exposition
+from agent_worker.contract import contract_from_markdown
+from agent_worker.metrics import families_from_exposition
 from agent_worker.state import tool_signature
 
 from loadtests import services

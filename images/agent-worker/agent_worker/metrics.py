@@ -242,18 +242,6 @@ class Metrics:
 
 
 # contract checks (used by the tests against METRICS.md and a live /metrics) -------------
-def contract_from_markdown(text: str) -> dict[str, tuple[str, frozenset[str]]]:
-    """The `## Families` table of METRICS.md: name -> (type, labels)."""
-    rows: dict[str, tuple[str, frozenset[str]]] = {}
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 4 or not cells[0].startswith("`agent_"):
-            continue
-        labels = frozenset(c.strip().strip("`") for c in cells[2].split(",") if c.strip())
-        rows[cells[0].strip("`")] = (cells[1], labels)
-    return rows
-
-
 def contract_from_code() -> dict[str, tuple[str, frozenset[str]]]:
     return {s.name: (s.kind, frozenset(s.labels)) for s in CONTRACT}
 

@@ -6,22 +6,34 @@ included, and the mesh's sidecar in each pod) plus the rollout surge, read from 
 pod templates the model Deployments use; `tenancy.quotas.models` may replace it, but
 never with less than that, or a scale-up the autoscaler asks for would stop on a quota
 error instead.
+
+The agents namespace's quota is the same sum over every agent type's worker pod (the
+template its Deployment uses, the mesh's sidecar added, a sandboxed pod's RuntimeClass
+overhead when the class declares one) at its maximum replicas plus the rollout surge;
+`tenancy.quotas.agents` may replace it under the same rule.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
+from components.agents import workload as agent_workload
+from components.agents.spec import workload_name
+from components.compute.sandbox import RUNTIME_CLASS, runtime_class_body
 from components.serving.model_serving import MAX_SURGE, Placement, pod_template
 from components.traffic.quotas import (
     Demand,
     WorkloadPods,
+    admitted_pod,
     namespace_demand,
     parse_quantity,
     quota_hard,
     shortfalls,
     surge_pods,
 )
+from stacks.agents import agent_image
 from stacks.config import Problem, StackConfig, accelerator_resource
 
 HF_SECRET = "huggingface-token"  # any name: a Secret volume requests nothing
@@ -62,6 +74,39 @@ def model_workloads(config: StackConfig) -> list[WorkloadPods]:
     return workloads
 
 
+def stack_runtime_classes() -> dict[str, Mapping[str, Any]]:
+    """The RuntimeClasses the stack declares, by name (components/compute/sandbox.py)."""
+    return {RUNTIME_CLASS: runtime_class_body()}
+
+
+def agent_workloads(
+    config: StackConfig, runtime_classes: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[WorkloadPods]:
+    """Every agent type's worker pods at their maximum: the Deployment's own pod template
+    (its environment and secret files request nothing, so they are left out here), as
+    admission leaves it (`runtime_classes`, default the stack's own)."""
+    classes = stack_runtime_classes() if runtime_classes is None else runtime_classes
+    workloads: list[WorkloadPods] = []
+    for agent in config.agents:
+        template = agent_workload.pod_template(
+            agent,
+            image=agent_image(config, agent),
+            env={},
+            files=(),
+            cost_labels=config.cost_labels,
+        )
+        replicas = agent.replicas.max
+        workloads.append(
+            WorkloadPods(
+                workload_name(agent),
+                admitted_pod(template["spec"], classes),
+                replicas,
+                surge_pods(replicas, agent_workload.MAX_SURGE),
+            )
+        )
+    return workloads
+
+
 def sidecar_requests(config: StackConfig) -> dict[str, Decimal]:
     """What Istio's injector adds to every meshed pod: the proxy's requests."""
     proxy = config.mesh.proxy
@@ -69,8 +114,13 @@ def sidecar_requests(config: StackConfig) -> dict[str, Decimal]:
 
 
 def namespace_demands(config: StackConfig) -> dict[str, Demand]:
-    """Demand by namespace role, the mesh's sidecar in every pod included."""
-    return {"models": namespace_demand(model_workloads(config), sidecar_requests(config))}
+    """Demand by namespace role, the mesh's sidecar in every pod included (the agents'
+    namespace only when the stack has agents or a quota for them is configured)."""
+    sidecar = sidecar_requests(config)
+    demands = {"models": namespace_demand(model_workloads(config), sidecar)}
+    if config.agents or config.tenancy.quotas.agents is not None:
+        demands["agents"] = namespace_demand(agent_workloads(config), sidecar)
+    return demands
 
 
 def stack_quotas(config: StackConfig) -> dict[str, dict[str, str]]:

@@ -1,18 +1,22 @@
-"""Quotas: a pod's effective request as the scheduler counts it, the models namespace's
-quota from the pods the stack renders, tenant teams' namespaces, and the refusal of a
+"""Quotas: a pod's effective request as the scheduler counts it, the models' and agents'
+namespace quotas from the pods the stack renders, tenant teams' namespaces, and the refusal of a
 quota below what the stack's own workloads request."""
 
 from __future__ import annotations
 
+import copy
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from components.compute.sandbox import RUNTIME_CLASS, runtime_class_body
 from components.traffic.quotas import (
     GIB,
     Demand,
+    admitted_pod,
     format_quantity,
+    namespace_demand,
     parse_quantity,
     pod_requests,
     quota_hard,
@@ -23,7 +27,7 @@ from components.traffic.tenancy import team_policies
 from stacks.config import ConfigError, load
 from stacks.plan.recorder import Capture
 from stacks.plan.runner import read_program_input, run_program
-from stacks.quotas import stack_quotas
+from stacks.quotas import agent_workloads, namespace_demands, stack_quotas
 from tests.vllm_support import ROOT, stack_configs
 
 Raw = dict[str, Any]
@@ -123,9 +127,101 @@ def test_a_quota_below_the_stacks_own_workloads_is_refused(pilot_raw: Raw) -> No
 def test_a_quota_for_a_namespace_without_one_is_refused(pilot_raw: Raw) -> None:
     raw = {**pilot_raw, "tenancy": {"quotas": {"data": {"cpu": 1, "memoryGib": 1, "pods": 1}}}}
     with pytest.raises(
-        ConfigError, match=r"tenancy.quotas.data: unknown key \(valid keys here: models\)"
+        ConfigError,
+        match=r"tenancy.quotas.data: unknown key \(valid keys here: agents, models\)",
     ):
         load(raw, "us-east-1", "stacks/Pulumi.pilot.yaml")
+
+
+def test_the_pilots_agent_quota_is_every_worker_and_its_sidecar_at_max_replicas(
+    plan_capture: Capture,
+) -> None:
+    """Each agent type at max replicas plus the one pod a rollout adds, the worker's
+    requests and the mesh's sidecar (100m, 128Mi) in each pod, as rendered in the plan."""
+    config = stack_configs()["pilot"]
+    pods = {a.name: a.replicas.max + 1 for a in config.agents}
+    cpu_m = sum((a.resources.cpu_millis + 100) * pods[a.name] for a in config.agents)
+    memory_mi = sum((a.resources.memory_mib + 128) * pods[a.name] for a in config.agents)
+    # researcher 6+1 pods x (500m, 1024Mi), concierge 4+1 x (500m, 512Mi), sidecars added
+    assert (cpu_m, memory_mi, sum(pods.values())) == (7200, 11264, 12)
+    quota = plan_capture.named("tenancy-agents-quota").inputs
+    assert quota["metadata"] == {
+        "name": "swarmstack-quota",
+        "namespace": "swarmstack-agents",
+        "labels": config.cost_labels.as_labels(),
+    }
+    assert quota["spec"]["hard"] == {
+        "requests.cpu": "7200m",
+        "requests.memory": "11Gi",
+        "pods": "12",
+    }
+    # The figures come from the pods the plan's Deployments carry, not from the config.
+    deployments = {
+        r.inputs["metadata"]["name"]: r.inputs["spec"]
+        for r in plan_capture.of_type("kubernetes:apps/v1:Deployment")
+        if r.inputs["metadata"]["namespace"] == "swarmstack-agents"
+    }
+    assert sorted(deployments) == ["agent-concierge", "agent-researcher"]
+    for w in agent_workloads(config):
+        rendered = deployments[w.name]["template"]["spec"]["containers"][0]["resources"]
+        assert w.pod["containers"][0]["resources"] == rendered
+        assert w.surge == deployments[w.name]["strategy"]["rollingUpdate"]["maxSurge"]
+
+
+def test_an_agent_quota_below_the_workers_demand_is_refused(pilot_raw: Raw) -> None:
+    short = {"cpu": 7, "memoryGib": 11, "pods": 11}
+    raw = {**pilot_raw, "tenancy": {"quotas": {"agents": short}}}
+    with pytest.raises(ConfigError) as caught:
+        load(raw, "us-east-1", "stacks/Pulumi.pilot.yaml")
+    text = str(caught.value)
+    assert (
+        "tenancy.quotas.agents: cpu: quota 7 is below the 7200m its workloads request at "
+        "max replicas" in text
+    )
+    assert "tenancy.quotas.agents: pods: quota 11 is below the 12 pods its workloads reach" in (
+        text
+    )
+    assert "memory:" not in text  # 11Gi is exactly enough
+    enough = {**pilot_raw, "tenancy": {"quotas": {"agents": {**short, "cpu": 7.2, "pods": 12}}}}
+    config = load(enough, "us-east-1", "stacks/Pulumi.pilot.yaml")
+    assert stack_quotas(config)["agents"] == {
+        "requests.cpu": "7200m",
+        "requests.memory": "11Gi",
+        "pods": "12",
+    }
+
+
+def test_a_sandboxed_pod_counts_its_runtime_class_overhead(pilot_raw: Raw) -> None:
+    """The RuntimeClass admission controller copies `overhead.podFixed` into the pod; the
+    stack's gvisor class declares none today, so a class that does is passed in here."""
+    raw = copy.deepcopy(pilot_raw)
+    raw["cluster"]["sandboxPool"] = {"instanceType": "m7i.xlarge", "minSize": 0, "maxSize": 4}
+    raw["agents"][1]["sandbox"] = "gvisor"  # concierge, 4 + 1 pods
+    config = load(raw, "us-east-1", "stacks/Pulumi.pilot.yaml")
+    assert "overhead" not in runtime_class_body()
+    plain = namespace_demands(config)["agents"]
+    with_overhead = {
+        RUNTIME_CLASS: {**runtime_class_body(), "overhead": {"podFixed": {"cpu": "250m",
+                                                                          "memory": "160Mi"}}}
+    }  # fmt: skip
+    workloads = {w.name: w for w in agent_workloads(config, with_overhead)}
+    assert workloads["agent-concierge"].pod["overhead"] == {"cpu": "250m", "memory": "160Mi"}
+    assert "overhead" not in workloads["agent-researcher"].pod  # runc: no class, no overhead
+    sidecar = {"cpu": Decimal("0.1"), "memory": Decimal(128 * 2**20)}
+    demand = namespace_demand(workloads.values(), sidecar)
+    assert demand.requests["cpu"] - plain.requests["cpu"] == Decimal("0.25") * 5
+    assert demand.requests["memory"] - plain.requests["memory"] == 160 * 2**20 * 5
+
+
+def test_admission_sets_overhead_only_from_a_class_that_declares_it() -> None:
+    pod = {"runtimeClassName": "kata", "containers": []}
+    classes = {"kata": {"overhead": {"podFixed": {"cpu": "100m"}}}, "plain": {}}
+    assert admitted_pod(pod, classes) == {**pod, "overhead": {"cpu": "100m"}}
+    assert admitted_pod({**pod, "runtimeClassName": "plain"}, classes) == {
+        **pod,
+        "runtimeClassName": "plain",
+    }
+    assert admitted_pod({"containers": []}, classes) == {"containers": []}
 
 
 def test_shortfalls_name_both_figures() -> None:

@@ -58,6 +58,7 @@ WORKER_PORT_NAME = "http"  # the worker port's name in the Service and the monit
 RUN_AS_USER = 10001  # the image's `agent` user and group
 PRESTOP_SLEEP_S = 5  # endpoint removal reaches every proxy before SIGTERM
 SHUTDOWN_MARGIN_S = 10  # past the worker's own deadline: process exit, last log lines
+MAX_SURGE = 1  # a rollout adds one pod before it removes one
 STARTUP_PERIOD_S = 5
 STARTUP_BUDGET_S = 120  # the worker starts in seconds; the model may still be loading
 SECRET_FILE_MODE = 0o440  # owner root, group 10001 (fsGroup) reads; nobody writes
@@ -286,7 +287,7 @@ def deployment_spec(agent: AgentSpec, template: Mapping[str, Any]) -> dict[str, 
         "selector": {"matchLabels": selector_labels(agent)},
         "strategy": {
             "type": "RollingUpdate",
-            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            "rollingUpdate": {"maxSurge": MAX_SURGE, "maxUnavailable": 0},
         },
         "template": dict(template),
     }

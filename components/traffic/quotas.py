@@ -97,6 +97,21 @@ def pod_requests(pod: Mapping[str, Any], injected: Mapping[str, Decimal] | None 
     return effective
 
 
+def admitted_pod(
+    pod: Mapping[str, Any], runtime_classes: Mapping[str, Mapping[str, Any]]
+) -> Mapping[str, Any]:
+    """The pod as the RuntimeClass admission controller leaves it: `overhead` set from its
+    RuntimeClass's `overhead.podFixed`, when the class declares one."""
+    class_name = pod.get("runtimeClassName")
+    if class_name is None or class_name not in runtime_classes:
+        return pod
+    overhead: Mapping[str, Any] = runtime_classes[class_name].get("overhead") or {}
+    fixed: Mapping[str, Any] = overhead.get("podFixed") or {}
+    if not fixed:
+        return pod
+    return {**pod, "overhead": dict(fixed)}
+
+
 @dataclass(frozen=True)
 class WorkloadPods:
     """One workload of a namespace: its pod template and how many pods it can reach."""
@@ -193,9 +208,15 @@ class StackQuotas(Spec):
     models: QuotaSpec | None = Field(
         default=None, description="The models namespace's quota (GPUs and MIG slices)."
     )
+    agents: QuotaSpec | None = Field(
+        default=None,
+        description="The agents namespace's quota (every agent type's workers with their "
+        "sidecars, canaries and sandbox overhead).",
+    )
 
     def by_role(self) -> dict[str, QuotaSpec]:
-        return {role: q for role, q in (("models", self.models),) if q is not None}
+        roles = (("models", self.models), ("agents", self.agents))
+        return {role: q for role, q in roles if q is not None}
 
 
 class TenancySpec(Spec):

@@ -2,7 +2,8 @@
 """Autoscaling: KEDA's ScaledObjects (models on sequence slots, events agents on consumer
 lag, http agents on sessions), the KEDA and Cluster Autoscaler releases, the node-template
 tags a MIG pool scales from zero with, and the plan's KEDA checks (the published CRD
-schemas run by Node, targets, metrics contracts)."""
+schemas run by Node, targets, metrics contracts, sources reachable under the stack's
+NetworkPolicies)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,12 @@ from stacks.config import ConfigError, StackConfig, load, load_file
 from stacks.plan.model import NODE_GROUP, Manifest, Plan
 from stacks.plan.recorder import Capture, Registration
 from stacks.plan.runner import read_program_input, run_program
-from stacks.plan.scaling_checks import check_keda_schemas, check_scaled_objects, keda_problems
+from stacks.plan.scaling_checks import (
+    check_keda_schemas,
+    check_scaled_object_sources,
+    check_scaled_objects,
+    keda_problems,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -447,3 +453,106 @@ def test_a_kafka_trigger_on_an_unknown_topic_or_authentication_fails(
         f"authenticationRef TriggerAuthentication {KEDA_USER} is not declared by the stack "
         "in namespace swarmstack-models",
     ]
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _adding_policy(plan: Plan, name: str, namespace: str, spec: dict[str, Any]) -> Plan:
+    """The plan with one more NetworkPolicy (registered like the stack's own)."""
+    like = next(
+        r for r in plan.capture.registrations if r.type.endswith("NetworkPolicy") and r.custom
+    )
+    body = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+    extra = dataclasses.replace(like, name=f"test-{name}", urn=f"{like.urn}-{name}", inputs=body)
+    return Plan.from_capture(Capture(registrations=[*plan.capture.registrations, extra]))
+
+
+def test_the_pilots_keda_operator_reaches_every_trigger_source(pilot_plan: Plan) -> None:
+    assert check_scaled_object_sources(pilot_plan) == []
+
+
+def test_closing_the_brokers_to_keda_fails_with_the_source_and_port(pilot_plan: Plan) -> None:
+    """The data namespace denies all ingress by default; without allow-keda-to-kafka the
+    operator's kafka scaler cannot reach the bootstrap."""
+    [finding] = check_scaled_object_sources(
+        _with(pilot_plan, "NetworkPolicy", "allow-keda-to-kafka", None)
+    )
+    assert finding.check == "scaling-source-reachable"
+    assert finding.resource.startswith("ScaledObject swarmstack-agents/agent-researcher")
+    assert finding.message == (
+        "kafka trigger consumer-lag: the NetworkPolicies of namespace 'swarmstack-data' do "
+        "not let KEDA's operator (pods {'cost-center': 'cc-1042', 'environment': 'pilot', "
+        "'team': 'agent-platform', 'app.kubernetes.io/name': 'keda-operator'} of namespace "
+        "'keda') reach its source events-kafka-bootstrap.swarmstack-data.svc:9093 (pods "
+        "{'strimzi.io/cluster': 'events', 'strimzi.io/kind': 'Kafka', 'strimzi.io/broker-role':"
+        " 'true'} of namespace 'swarmstack-data') on port 9093"
+    )
+
+
+def test_prometheus_behind_a_default_deny_fails_each_prometheus_trigger(
+    pilot_plan: Plan,
+) -> None:
+    closed = _adding_policy(
+        pilot_plan, "default-deny", "swarmstack-monitoring", {"podSelector": {}}
+    )
+    findings = check_scaled_object_sources(closed)
+    assert sorted(f.resource.split(" (")[0] for f in findings) == [
+        "ScaledObject swarmstack-agents/agent-concierge",
+        "ScaledObject swarmstack-models/llama31-8b",
+        "ScaledObject swarmstack-models/qwen25-7b",
+    ]
+    assert all(
+        "namespace 'swarmstack-monitoring' do not let KEDA's operator" in f.message
+        and "its source monitoring-kube-prometheus-prometheus.swarmstack-monitoring.svc:9090"
+        in f.message
+        and f.message.endswith("on port 9090 (web)")
+        for f in findings
+    )
+    # An opening for the operator on Prometheus's port puts it right.
+    opened = _adding_policy(
+        closed,
+        "allow-keda-to-prometheus",
+        "swarmstack-monitoring",
+        {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": "keda"}
+                            },
+                            "podSelector": {"matchLabels": keda_chart.OPERATOR_POD_LABELS},
+                        }
+                    ],
+                    "ports": [{"port": 9090}],
+                }
+            ],
+        },
+    )
+    assert check_scaled_object_sources(opened) == []
+
+
+def test_an_egress_default_deny_in_kedas_namespace_fails_every_trigger(pilot_plan: Plan) -> None:
+    closed = _adding_policy(
+        pilot_plan, "deny-egress", "keda", {"podSelector": {}, "policyTypes": ["Egress"]}
+    )
+    findings = check_scaled_object_sources(closed)
+    assert len(findings) == 4  # three prometheus triggers, one kafka trigger
+    assert all("the NetworkPolicies of namespace 'keda' do not let" in f.message for f in findings)
+
+
+def test_a_source_the_stack_does_not_run_fails(pilot_plan: Plan) -> None:
+    body = copy.deepcopy(_scaled(pilot_plan, "qwen25-7b").body)
+    body["spec"]["triggers"][0]["metadata"]["serverAddress"] = (
+        "http://thanos.swarmstack-monitoring.svc:9090"
+    )
+    [finding] = check_scaled_object_sources(_with(pilot_plan, "ScaledObject", "qwen25-7b", body))
+    assert finding.check == "scaling-source"
+    assert "source thanos.swarmstack-monitoring.svc:9090 is not a Service" in finding.message

@@ -27,7 +27,12 @@ from stacks.plan.monitoring_checks import (
     check_monitors,
     is_monitoring_object,
 )
-from stacks.plan.scaling_checks import check_keda_schemas, check_scaled_objects, is_keda_object
+from stacks.plan.scaling_checks import (
+    check_keda_schemas,
+    check_scaled_object_sources,
+    check_scaled_objects,
+    is_keda_object,
+)
 
 
 def run_checks(plan: Plan) -> list[Finding]:
@@ -40,6 +45,7 @@ def run_checks(plan: Plan) -> list[Finding]:
         *check_monitors(plan),
         *check_keda_schemas(plan.manifests),
         *check_scaled_objects(plan),
+        *check_scaled_object_sources(plan),
         *check_istio_schemas(plan.manifests),
         *check_mesh_hosts(plan.manifests),
     ]

@@ -11,9 +11,10 @@ Selection: a ServiceMonitor must select at least one Service of the stack in the
 namespaces it names, and each endpoint port must be a port name of a selected Service; a
 PodMonitor must select pod templates of the stack (or the pods a Strimzi Kafka cluster of
 the stack runs, whose metrics port Strimzi names `tcp-prometheus`), and each endpoint port
-must be a container port name there. Reachability: in a namespace closed by a default-deny
-ingress policy, some NetworkPolicy selecting those pods must admit the Prometheus pods of
-the monitoring release's namespace on that port.
+must be a container port name there. Reachability: the stack's NetworkPolicies must let
+the Prometheus pods of the monitoring release's namespace reach those pods on that port,
+egress at Prometheus and ingress at the target (stacks/plan/reachability.py, the one
+evaluator every plan check uses).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from components.observe.selection import PROMETHEUS_POD_LABELS
 from components.traffic.istio_chart import INJECTION_LABEL, MERGED_METRICS_PORT
 from policies.framework import selects
 from stacks.plan.model import Finding, Manifest, Plan, as_dict, as_list
+from stacks.plan.reachability import Pods, Port, blocking_namespaces
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PACKAGE = "@kubernetes-models/prometheus-operator"
@@ -217,92 +219,28 @@ def _strimzi_cluster(
     return None
 
 
-@dataclass(frozen=True)
-class PrometheusSource:
-    namespace: str
-    pod_labels: Mapping[str, str]
+# Prometheus's pods, as the reachability evaluator sees a source.
+PrometheusSource = Pods
 
 
 def prometheus_source(plan: Plan) -> PrometheusSource | None:
     for r in plan.releases:
         doc = r.document()
         if doc["chart"] == CHART and isinstance(doc["namespace"], str) and doc["namespace"]:
-            return PrometheusSource(doc["namespace"], PROMETHEUS_POD_LABELS)
+            return Pods(doc["namespace"], PROMETHEUS_POD_LABELS)
     return None
 
 
-def _peer_admits(peer: Mapping[str, Any], source: PrometheusSource, own_namespace: str) -> bool:
-    ns_selector = peer.get("namespaceSelector")
-    pod_selector = peer.get("podSelector")
-    if "ipBlock" in peer:
-        return False
-    if ns_selector is None:
-        namespace_ok = own_namespace == source.namespace
-    else:
-        namespace_ok = selects(
-            as_dict(ns_selector), {"kubernetes.io/metadata.name": source.namespace}
-        )
-    pods_ok = pod_selector is None or selects(as_dict(pod_selector), source.pod_labels)
-    return namespace_ok and pods_ok
-
-
-def _port_admits(rule: Mapping[str, Any], port: ScrapedPort) -> bool:
-    ports = as_list(rule.get("ports"))
-    if not ports:
-        return True
-    for p in ports:
-        entry = as_dict(p)
-        value = entry.get("port")
-        if str(entry.get("protocol", "TCP")) != "TCP":
-            continue
-        if (
-            value is None
-            or value == port.name
-            or (port.number is not None and value == port.number)
-        ):
-            return True
-        end = entry.get("endPort")
-        if (
-            isinstance(value, int)
-            and isinstance(end, int)
-            and port.number is not None
-            and value <= port.number <= end
-        ):
-            return True
-    return False
-
-
-def _policies_in(manifests: Sequence[Manifest], namespace: str) -> list[Manifest]:
-    return [m for m in manifests if m.kind == "NetworkPolicy" and m.namespace == namespace]
-
-
-def _ingress_policies(policy: Manifest) -> bool:
-    spec = as_dict(policy.body.get("spec"))
-    types = [str(t) for t in as_list(spec.get("policyTypes"))] or ["Ingress"]
-    return "Ingress" in types
-
-
 def reachable(port: ScrapedPort, manifests: Sequence[Manifest], source: PrometheusSource) -> bool:
-    """Whether the namespace's NetworkPolicies let Prometheus reach this pod port."""
-    labels = _template_labels(port.workload)
-    selecting = [
-        p
-        for p in _policies_in(manifests, port.workload.namespace)
-        if _ingress_policies(p)
-        and selects(as_dict(as_dict(p.body.get("spec")).get("podSelector")), labels)
-    ]
-    if not selecting:
-        return True  # not isolated for ingress
-    for policy in selecting:
-        for rule in as_list(as_dict(policy.body.get("spec")).get("ingress")):
-            entry = as_dict(rule)
-            peers = as_list(entry.get("from"))
-            if (
-                not peers
-                or any(_peer_admits(as_dict(p), source, port.workload.namespace) for p in peers)
-            ) and _port_admits(entry, port):
-                return True
-    return False
+    """Whether the stack's NetworkPolicies let Prometheus reach this pod port."""
+    return not _blocking(port, manifests, source)
+
+
+def _blocking(
+    port: ScrapedPort, manifests: Sequence[Manifest], source: PrometheusSource
+) -> list[str]:
+    destination = Pods(port.workload.namespace, _template_labels(port.workload))
+    return blocking_namespaces(manifests, source, destination, Port(port.number, port.name))
 
 
 def meshed_namespaces(plan: Plan) -> set[str]:
@@ -453,12 +391,14 @@ def check_monitors(plan: Plan) -> list[Finding]:
         if source is None:
             continue
         for port in scraped:
-            if not reachable(port, manifests, source):
+            blocked = _blocking(port, manifests, source)
+            if blocked:
                 error(
                     monitor,
                     "monitor-reachable",
-                    f"the NetworkPolicies of namespace {port.workload.namespace!r} do not let "
-                    f"Prometheus (pods {dict(source.pod_labels)} of namespace "
+                    f"the NetworkPolicies of namespace {' and '.join(map(repr, blocked))} "
+                    "do not let "
+                    f"Prometheus (pods {dict(source.labels)} of namespace "
                     f"{source.namespace!r}) reach {port.workload.ref} on port "
                     f"{port.number} ({port.name})",
                 )

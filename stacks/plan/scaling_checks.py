@@ -11,17 +11,32 @@ contracts (components/observe/catalogue.py: the vLLM release's own `/metrics`, t
 worker's METRICS.md, the exporters) and only labels those families carry; a kafka trigger
 must name a KafkaTopic of the stack; an `authenticationRef` must name a
 TriggerAuthentication of the stack in the ScaledObject's namespace.
+
+Sources reachable: KEDA's operator runs the scalers (the metrics API server only asks it
+over gRPC), so its pods, in the namespace and with the labels the KEDA release gives them,
+must be let through by the stack's NetworkPolicies (stacks/plan/reachability.py) to each
+trigger's source: a prometheus trigger's `serverAddress`, every broker of a kafka
+trigger's `bootstrapServers`. An in-cluster name resolves to a Service of the stack, the
+monitoring release's Prometheus or a Strimzi cluster's bootstrap Service; any other
+in-cluster name is an error, a name outside the cluster is a managed service (only the
+operator's own egress applies).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from components.data.kafka import CLUSTER_LABEL
 from components.observe.catalogue import unknown_labels, unknown_metrics
+from components.scale import keda_chart
+from components.scale.keda import PROMETHEUS_PORT, prometheus_url
 from stacks.plan.model import Finding, Manifest, Plan, as_dict, as_list
-from stacks.plan.monitoring_checks import ROOT, run_validator, schema_findings
+from stacks.plan.monitoring_checks import ROOT, prometheus_source, run_validator, schema_findings
+from stacks.plan.reachability import Pods, Port, blocking_namespaces
 
 SCHEMA_PACKAGE = "@kubernetes-models/keda"
 MODULES = {"keda.sh/v1alpha1": f"{SCHEMA_PACKAGE}/keda.sh/v1alpha1"}
@@ -114,4 +129,181 @@ def check_scaled_objects(plan: Plan) -> list[Finding]:
                 Finding("error", "scaling-signal", so.ref, p)
                 for p in _trigger_problems(as_dict(t), so.namespace, topics, auths)
             ]
+    return findings
+
+
+# --------------------------------------------------------------------------- sources
+
+# The Prometheus operator names the server container's port 9090 `web`.
+PROMETHEUS_PORT_NAME = "web"
+# What Strimzi's bootstrap Service `<cluster>-kafka-bootstrap` selects: the brokers.
+STRIMZI_BROKER_LABELS = {"strimzi.io/kind": "Kafka", "strimzi.io/broker-role": "true"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a trigger's scaler connects: `pods` None when the name resolves to nothing."""
+
+    address: str  # host:port as the trigger names it
+    pods: Pods | None
+    port: Port
+
+
+def keda_operator(plan: Plan) -> Pods | None:
+    """The KEDA operator's pods: the release's namespace, the chart's labels plus the
+    `podLabels.keda` the release sets."""
+    for r in plan.releases:
+        doc = r.document()
+        if doc["chart"] == keda_chart.CHART and isinstance(doc["namespace"], str):
+            extra = as_dict(as_dict(as_dict(doc["values"]).get("podLabels")).get("keda"))
+            labels = {str(k): str(v) for k, v in extra.items()}
+            return Pods(doc["namespace"], {**labels, **keda_chart.OPERATOR_POD_LABELS})
+    return None
+
+
+def _split_address(address: str, default_port: int) -> tuple[str, int]:
+    text = address.strip()
+    if "://" in text:
+        parts = urlsplit(text)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return parts.hostname or "", port
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        return text, default_port
+    return host, int(port)
+
+
+def _in_cluster(host: str) -> tuple[str, str] | None:
+    """(Service, namespace) of an in-cluster name, None for a name outside the cluster."""
+    labels = host.split(".")
+    if len(labels) == 2 or (
+        len(labels) >= 3 and labels[2] == "svc" and labels[3:] in ([], ["cluster", "local"])
+    ):
+        return labels[0], labels[1]
+    return None
+
+
+def _workload_ports(
+    manifests: Sequence[Manifest], namespace: str, pods: Mapping[str, str]
+) -> Iterator[dict[str, Any]]:
+    for m in manifests:
+        template = m.pod_template()
+        if template is None or m.namespace != namespace:
+            continue
+        labels = as_dict(as_dict(template.get("metadata")).get("labels"))
+        if not all(labels.get(k) == v for k, v in pods.items()):
+            continue
+        for c in as_list(as_dict(template.get("spec")).get("containers")):
+            for p in as_list(as_dict(c).get("ports")):
+                yield as_dict(p)
+
+
+def _service_source(
+    manifests: Sequence[Manifest], service: Manifest, port: int, address: str
+) -> Source:
+    spec = as_dict(service.body.get("spec"))
+    pods = {str(k): str(v) for k, v in as_dict(spec.get("selector")).items()}
+    for p in as_list(spec.get("ports")):
+        entry = as_dict(p)
+        if entry.get("port") != port:
+            continue
+        target = entry.get("targetPort", port)
+        for cp in _workload_ports(manifests, service.namespace, pods):
+            if target in (cp.get("name"), cp.get("containerPort")):
+                return Source(
+                    address,
+                    Pods(service.namespace, pods),
+                    Port(int(cp["containerPort"]), str(cp.get("name") or "")),
+                )
+        if isinstance(target, int):
+            return Source(address, Pods(service.namespace, pods), Port(target))
+    return Source(address, None, Port(port))
+
+
+def resolve_source(plan: Plan, address: str, default_port: int) -> Source:
+    """The pods and port behind a trigger's address."""
+    host, port = _split_address(address, default_port)
+    named = _in_cluster(host)
+    where = f"{host}:{port}"
+    if named is None:
+        return Source(where, Pods(None), Port(port))
+    service, namespace = named
+    for m in plan.manifests:
+        if m.kind == "Service" and m.name == service and m.namespace == namespace:
+            return _service_source(plan.manifests, m, port, where)
+    prometheus = prometheus_source(plan)
+    if prometheus is not None and prometheus.namespace == namespace:
+        prometheus_host = urlsplit(prometheus_url(namespace)).hostname or ""
+        if host.split(".")[0] == prometheus_host.split(".")[0] and port == PROMETHEUS_PORT:
+            return Source(where, prometheus, Port(port, PROMETHEUS_PORT_NAME))
+    for m in plan.manifests:
+        if (
+            m.kind == "Kafka"
+            and str(m.body.get("apiVersion", "")).startswith("kafka.strimzi.io/")
+            and m.namespace == namespace
+            and service == f"{m.name}-kafka-bootstrap"
+        ):
+            listeners = as_list(as_dict(as_dict(m.body.get("spec")).get("kafka")).get("listeners"))
+            if any(as_dict(li).get("port") == port for li in listeners):
+                pods = {CLUSTER_LABEL: m.name, **STRIMZI_BROKER_LABELS}
+                return Source(where, Pods(namespace, pods), Port(port))
+    return Source(where, None, Port(port))
+
+
+def trigger_sources(plan: Plan, trigger: Mapping[str, Any]) -> list[Source]:
+    """Every address a trigger's scaler dials (none for a type the checks do not know,
+    which `check_scaled_objects` already refuses)."""
+    kind = str(trigger.get("type", ""))
+    meta = as_dict(trigger.get("metadata"))
+    if kind == "prometheus":
+        return [resolve_source(plan, str(meta.get("serverAddress", "")), 80)]
+    if kind in ("kafka", "apache-kafka"):
+        servers = [s for s in str(meta.get("bootstrapServers", "")).split(",") if s.strip()]
+        return [resolve_source(plan, s, 9092) for s in servers]
+    return []
+
+
+def check_scaled_object_sources(plan: Plan) -> list[Finding]:
+    """Every trigger's source resolves, and the NetworkPolicies let KEDA's operator in."""
+    operator = keda_operator(plan)
+    findings: list[Finding] = []
+    for so in plan.manifests:
+        if not (is_keda_object(so.body) and so.kind == "ScaledObject"):
+            continue
+        for t in as_list(as_dict(so.body.get("spec")).get("triggers")):
+            trigger = as_dict(t)
+            label = f"{trigger.get('type')} trigger {trigger.get('name') or ''}".rstrip()
+            for source in trigger_sources(plan, trigger):
+                if source.pods is None:
+                    findings.append(
+                        Finding(
+                            "error",
+                            "scaling-source",
+                            so.ref,
+                            f"{label}: source {source.address} is not a Service, Prometheus "
+                            "or Kafka cluster of the stack",
+                        )
+                    )
+                    continue
+                if operator is None:
+                    continue
+                blocked = blocking_namespaces(plan.manifests, operator, source.pods, source.port)
+                if blocked:
+                    where = (
+                        f"pods {dict(source.pods.labels)} of namespace {source.pods.namespace!r}"
+                        if source.pods.namespace is not None
+                        else "outside the cluster"
+                    )
+                    findings.append(
+                        Finding(
+                            "error",
+                            "scaling-source-reachable",
+                            so.ref,
+                            f"{label}: the NetworkPolicies of namespace "
+                            f"{' and '.join(map(repr, blocked))} do not let KEDA's operator "
+                            f"(pods {dict(operator.labels)} of namespace "
+                            f"{operator.namespace!r}) reach its source {source.address} "
+                            f"({where}) on port {source.port.describe()}",
+                        )
+                    )
     return findings

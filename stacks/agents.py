@@ -30,6 +30,7 @@ from components.compute.irsa import Irsa
 from components.data import redis as redis_store
 from components.data.contract import DataPlaneContract, WorkerWiring, worker_wiring
 from components.specs import ImageRef
+from components.traffic.mesh import ManagedStores
 from components.traffic.timeouts import timeout_chain
 from stacks.config import StackConfig
 from stacks.observability import worker_tracing_env
@@ -101,6 +102,22 @@ def managed_store_policies(config: StackConfig) -> dict[str, dict[str, Any]]:
             },
         }
     return policies
+
+
+def managed_stores(config: StackConfig, region: str) -> ManagedStores | None:
+    """The stores AWS runs that the agents dial (the mesh lets them out by ServiceEntry);
+    None when every store is in the cluster."""
+    data = config.data_plane
+    kafka, redis = data.kafka, data.redis
+    msk_port = kafka.cluster_port if kafka is not None and kafka.mode == "msk" else None
+    elasticache = redis is not None and redis.mode == "elasticache"
+    if msk_port is None and not elasticache:
+        return None
+    return ManagedStores(
+        region=region,
+        msk_port=msk_port,
+        elasticache_port=redis_store.PORT if elasticache else None,
+    )
 
 
 def build_agents(

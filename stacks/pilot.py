@@ -26,7 +26,7 @@ from components.serving.model_serving import (
 from components.traffic.mesh import Mesh, MeshArgs, mesh_network_policies, mesh_resources
 from components.traffic.tenancy import Tenancy, TenancyArgs, agent_network_policies
 from components.traffic.timeouts import timeout_chain
-from stacks.agents import build_agents, managed_store_policies
+from stacks.agents import build_agents, managed_store_policies, managed_stores
 from stacks.autoscaling import build_autoscaling, scaling_network_policies
 from stacks.config import StackConfig, accelerator_resource
 from stacks.data_plane import build_data_plane, network_policies, read_secrets
@@ -106,6 +106,7 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
                 config.agents,
                 config.namespaces,
                 region,
+                managed_stores(config, region),
             ),
             depends_on=[tenancy],
         ),

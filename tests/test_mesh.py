@@ -36,8 +36,9 @@ from components.traffic.tenancy import namespace_labels
 from components.traffic.timeouts import timeout_chain
 from policies.pack import RULES
 from policies.rules.traffic import parse_duration
+from stacks.agents import managed_stores
 from stacks.config import ConfigError, load
-from stacks.plan.mesh_checks import check_istio_schemas, check_mesh_hosts
+from stacks.plan.mesh_checks import check_istio_schemas, check_mesh_hosts, istio_problems
 from stacks.plan.model import Manifest, Plan
 from stacks.plan.policy import evaluate
 from stacks.plan.recorder import Capture, Registration
@@ -262,6 +263,98 @@ def test_an_agents_egress_hosts_get_an_entry_a_sidecar_and_a_policy(
     policies = mesh_network_policies(config.agents, config.namespaces)
     assert "agents-allow-egress-concierge" in policies
     assert "agents-allow-egress-researcher" not in policies
+
+
+def _managed_stores(raw: dict[str, Any]) -> dict[str, Any]:
+    """The pilot with MSK (IAM auth) and ElastiCache instead of its in-cluster stores."""
+    raw["dataPlane"]["kafka"] = {
+        "mode": "msk",
+        "version": "4.1.x.kraft",
+        "brokers": 3,
+        "replicationFactor": 3,
+        "minInsyncReplicas": 2,
+        "storage": {"sizeGib": 200},
+        "msk": {"brokerType": "kafka.m7g.large", "clientAuth": "iam"},
+    }
+    raw["dataPlane"]["redis"] = {
+        "mode": "elasticache",
+        "engine": "valkey",
+        "version": "8.1",
+        "elasticache": {"nodeType": "cache.r7g.large", "nodes": 2},
+    }
+    return raw
+
+
+MANAGED_ENTRIES = {
+    "managed-msk": (["*.kafka.us-east-1.amazonaws.com"], 9098),
+    "managed-sts": (["sts.us-east-1.amazonaws.com"], 443),
+    "managed-elasticache": (["*.cache.amazonaws.com"], 6379),
+}
+
+
+def test_managed_stores_get_service_entries_only_their_agents_see(
+    pilot_raw: dict[str, Any],
+) -> None:
+    config = load(_managed_stores(pilot_raw), "us-east-1", "Pulumi.pilot.yaml")
+    resources = mesh_resources(
+        [], config.agents, config.namespaces, "us-east-1", managed_stores(config, "us-east-1")
+    )
+    entries = {r.name: r for r in resources if r.kind == "ServiceEntry"}
+    assert set(entries) == set(MANAGED_ENTRIES)
+    for name, (hosts, port) in MANAGED_ENTRIES.items():
+        entry = entries[name]
+        assert entry.namespace == "swarmstack-agents"
+        assert entry.spec["hosts"] == hosts
+        assert entry.spec["resolution"] == "NONE" and entry.spec["location"] == "MESH_EXTERNAL"
+        assert entry.spec["exportTo"] == ["."]
+        [entry_port] = entry.spec["ports"]
+        assert entry_port["number"] == port and entry_port["protocol"] == "TLS"
+    sidecars = {r.name: r.spec["egress"][0]["hosts"] for r in resources if r.kind == "Sidecar"}
+    # The events agent dials MSK with IRSA credentials from STS, and checkpoints to
+    # ElastiCache; the http agent only checkpoints.
+    assert sidecars["agent-researcher"][:3] == [
+        "./*.kafka.us-east-1.amazonaws.com",
+        "./sts.us-east-1.amazonaws.com",
+        "./*.cache.amazonaws.com",
+    ]
+    assert [h for h in sidecars["agent-concierge"] if "amazonaws" in h] == [
+        "./*.cache.amazonaws.com"
+    ]
+    bodies = [
+        {
+            "apiVersion": r.api_version,
+            "kind": r.kind,
+            "metadata": {"name": r.name, "namespace": r.namespace},
+            "spec": dict(r.spec),
+        }
+        for r in resources
+        if r.kind in ("ServiceEntry", "Sidecar")
+    ]
+    assert istio_problems(bodies) == [[] for _ in bodies]
+
+
+def test_the_pilot_with_in_cluster_stores_gets_no_managed_entries(pilot_plan: Plan) -> None:
+    config = stack_configs()["pilot"]
+    assert managed_stores(config, "us-east-1") is None
+    entries = _of(pilot_plan, "ServiceEntry")
+    assert not set(entries) & set(MANAGED_ENTRIES)
+    for sidecar in _of(pilot_plan, "Sidecar").values():
+        assert not [h for h in sidecar.body["spec"]["egress"][0]["hosts"] if "amazonaws" in h]
+
+
+def test_a_bad_managed_entry_fails_the_istio_schema() -> None:
+    body = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "ServiceEntry",
+        "metadata": {"name": "managed-msk", "namespace": "swarmstack-agents"},
+        "spec": {
+            "hosts": ["*.kafka.us-east-1.amazonaws.com"],
+            "resolution": "WILDCARD",
+            "ports": [{"number": 9098, "name": "tls-kafka", "protocol": "TLS"}],
+        },
+    }
+    [problems] = istio_problems([body])
+    assert any("/spec/resolution" in p for p in problems)
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,9 @@ exporters keep reaching them without a proxy. In the meshed namespaces:
 - Egress: `outboundTrafficPolicy: REGISTRY_ONLY`. Each agent type may reach the external
   hosts its `egress` lists (a ServiceEntry each, and a Sidecar that shows that agent type's
   proxy only its own hosts, the models, the data stores and istiod); model servers reach
-  the hosts their weights come from (S3 and STS, or the Hugging Face Hub).
+  the hosts their weights come from (S3 and STS, or the Hugging Face Hub). Agents on the
+  stores AWS runs reach them through ServiceEntries too (`managed_egress`): the MSK
+  brokers and STS (events agents, IAM auth through IRSA), ElastiCache (every agent).
 """
 
 from __future__ import annotations
@@ -344,22 +346,83 @@ def model_callers_policy(agents: Sequence[AgentSpec], ns: Namespaces) -> dict[st
 # --------------------------------------------------------------------------- egress
 
 
-def external_service(hosts: Sequence[str]) -> dict[str, Any]:
-    """A ServiceEntry for external HTTPS hosts, passed through by SNI (no TLS origination),
-    visible only in its own namespace."""
+def external_service(
+    hosts: Sequence[str], port: int = 443, port_name: str = "tls"
+) -> dict[str, Any]:
+    """A ServiceEntry for external TLS hosts, passed through by SNI (no TLS origination,
+    resolution NONE: the proxy forwards to the address the client resolved), visible only
+    in its own namespace."""
     return {
         "hosts": list(hosts),
         "exportTo": ["."],
         "location": "MESH_EXTERNAL",
         "resolution": "NONE",
-        "ports": [{"number": 443, "name": "tls", "protocol": "TLS"}],
+        "ports": [{"number": port, "name": port_name, "protocol": "TLS"}],
     }
 
 
-def agent_sidecar(agent: AgentSpec, ns: Namespaces) -> dict[str, Any]:
-    """A Sidecar for one agent type: its proxy sees its own external hosts, the models, the
-    data stores and istiod, and nothing else."""
+@dataclass(frozen=True)
+class ManagedStores:
+    """The stores AWS runs for the stack that agents dial (None: not used, or in-cluster)."""
+
+    region: str
+    msk_port: int | None = None  # the MSK brokers' client port (IAM auth: 9098)
+    elasticache_port: int | None = None  # the ElastiCache TLS port (6379)
+
+
+@dataclass(frozen=True)
+class ManagedEgress:
+    """One managed service an agent's proxy must let out: its ServiceEntry's name, hosts
+    and TLS port."""
+
+    name: str
+    hosts: tuple[str, ...]
+    port: int
+    port_name: str
+
+
+def managed_egress(agent: AgentSpec, stores: ManagedStores | None) -> list[ManagedEgress]:
+    """The managed services one agent type dials under REGISTRY_ONLY.
+
+    - MSK (events agents): every broker is `b-<n>.<cluster>.<id>.c<n>.kafka.<region>.
+      amazonaws.com`, on 9098 for IAM auth inside AWS, so one wildcard on the region's
+      kafka domain covers the bootstrap and every broker it hands out; with IAM auth the
+      worker's IRSA credentials come from the regional STS endpoint on 443 (the EKS pod
+      identity webhook sets `AWS_STS_REGIONAL_ENDPOINTS=regional`).
+    - ElastiCache (every agent: the session store): endpoints carry an abbreviated region
+      code (`...use1.cache.amazonaws.com`) and an id AWS assigns at creation, so the
+      entry names the service's domain on the TLS port only.
+    """
+    if stores is None:
+        return []
+    found: list[ManagedEgress] = []
+    if stores.msk_port is not None and agent.mode == "events":
+        found.append(
+            ManagedEgress(
+                "managed-msk", (f"*.kafka.{stores.region}.amazonaws.com",), stores.msk_port,
+                "tls-kafka",
+            )
+        )  # fmt: skip
+        found.append(
+            ManagedEgress("managed-sts", (f"sts.{stores.region}.amazonaws.com",), 443, "tls")
+        )
+    if stores.elasticache_port is not None:
+        found.append(
+            ManagedEgress(
+                "managed-elasticache", ("*.cache.amazonaws.com",), stores.elasticache_port,
+                "tls-redis",
+            )
+        )  # fmt: skip
+    return found
+
+
+def agent_sidecar(
+    agent: AgentSpec, ns: Namespaces, stores: ManagedStores | None = None
+) -> dict[str, Any]:
+    """A Sidecar for one agent type: its proxy sees its own external hosts, the managed
+    stores it dials, the models, the data stores and istiod, and nothing else."""
     hosts = [f"./{h}" for h in agent.egress]
+    hosts += [f"./{h}" for e in managed_egress(agent, stores) for h in e.hosts]
     hosts += [f"{ns.models}/*", f"{ns.data}/*", f"{ISTIO_NAMESPACE}/*"]
     return {
         "workloadSelector": {"labels": selector_labels(agent)},
@@ -443,6 +506,7 @@ def mesh_resources(
     agents: Sequence[AgentSpec],
     ns: Namespaces,
     region: str,
+    stores: ManagedStores | None = None,
 ) -> list[MeshResource]:
     """Every Istio custom resource the stack declares, from its config alone."""
     out = [
@@ -496,7 +560,20 @@ def mesh_resources(
                     external_service(agent.egress),
                 )
             )
-        out.append(MeshResource(NETWORKING, "Sidecar", ns.agents, name, agent_sidecar(agent, ns)))
+        out.append(
+            MeshResource(NETWORKING, "Sidecar", ns.agents, name, agent_sidecar(agent, ns, stores))
+        )
+    managed = {e.name: e for agent in agents for e in managed_egress(agent, stores)}
+    for entry in sorted(managed.values(), key=lambda e: e.name):
+        out.append(
+            MeshResource(
+                NETWORKING,
+                "ServiceEntry",
+                ns.agents,
+                entry.name,
+                external_service(entry.hosts, entry.port, entry.port_name),
+            )
+        )
     return out
 
 

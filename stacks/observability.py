@@ -54,6 +54,7 @@ from components.observe.tracing import (
     collector_grpc_url,
 )
 from components.observe.tracing import network_policies as collector_policies
+from components.serving.model_serving import SERIES_TRACK_LABEL, TRACK_LABEL
 from components.traffic.istio_chart import MERGED_METRICS_PATH, MERGED_METRICS_PORT
 from components.traffic.tenancy import MODEL_SERVER_COMPONENT
 from stacks.config import (
@@ -82,7 +83,13 @@ def monitor_targets(config: StackConfig) -> list[MonitorTarget]:
             "model-servers",
             ns.models,
             {COMPONENT_LABEL: MODEL_SERVER_COMPONENT},
-            (Endpoint(port_number=MERGED_METRICS_PORT, path=MERGED_METRICS_PATH),),
+            (
+                Endpoint(
+                    port_number=MERGED_METRICS_PORT,
+                    path=MERGED_METRICS_PATH,
+                    pod_labels=((TRACK_LABEL, SERIES_TRACK_LABEL),),
+                ),
+            ),
         )
     ]
     if config.agents:

@@ -56,10 +56,24 @@ def histogram(
 
 
 def slo_histogram(
-    family: str, model: str, edge_s: float, *, per_step: int, good: int, steps: int
+    family: str,
+    model: str,
+    edge_s: float,
+    *,
+    per_step: int,
+    good: int,
+    steps: int,
+    track: str = "stable",
 ) -> list[dict[str, str]]:
-    """vLLM's histogram for one engine: `good` of every `per_step` requests under the edge."""
-    labels = {"model_name": model, "engine": "0", "namespace": "swarmstack-models"}
+    """vLLM's histogram for one engine: `good` of every `per_step` requests under the edge,
+    on pods of version `track` (the label the model servers' PodMonitor adds)."""
+    labels = {
+        "model_name": model,
+        "engine": "0",
+        "namespace": "swarmstack-models",
+        "pod": f"{track}-0",
+        "track": track,
+    }
     return histogram(
         family, labels, [edge_s], 0, per_step=per_step, steps=steps, good_per_step=good
     )
@@ -254,7 +268,20 @@ CASES: list[Case] = [
         "20% of llama's token gaps above 100 ms for an hour",
         slo_histogram(ITL, LLAMA, 0.1, per_step=100, good=80, steps=70),
         "65m",
-        {"model": LLAMA, "slo": "itl"},
+        {"model": LLAMA, "slo": "itl", "track": "stable"},
+    ),
+    # A canary taking 50 of every 1050 requests, a fifth of them slow: 1% of all requests,
+    # which a model-wide ratio would never alert on; the canary's own ratio is 20%.
+    Case(
+        "ModelSloFastBurn",
+        True,
+        "20% of the canary's token gaps above 100 ms, the stable version clean",
+        [
+            *slo_histogram(ITL, LLAMA, 0.1, per_step=1000, good=1000, steps=70),
+            *slo_histogram(ITL, LLAMA, 0.1, per_step=50, good=40, steps=70, track="canary"),
+        ],
+        "65m",
+        {"model": LLAMA, "slo": "itl", "track": "canary"},
     ),
     Case(
         "ModelSloFastBurn",
@@ -276,7 +303,7 @@ CASES: list[Case] = [
         "4% of qwen's first tokens above 500 ms for a day",
         slo_histogram(TTFT, QWEN, 0.5, per_step=1000, good=960, steps=160),
         "26h",
-        {"model": QWEN, "slo": "ttft"},
+        {"model": QWEN, "slo": "ttft", "track": "stable"},
         interval="10m",
     ),
     Case(

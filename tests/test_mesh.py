@@ -487,6 +487,17 @@ def test_a_canary_renders_a_second_deployment_and_a_weighted_route(
         "qwen25-7b-canary",
     ]
     assert "qwen25-7b-canary" in _of(plan, "PodDisruptionBudget")
+    # Each version's pods say which they are; the PodMonitor copies it into their series.
+    assert canary["template"]["metadata"]["labels"]["swarmstack.io/track"] == "canary"
+    assert stable["template"]["metadata"]["labels"]["swarmstack.io/track"] == "stable"
+    [endpoint] = _of(plan, "PodMonitor")["model-servers"].body["spec"]["podMetricsEndpoints"]
+    assert endpoint["relabelings"] == [
+        {
+            "action": "replace",
+            "sourceLabels": ["__meta_kubernetes_pod_label_swarmstack_io_track"],
+            "targetLabel": "track",
+        }
+    ]
     assert check_mesh_hosts(plan.manifests) == []
     assert check_istio_schemas(plan.manifests) == []
 

@@ -96,10 +96,23 @@ def test_the_pilot_monitors_each_workload_kind(pilot: StackConfig) -> None:
     assert agents["spec"]["podMetricsEndpoints"] == [
         {"portNumber": 15020, "path": "/stats/prometheus", "scheme": "http", "interval": "30s"}
     ]
-    # Meshed model servers are scraped on Istio's merged metrics port (STRICT mTLS on 8000).
+    # Meshed model servers are scraped on Istio's merged metrics port (STRICT mTLS on 8000),
+    # and every series carries the pod's version (stable | canary) as `track`.
     models = monitors[("PodMonitor", "model-servers")]["spec"]["podMetricsEndpoints"]
     assert models == [
-        {"portNumber": 15020, "path": "/stats/prometheus", "scheme": "http", "interval": "30s"}
+        {
+            "portNumber": 15020,
+            "path": "/stats/prometheus",
+            "scheme": "http",
+            "interval": "30s",
+            "relabelings": [
+                {
+                    "action": "replace",
+                    "sourceLabels": ["__meta_kubernetes_pod_label_swarmstack_io_track"],
+                    "targetLabel": "track",
+                }
+            ],
+        }
     ]
     kafka = monitors[("PodMonitor", "kafka")]["spec"]
     assert kafka["podMetricsEndpoints"][0]["port"] == "tcp-prometheus"

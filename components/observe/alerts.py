@@ -408,13 +408,20 @@ def agent_group(t: AlertThresholds) -> RuleGroup:
     )
 
 
+# The model servers' version label (`stable` | `canary`), copied from the pods by their
+# PodMonitor (components/serving/model_serving.py TRACK_LABEL).
+TRACK = "track"
+
+
 def _slo_errors(model: ModelSpec, objective: Objective, window: str) -> str:
+    """The share of a model's requests above its objective, per version: a canary is
+    judged on its own requests, not averaged into the stable version's volume."""
     edge = objective.seconds(model)
     match = f"model_name={_q(model.model)}"
     edge_match = f"{match}, le={_q(le_value(edge))}"
     return (
-        f"1 - (\n  sum(rate({objective.family}_bucket{{{edge_match}}}[{window}]))\n"
-        f"  / sum(rate({objective.family}_count{{{match}}}[{window}]))\n)"
+        f"1 - (\n  sum by ({TRACK}) (rate({objective.family}_bucket{{{edge_match}}}[{window}]))\n"
+        f"  / sum by ({TRACK}) (rate({objective.family}_count{{{match}}}[{window}]))\n)"
     )
 
 
@@ -439,7 +446,10 @@ def model_groups(config: StackConfig, t: AlertThresholds) -> list[RuleGroup]:
         for objective in OBJECTIVES
         for window in SLO_WINDOWS
     )
-    slo_text = "{{ $labels.model }}: {{ $labels.slo }} P99 objective is burning its error budget"
+    slo_text = (
+        "{{ $labels.model }} ({{ $labels.track }}): {{ $labels.slo }} P99 objective is "
+        "burning its error budget"
+    )
     alerts = (
         Alert(
             "ModelSloFastBurn",

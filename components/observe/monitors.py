@@ -15,6 +15,7 @@ Service) and pods an operator creates (Strimzi's brokers).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -44,6 +45,13 @@ class SecretKey:
         return {"name": self.name, "key": self.key}
 
 
+def pod_label_meta(label: str) -> str:
+    """The meta label Prometheus' Kubernetes discovery gives a pod label: every character
+    outside [a-zA-Z0-9_] becomes `_` (`swarmstack.io/track` ->
+    `__meta_kubernetes_pod_label_swarmstack_io_track`)."""
+    return "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", label)
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """One scraped port: a Service port name (ServiceMonitor) or container port name
@@ -59,6 +67,8 @@ class Endpoint:
     ca: SecretKey | None = None  # CA that signed the target's certificate (https)
     server_name: str | None = None  # the name the certificate was issued for (https)
     port_number: int | None = None
+    # Pod labels copied into every series of the target: pod label -> series label.
+    pod_labels: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if bool(self.port) == (self.port_number is not None):
@@ -86,6 +96,15 @@ class Endpoint:
             if self.server_name is not None:
                 tls["serverName"] = self.server_name
             endpoint["tlsConfig"] = tls
+        if self.pod_labels:
+            endpoint["relabelings"] = [
+                {
+                    "action": "replace",
+                    "sourceLabels": [pod_label_meta(pod_label)],
+                    "targetLabel": series_label,
+                }
+                for pod_label, series_label in self.pod_labels
+            ]
         return endpoint
 
 

@@ -86,7 +86,11 @@ def selector_labels(spec: ModelSpec) -> dict[str, str]:
 
 
 CANARY_SUFFIX = "-canary"
-TRACK_LABEL = f"{ANNOTATION_PREFIX}track"  # stable | canary
+# Every model pod's version: `stable`, or `canary` on a canary's pods. The model servers'
+# PodMonitor copies it into every series as `track`, so the SLO rules judge each version
+# on its own requests.
+TRACK_LABEL = f"{ANNOTATION_PREFIX}track"
+SERIES_TRACK_LABEL = "track"
 
 
 def canary_selector_labels(spec: ModelSpec) -> dict[str, str]:
@@ -263,7 +267,7 @@ def pod_template(
     }
     return {
         "metadata": {
-            "labels": workload_labels(spec, cost_labels),
+            "labels": {**workload_labels(spec, cost_labels), TRACK_LABEL: "stable"},
             "annotations": {**slo_annotations(spec), **metrics_annotations()},
         },
         "spec": {

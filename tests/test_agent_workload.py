@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import json
+import re
+import shlex
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +23,7 @@ from components.agents.workload import (
     GVISOR_RUNTIME_CLASS,
     ModelTarget,
     pod_template,
-    worker_environment,
+    worker_container,
 )
 from components.data.contract import MountedFile, SecretRef, WorkerWiring
 from components.specs import CostLabels, ImageRef
@@ -34,6 +36,7 @@ from stacks.config import ConfigError, StackConfig, load
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_STATE = ROOT / "images" / "agent-worker" / "agent_worker" / "state.py"
+WORKER_DOCKERFILE = ROOT / "images" / "agent-worker" / "Dockerfile"
 SOURCE = "stacks/Pulumi.pilot.yaml"
 LABELS = CostLabels(team="agents", cost_center="cc-1", environment="test")
 IMAGE = ImageRef(repository="registry.example.com/swarmstack/agent-worker", tag="0.1.0")
@@ -61,8 +64,8 @@ def _agent(**changes: Any) -> AgentSpec:
 
 
 def _pod(agent: AgentSpec) -> dict[str, Any]:
-    env = worker_environment(agent, model=MODEL, wiring=WIRING)
-    return pod_template(agent, image=IMAGE, env=env, files=WIRING.files, cost_labels=LABELS)
+    worker = worker_container(agent, model=MODEL, wiring=WIRING)
+    return pod_template(agent, image=IMAGE, worker=worker, cost_labels=LABELS)
 
 
 def _env(container: dict[str, Any]) -> dict[str, str]:
@@ -211,13 +214,14 @@ def test_strimzi_agents_get_no_aws_role(docs: list[dict[str, Any]], plan_out: Pa
 def test_the_worker_loads_the_environment_the_stack_renders(
     tmp_path: Path, docs: list[dict[str, Any]], pilot: StackConfig
 ) -> None:
-    """The worker's own config loader, on each rendered env (secret files stand in at the
-    same names under tmp_path, because they are mounted only in a pod)."""
+    """The worker's own config loader, on what a pod's process sees: the image's ENV with
+    each rendered env over it (secret files stand in at the same names under tmp_path,
+    because they are mounted only in a pod)."""
     for agent in pilot.agents:
         (c,) = _of(docs, "Deployment", f"agent-{agent.name}")["spec"]["template"]["spec"][
             "containers"
         ]
-        env = _env(c)
+        env = {**image_env(), **_env(c)}
         for key, path in list(env.items()):
             if key.endswith("_FILE"):
                 local = tmp_path / agent.name / path.lstrip("/")
@@ -238,6 +242,20 @@ def test_the_worker_loads_the_environment_the_stack_renders(
             s.budgets.user_tokens_per_day,
             s.budgets.agent_tokens_per_day,
         ) == (b.session_tokens, b.user_tokens_per_day, b.agent_tokens_per_day)
+
+
+def image_env() -> dict[str, str]:
+    """The ENV of the worker image's runtime stage (what every container starts with)."""
+    text = re.sub(r"\\\n", " ", WORKER_DOCKERFILE.read_text())
+    runtime = text[text.rindex("\nFROM ") :]
+    env: dict[str, str] = {}
+    for line in runtime.splitlines():
+        if line.startswith("ENV "):
+            for pair in shlex.split(line[len("ENV ") :]):
+                key, _, value = pair.partition("=")
+                env[key] = value
+    assert "WORKER_PORT" in env, runtime
+    return env
 
 
 def test_the_stack_knows_the_worker_s_tools() -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.services import WORKER_COMMAND
+from components.agents.spec import WORKER_COMMAND
+from loadtests.services import WORKER_COMMAND as LOCAL_WORKER_COMMAND
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_DOCKERFILE = ROOT / "images" / "agent-worker" / "Dockerfile"
@@ -76,12 +77,12 @@ def test_base_images_pinned_to_a_version_tag_and_user_is_not_root(dockerfile: Pa
     assert final not in ("root", "0"), f"{dockerfile}: final USER is root"
 
 
-def test_worker_image_runs_the_command_the_local_target_runs() -> None:
+def test_worker_image_runs_the_command_the_pods_and_the_local_target_run() -> None:
     assert WORKER_DOCKERFILE.is_file(), "images/agent-worker/Dockerfile is missing"
     steps = instructions(WORKER_DOCKERFILE)
     entrypoints = [json.loads(args) for keyword, args in steps if keyword == "ENTRYPOINT"]
     cmds = [json.loads(args) for keyword, args in steps if keyword == "CMD"]
     argv: list[str] = [*(entrypoints[-1] if entrypoints else []), *(cmds[-1] if cmds else [])]
     assert argv, "the worker image has no CMD/ENTRYPOINT"
-    assert Path(argv[0]).name.startswith("python"), argv
-    assert argv[1:] == WORKER_COMMAND[1:], (argv, WORKER_COMMAND)
+    assert argv == list(WORKER_COMMAND), (argv, WORKER_COMMAND)  # the Deployment's command
+    assert LOCAL_WORKER_COMMAND[1:] == argv[1:], (argv, LOCAL_WORKER_COMMAND)

@@ -246,6 +246,9 @@ def agent_problems(agents: Sequence[AgentSpec]) -> list[tuple[str, str]]:
 
 AGENT_COMPONENT = "agent"  # app.kubernetes.io/component of every agent worker pod
 WORKER_PORT = 8080  # the worker image's WORKER_PORT: API, probes and /metrics
+# The worker container's command, rendered so a pod never depends on an image default;
+# the image's CMD is the same (tests/test_dockerfiles.py holds them equal).
+WORKER_COMMAND: tuple[str, ...] = ("python", "-m", "agent_worker")
 AGENT_LABEL = "swarmstack.io/agent"  # the agent type a pod belongs to
 
 

@@ -10,9 +10,11 @@ port.
 
 The pod is rendered by pure functions so it can be read and tested alone:
 
-- `worker_environment` is the worker's environment, the one rendering both targets use:
-  the cluster (this module) and the local target (loadtests/local_target.py), which swaps
-  only the addresses (`LOCAL_OVERRIDES` there).
+- `worker_container` is the worker container's command and environment, the one
+  rendering both targets run: the cluster (the Deployment here) and the local target
+  (loadtests/local_worker.py), which overrides only what differs on one machine, each
+  difference listed once with its reason (`local_env` there). Each variable says where a
+  pod gets it: a literal value, the path of a mounted Secret key, or the downward API.
 - `pod_template` is the pod: restricted security (non-root uid 10001 as the image's user,
   no privilege escalation, all capabilities dropped, seccomp RuntimeDefault, read-only
   root filesystem with an emptyDir at /tmp), the data plane's secrets as read-only files
@@ -42,6 +44,7 @@ import pulumi_kubernetes as k8s
 
 from components.agents.spec import (
     AGENT_COMPONENT,
+    WORKER_COMMAND,
     WORKER_PORT,
     AgentSpec,
     selector_labels,
@@ -49,7 +52,7 @@ from components.agents.spec import (
 )
 from components.compute.irsa import ROLE_ANNOTATION, Irsa, irsa_role
 from components.compute.nodes import aws_tags
-from components.data.contract import MountedFile, WorkerWiring
+from components.data.contract import MountedFile, SecretRef, WorkerWiring
 from components.specs import CostLabels, ImageRef
 from components.traffic.istio_chart import merged_metrics_container_port
 from components.traffic.tenancy import MODEL_PORT
@@ -63,6 +66,7 @@ STARTUP_PERIOD_S = 5
 STARTUP_BUDGET_S = 120  # the worker starts in seconds; the model may still be loading
 SECRET_FILE_MODE = 0o440  # owner root, group 10001 (fsGroup) reads; nobody writes
 GVISOR_RUNTIME_CLASS = "gvisor"
+TEAM_FIELD = "metadata.labels['team']"  # AGENT_TEAM: the pod's own team label
 ZONE_KEY = "topology.kubernetes.io/zone"
 HOST_KEY = "kubernetes.io/hostname"
 
@@ -122,6 +126,50 @@ def worker_environment(
             env[name] = str(value)
     env["BUDGET_DEGRADE_AT"] = f"{budgets.degrade_at:g}"
     return env
+
+
+@dataclass(frozen=True)
+class WorkerEnv:
+    """One variable of the worker container and where a pod gets it: `value` (literal),
+    `field_path` (the downward API), and for a literal that is the path of a mounted
+    Secret key, that key (`secret`)."""
+
+    name: str
+    value: pulumi.Input[str] | None = None
+    field_path: str | None = None
+    secret: SecretRef | None = None
+
+    def wire(self) -> dict[str, Any]:
+        if self.field_path is not None:
+            return {"name": self.name, "valueFrom": {"fieldRef": {"fieldPath": self.field_path}}}
+        return {"name": self.name, "value": self.value}
+
+
+@dataclass(frozen=True)
+class WorkerContainer:
+    """The worker container as rendered: its command, its environment in order, and the
+    Secret keys mounted as files (the variables ending in _FILE name their paths)."""
+
+    command: tuple[str, ...]
+    env: tuple[WorkerEnv, ...]
+    files: tuple[MountedFile, ...]
+
+    def wire_env(self) -> list[dict[str, Any]]:
+        return [e.wire() for e in self.env]
+
+
+def worker_container(
+    agent: AgentSpec, *, model: ModelTarget, wiring: WorkerWiring
+) -> WorkerContainer:
+    """The worker container's command and environment (pure): `worker_environment`, the
+    listen address and port, and `AGENT_TEAM` from the pod's own `team` label."""
+    mounted = {f.path: f.secret for f in wiring.files}
+    env = [WorkerEnv("WORKER_HOST", "0.0.0.0"), WorkerEnv("WORKER_PORT", str(WORKER_PORT))]
+    for name, value in sorted(worker_environment(agent, model=model, wiring=wiring).items()):
+        secret = mounted.get(value) if isinstance(value, str) else None
+        env.append(WorkerEnv(name, value, secret=secret))
+    env.append(WorkerEnv("AGENT_TEAM", field_path=TEAM_FIELD))
+    return WorkerContainer(command=WORKER_COMMAND, env=tuple(env), files=wiring.files)
 
 
 def pod_labels(agent: AgentSpec, cost_labels: CostLabels) -> dict[str, str]:
@@ -189,30 +237,22 @@ def pod_template(
     agent: AgentSpec,
     *,
     image: ImageRef,
-    env: Mapping[str, pulumi.Input[str]],
-    files: Sequence[MountedFile],
+    worker: WorkerContainer,
     cost_labels: CostLabels,
 ) -> dict[str, Any]:
-    """The worker pod template (Kubernetes wire form)."""
-    secret_volumes, secret_mounts = _secret_volumes(files)
+    """The worker pod template (Kubernetes wire form), running `worker`."""
+    secret_volumes, secret_mounts = _secret_volumes(worker.files)
     probe = {"port": WORKER_PORT_NAME}
     container: dict[str, Any] = {
         "name": "worker",
         "image": image.reference,
         "imagePullPolicy": "IfNotPresent",
+        "command": list(worker.command),
         "ports": [
             {"name": WORKER_PORT_NAME, "containerPort": WORKER_PORT, "protocol": "TCP"},
             merged_metrics_container_port(),
         ],
-        "env": [
-            {"name": "WORKER_HOST", "value": "0.0.0.0"},
-            {"name": "WORKER_PORT", "value": str(WORKER_PORT)},
-            *({"name": k, "value": v} for k, v in sorted(env.items())),
-            {
-                "name": "AGENT_TEAM",
-                "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['team']"}},
-            },
-        ],
+        "env": worker.wire_env(),
         "resources": {
             "requests": {
                 "cpu": f"{agent.resources.cpu_millis}m",
@@ -374,8 +414,7 @@ class AgentWorkload(pulumi.ComponentResource):
         template = pod_template(
             agent,
             image=args.image,
-            env=worker_environment(agent, model=args.model, wiring=args.wiring),
-            files=args.wiring.files,
+            worker=worker_container(agent, model=args.model, wiring=args.wiring),
             cost_labels=args.cost_labels,
         )
         self.deployment = k8s.apps.v1.Deployment(

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from loadtests import services
+from loadtests.local_worker import RenderedWorker, rendered_worker
 from loadtests.services import Service
+from loadtests.stand_in import STAND_IN_AGENT
 
 ROOT = Path(__file__).resolve().parents[2]
 VLLM_VENV = ROOT / ".venv-vllm"
@@ -77,6 +79,13 @@ def vllm(
         yield service
     finally:
         service.stop()
+
+
+@pytest.fixture(scope="session")
+def rendered_concierge() -> RenderedWorker:
+    """The pilot's stand-in agent's worker container, as its plan Deployment declares it
+    (the program on the mock runtime, once per run)."""
+    return rendered_worker(STAND_IN_AGENT)
 
 
 class RedisFactory:

@@ -347,4 +347,5 @@ class Agent:
             self.faults.hit("crash_before_checkpoint")
         await self.checkpoint(session, token, "tool_done")
         await emit("tool_result", {"name": action.name, "result": result, "replayed": replayed})
+        await self.faults.hold("hold_after_tool")
         return session

@@ -22,6 +22,7 @@ FAULTS = (
     "crash_after_model_call",
     "crash_after_publish",
     "hold_mid_stream",
+    "hold_after_tool",
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 

@@ -13,13 +13,16 @@ Kafka see.
     crash_after_publish      event mode: a result is acknowledged by the broker, its ledger
                              mark and its offset commit are not
 
-The hold hook keeps a turn in flight instead, so a shutdown test knows it sends SIGTERM
+The hold hooks keep a turn in flight instead, so a shutdown test knows it sends SIGTERM
 while the turn runs (the drain must interrupt it, whatever the model's answer length):
 
     hold_mid_stream          after SWARM_FAULT_AFTER_TOKENS token events of the first final
                              answer (or when that answer ended sooner, before its
                              model_done checkpoint) the turn waits until it is cancelled;
                              the worker logs "fault hook hold_mid_stream: holding" first
+    hold_after_tool          after the first tool call's tool_done checkpoint, once its
+                             tool_result event is sent, before the model call for the
+                             answer; logs "fault hook hold_after_tool: holding" first
 """
 
 from __future__ import annotations

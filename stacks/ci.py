@@ -45,13 +45,20 @@ def changed_stacks(paths: Iterable[str], available: list[str]) -> list[str]:
     return sorted(touched & set(available))
 
 
-def _changed_paths(root: Path, base: str, head: str) -> list[str]:
+def _changed_paths(root: Path, base: str, head: str) -> list[str] | None:
+    """Paths changed from `base` to `head`; None when git cannot tell (a new branch's
+    all-zero `before`, a force push, a shallow clone), and every stack counts as changed."""
     run = subprocess.run(
         ["git", "-C", str(root), "diff", "--name-only", f"{base}...{head}"],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    if run.returncode != 0:
+        print(
+            f"cannot compare {base}...{head} ({run.stderr.strip()}): every stack", file=sys.stderr
+        )
+        return None
     return [line for line in run.stdout.splitlines() if line]
 
 
@@ -70,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "stacks":
         names = available
     else:
-        names = changed_stacks(_changed_paths(args.root, args.base, args.head), available)
+        paths = _changed_paths(args.root, args.base, args.head)
+        names = available if paths is None else changed_stacks(paths, available)
     print(json.dumps(names) if args.json else "\n".join(names))
     return 0
 

@@ -189,7 +189,9 @@ def plan_at_ref(root: Path, ref: str, stack: str, out: Path) -> Path | None:
             return None
         if (root / "node_modules").is_dir() and not (worktree / "node_modules").exists():
             (worktree / "node_modules").symlink_to(root / "node_modules")
-        env = {**os.environ, "PYTHONPATH": str(worktree)}
+        # The ref's own packages first, ahead of the installed (work tree) ones.
+        paths = [str(worktree), str(worktree / "images" / "agent-worker")]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
         run = subprocess.run(
             [sys.executable, "-m", "stacks.cli", "plan", stack, "--root", ".", "--out", str(out)],
             cwd=worktree,
@@ -228,12 +230,15 @@ def diff(args: argparse.Namespace) -> int:
             if code:
                 return code
             head_dir = scratch / "head" / args.stack
+            base_label = f"{args.stack} at {args.base_ref}"
             if base_dir is None:  # a new stack: everything is added
                 base_dir = scratch / "empty"
                 base_dir.mkdir()
                 (base_dir / "summary.json").write_text("{}\n")
                 (base_dir / "aws-resources.yaml").write_text("[]\n")
-            base_label, head_label = f"{args.stack} at {args.base_ref}", f"{args.stack} (work tree)"
+                (base_dir / "index.json").write_text("[]\n")
+                base_label += " (no such stack there: everything is new)"
+            head_label = f"{args.stack} (work tree)"
         elif len(args.plans) == 2:
             base_dir, head_dir = args.plans
             base_label, head_label = str(base_dir), str(head_dir)

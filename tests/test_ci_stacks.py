@@ -37,3 +37,19 @@ def test_changed_stacks(paths: list[str], expected: list[str]) -> None:
 def test_stacks_as_a_matrix(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["stacks", "--root", str(ROOT), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == stacks(ROOT)
+
+
+def test_an_unknown_base_means_every_stack(capsys: pytest.CaptureFixture[str]) -> None:
+    """A push that opens a branch has an all-zero `before`: nothing to compare with."""
+    zero = "0" * 40
+    assert main(["changed-stacks", "--root", str(ROOT), "--base", zero, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == stacks(ROOT)
+    assert f"cannot compare {zero}...HEAD" in captured.err
+
+
+def test_a_change_between_two_commits(capsys: pytest.CaptureFixture[str]) -> None:
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    assert main(["changed-stacks", "--root", str(ROOT), "--base", "HEAD", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []  # HEAD...HEAD changes nothing

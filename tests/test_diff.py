@@ -247,24 +247,45 @@ def test_not_a_plan_folder_is_a_clear_error(
     assert "give two plan folders" in capsys.readouterr().err
 
 
-def test_base_ref_plans_the_committed_stack(
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_base_ref_plans_the_ref_against_the_work_tree(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--base-ref plans HEAD in a temporary worktree with HEAD's own code and config."""
+    """--base-ref plans the committed stack in a temporary worktree (the ref's code and
+    config) and compares the work tree's plan with it: a clone with an uncommitted scale
+    change shows exactly that change."""
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    before = subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True, check=True
-    ).stdout
+    repo = tmp_path / "repo"
+    subprocess.run(
+        ["git", "clone", "--quiet", "--shared", str(ROOT), str(repo)], check=True, timeout=120
+    )
+    stack_file = repo / "stacks" / "Pulumi.pilot.yaml"
+    doc = yaml.safe_load(stack_file.read_text())
+    _scale(doc["config"])
+    stack_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    before = _git(repo, "worktree", "list")
     output = tmp_path / "c.md"
-    assert main(["diff", "--base-ref", "HEAD", "--root", str(ROOT), "--output", str(output)]) == 0
+    assert main(["diff", "--base-ref", "HEAD", "--root", str(repo), "--output", str(output)]) == 0
     text = capsys.readouterr().out
     assert text == output.read_text()
     assert text.startswith(f"{MARKER}\n## swarmstack plan diff: stack pilot\n")
     assert "`pilot at HEAD` → `pilot (work tree)`" in text
-    after = subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True, check=True
-    ).stdout
-    assert after == before  # the temporary worktree is gone
-    assert main(["diff", "--base-ref", "no-such-ref-x", "--root", str(ROOT)]) == 2
+    assert "**0 to add, 5 to change, 0 to replace, 0 to remove.**" in text
+    assert "  - `spec.replicas`: `2` → `3`" in text
+    assert _git(repo, "worktree", "list") == before  # the temporary worktree is gone
+    # a stack the ref does not have: every resource is added
+    shutil.copy(stack_file, repo / "stacks" / "Pulumi.pilot2.yaml")
+    assert main(["diff", "--base-ref", "HEAD", "--stack", "pilot2", "--root", str(repo)]) == 0
+    text = capsys.readouterr().out
+    assert "`pilot2 at HEAD (no such stack there: everything is new)`" in text
+    added = len(json.loads((ROOT / "tests" / "golden" / "pilot" / "index.json").read_text()))
+    assert f"**{added} to add, 0 to change, 0 to replace, 0 to remove.**" in text
+    assert "without index.json" not in text
+    assert main(["diff", "--base-ref", "no-such-ref-x", "--root", str(repo)]) == 2
     assert "--base-ref no-such-ref-x: not a commit" in capsys.readouterr().err

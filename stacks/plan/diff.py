@@ -129,7 +129,7 @@ def load_plan(folder: Path, *, by_urn: bool = True) -> PlanFolder:
             f"{folder}: not a plan folder (no summary.json); `swarmstack plan <stack>` writes one"
         )
     index = as_list(_read_json(folder / "index.json", None))
-    indexed = by_urn and bool(index)
+    indexed = by_urn and (folder / "index.json").is_file()
     resources: dict[str, Resource] = {}
     aws = [as_dict(a) for a in as_list(_read_yaml(folder / "aws-resources.yaml"))]
     if indexed:

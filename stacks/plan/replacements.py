@@ -75,8 +75,9 @@ KUBERNETES: list[ForcesReplacement] = [
     _k8s("helm.sh/v3:Release", "namespace", "a Helm release cannot move between namespaces"),
 ]
 
-# The AWS types the stacks declare, with their force-new inputs (pulumi-aws 7.x, from the
-# provider's resource schemas).
+# The AWS types the stacks declare, with their force-new inputs (pulumi-aws 7.x; the EKS
+# cluster and node group, MSK and ElastiCache entries checked against the provider's
+# resource schemas).
 AWS: list[ForcesReplacement] = [
     *_aws(
         "eks/cluster:Cluster",
@@ -135,6 +136,9 @@ AWS: list[ForcesReplacement] = [
         "clusterName",
         "brokerNodeGroupInfo.clientSubnets",
         "brokerNodeGroupInfo.securityGroups",
+        "brokerNodeGroupInfo.azDistribution",
+        "encryptionInfo.encryptionAtRestKmsKeyArn",
+        "encryptionInfo.encryptionInTransit.inCluster",
     ),
     *_aws(
         "elasticache/replicationGroup:ReplicationGroup",

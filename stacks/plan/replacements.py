@@ -76,8 +76,8 @@ KUBERNETES: list[ForcesReplacement] = [
 ]
 
 # The AWS types the stacks declare, with their force-new inputs (pulumi-aws 7.x; the EKS
-# cluster and node group, MSK and ElastiCache entries checked against the provider's
-# resource schemas).
+# cluster and node group, MSK, ElastiCache, VPC endpoint and KMS key entries checked
+# against the provider's resource schemas).
 AWS: list[ForcesReplacement] = [
     *_aws(
         "eks/cluster:Cluster",

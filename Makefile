@@ -71,10 +71,12 @@ test: setup-serve
 test-fast: $(SERVE_STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -m "not e2e"
 
-# Lint and types cover the worker and load tests too, so they need the serve packages.
-lint: $(SERVE_STAMP)
+# Lint and types cover the worker and load tests too, so they need the serve packages;
+# actionlint checks .github/workflows, with ShellCheck (system-deps) on every `run:` block.
+lint: $(SERVE_STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/actionlint
 
 typecheck: $(SERVE_STAMP)
 	$(BIN)/pyright

@@ -4,8 +4,12 @@ session, user and team from the workers' usage records."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ from stacks.config import (
     secret_purposes,
 )
 from stacks.plan.checks import run_checks
+from stacks.plan.diff import PlanFolderError, diff_plans, load_plan, render_markdown
 from stacks.plan.model import Plan
 from stacks.plan.policy import (
     Levels,
@@ -156,6 +161,109 @@ def policy_summary(violations: list[Violation], levels: Levels, effective: dict[
     return "\n".join(lines) + "\n"
 
 
+class BaseRefError(RuntimeError):
+    pass
+
+
+def plan_at_ref(root: Path, ref: str, stack: str, out: Path) -> Path | None:
+    """Plan `stack` with the code and config of git `ref` in a temporary worktree, with
+    that ref's own `swarmstack plan`; None when the stack does not exist at `ref`."""
+    git = ["git", "-C", str(root)]
+    try:
+        commit = subprocess.run(
+            [*git, "rev-parse", "--verify", f"{ref}^{{commit}}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise BaseRefError(f"--base-ref {ref}: not a commit of {root}") from exc
+    worktree = Path(tempfile.mkdtemp(prefix="swarmstack-base-")) / "tree"
+    subprocess.run(
+        [*git, "worktree", "add", "--detach", "--quiet", str(worktree), commit],
+        capture_output=True,
+        check=True,
+    )
+    try:
+        if not (worktree / "stacks" / f"Pulumi.{stack}.yaml").is_file():
+            return None
+        if (root / "node_modules").is_dir() and not (worktree / "node_modules").exists():
+            (worktree / "node_modules").symlink_to(root / "node_modules")
+        # The ref's own packages first, ahead of the installed (work tree) ones.
+        paths = [str(worktree), str(worktree / "images" / "agent-worker")]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+        run = subprocess.run(
+            [sys.executable, "-m", "stacks.cli", "plan", stack, "--root", ".", "--out", str(out)],
+            cwd=worktree,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if run.returncode != 0:
+            raise BaseRefError(
+                f"plan of stack {stack} at {ref} ({commit[:12]}) failed:\n{run.stderr.strip()}"
+            )
+        return out / stack
+    finally:
+        subprocess.run(
+            [*git, "worktree", "remove", "--force", str(worktree)], capture_output=True, check=False
+        )
+
+
+def diff(args: argparse.Namespace) -> int:
+    """Markdown for a pull-request comment: what changes from one plan to another."""
+    root = args.root.resolve()
+    with tempfile.TemporaryDirectory(prefix="swarmstack-diff-") as tmp:
+        scratch = Path(tmp)
+        if args.base_ref:
+            if args.plans:
+                print("error: give two plan folders or --base-ref, not both", file=sys.stderr)
+                return EXIT_CONFIG
+            try:
+                base_dir = plan_at_ref(root, args.base_ref, args.stack, scratch / "base")
+            except BaseRefError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_CONFIG
+            with contextlib.redirect_stdout(sys.stderr):  # stdout is the comment alone
+                code = plan(args.stack, root, scratch / "head")
+            if code:
+                return code
+            head_dir = scratch / "head" / args.stack
+            base_label = f"{args.stack} at {args.base_ref}"
+            if base_dir is None:  # a new stack: everything is added
+                base_dir = scratch / "empty"
+                base_dir.mkdir()
+                (base_dir / "summary.json").write_text("{}\n")
+                (base_dir / "aws-resources.yaml").write_text("[]\n")
+                (base_dir / "index.json").write_text("[]\n")
+                base_label += " (no such stack there: everything is new)"
+            head_label = f"{args.stack} (work tree)"
+        elif len(args.plans) == 2:
+            base_dir, head_dir = args.plans
+            base_label, head_label = str(base_dir), str(head_dir)
+        else:
+            print("error: give two plan folders (base head) or --base-ref REF", file=sys.stderr)
+            return EXIT_CONFIG
+        try:
+            result = diff_plans(load_plan(base_dir), load_plan(head_dir))
+        except PlanFolderError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    stack = args.stack if args.base_ref else str(result.head_summary.get("stack") or "")
+    text = render_markdown(
+        result,
+        title=f"swarmstack plan diff: stack {stack}" if stack else "swarmstack plan diff",
+        base_label=args.base_label or base_label,
+        head_label=args.head_label or head_label,
+    )
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+    sys.stdout.write(text)
+    return 0
+
+
 def cost(args: argparse.Namespace) -> int:
     """$ per agent, session, user and team over a window, from the usage stream."""
     try:
@@ -243,6 +351,25 @@ def main(argv: list[str] | None = None) -> int:
         help="plan as if the secret config KEY (e.g. huggingFaceToken) were not set, instead "
         "of a placeholder: shows whether `pulumi up` would refuse without it (repeatable)",
     )
+    p_diff = sub.add_parser(
+        "diff",
+        help="Markdown for a pull-request comment: resources, replacements, policy findings, "
+        "GPUs and $/hour between two plans",
+    )
+    p_diff.add_argument(
+        "plans", nargs="*", type=Path, metavar="PLAN", help="two plan folders: base head"
+    )
+    p_diff.add_argument(
+        "--base-ref",
+        metavar="REF",
+        help="plan --stack at this git ref (in a temporary worktree) and compare the work "
+        "tree's plan with it",
+    )
+    p_diff.add_argument("--stack", default="pilot", help="stack for --base-ref (pilot)")
+    p_diff.add_argument("--root", type=Path, default=Path("."), help="project root (Pulumi.yaml)")
+    p_diff.add_argument("--output", type=Path, help="also write the Markdown to this file")
+    p_diff.add_argument("--base-label", help="what to call the base plan (its folder or ref)")
+    p_diff.add_argument("--head-label", help="what to call the head plan (its folder)")
     p_gen = sub.add_parser("generate", help="regenerate config schema and README reference")
     p_gen.add_argument("--root", type=Path, default=Path("."))
     p_cost = sub.add_parser(
@@ -289,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "cost":
         return cost(args)
+    if args.command == "diff":
+        return diff(args)
     if args.command == "plan":
         return plan(args.stack, args.root.resolve(), args.out, args.unset_secret)
     for path in generate(args.root.resolve()):

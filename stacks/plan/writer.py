@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from stacks.plan.model import Finding, Plan
+from stacks.plan.recorder import Registration
 from stacks.plan.summary import Summary
 
 
@@ -45,17 +46,25 @@ def _slug(text: str) -> str:
 
 def _files(plan: Plan, findings: list[Finding], summary: Summary) -> dict[str, str]:
     files: dict[str, str] = {}
+    # Where each resource's inputs were written, by URN: `swarmstack diff` matches
+    # resources across plans by URN, as the engine does, so a renamed object is a change
+    # of its name (and a replacement), not one resource removed and another added.
+    index: list[dict[str, Any]] = []
     for i, m in enumerate(plan.manifests, start=1):
         parts = [m.namespace or "cluster", m.kind, m.name or m.registration.name]
         name = f"manifests/{i:03d}-{'-'.join(_slug(p) for p in parts)}.yaml"
         files[name] = dump_yaml(m.document())
+        index.append(_entry(m.registration, name))
     for release in plan.releases:
-        files[f"helm/{_slug(release.name or release.registration.name)}.yaml"] = dump_yaml(
-            release.document()
-        )
+        name = f"helm/{_slug(release.name or release.registration.name)}.yaml"
+        files[name] = dump_yaml(release.document())
+        index.append(_entry(release.registration, name))
     files["aws-resources.yaml"] = dump_yaml(
         [{"type": r.type, "name": r.name, "inputs": r.inputs} for r in plan.aws]
     )
+    index += [_entry(r, "aws-resources.yaml", item) for item, r in enumerate(plan.aws)]
+    index.sort(key=lambda e: str(e["urn"]))
+    files["index.json"] = json.dumps(index, indent=2) + "\n"
     files["tree.json"] = (
         json.dumps(
             [
@@ -93,6 +102,13 @@ def _files(plan: Plan, findings: list[Finding], summary: Summary) -> dict[str, s
     files["summary.json"] = json.dumps(summary.as_dict(), indent=2) + "\n"
     files["summary.txt"] = summary.render()
     return files
+
+
+def _entry(r: Registration, file: str, item: int | None = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"urn": r.urn, "type": r.type, "name": r.name, "file": file}
+    if item is not None:
+        entry["item"] = item
+    return entry
 
 
 def _count(n: int, noun: str) -> str:

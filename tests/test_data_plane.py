@@ -227,6 +227,19 @@ def test_msk_and_elasticache_variant_plans_tls_kms_auth_private_subnets_and_cost
     assert cache["usdPerHour"] == pytest.approx(0.219 * 0.8 * 2, abs=0.001)
     text = (out / "pilot" / "summary.txt").read_text()
     assert "MSK 3 x kafka.m7g.large" in text and "ElastiCache valkey 2 x cache.r7g.large" in text
+    # The meshed agents reach the managed stores through ServiceEntries the plan validated.
+    entries = {
+        d["metadata"]["name"]: d["spec"]["hosts"]
+        for d in _manifests(out / "pilot")
+        if d["kind"] == "ServiceEntry" and d["metadata"]["namespace"] == "swarmstack-agents"
+    }
+    assert entries == {
+        "managed-elasticache": ["*.cache.amazonaws.com"],
+        "managed-msk": ["*.kafka.us-east-1.amazonaws.com"],
+        "managed-sts": ["sts.us-east-1.amazonaws.com"],
+    }
+    checks = json.loads((out / "pilot" / "checks.json").read_text())
+    assert [c for c in checks if c["severity"] == "error"] == []
 
 
 def test_msk_topics_come_from_a_job_of_the_worker_image_with_its_own_iam_role(

@@ -178,7 +178,7 @@ def plan_at_ref(root: Path, ref: str, stack: str, out: Path) -> Path | None:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError) as exc:
         raise BaseRefError(f"--base-ref {ref}: not a commit of {root}") from exc
-    worktree = Path(tempfile.mkdtemp(prefix="swarmstack-base-")) / "tree"
+    worktree = out.parent / f"{out.name}-tree"  # beside the plan, in the caller's scratch dir
     subprocess.run(
         [*git, "worktree", "add", "--detach", "--quiet", str(worktree), commit],
         capture_output=True,

@@ -91,8 +91,9 @@ def agent_workloads(
         template = agent_workload.pod_template(
             agent,
             image=agent_image(config, agent),
-            env={},
-            files=(),
+            worker=agent_workload.WorkerContainer(
+                command=agent_workload.WORKER_COMMAND, env=(), files=()
+            ),
             cost_labels=config.cost_labels,
         )
         replicas = agent.replicas.max

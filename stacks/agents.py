@@ -16,7 +16,7 @@ from typing import Any
 
 import pulumi
 
-from components.agents.spec import AgentSpec, events_agents, selector_labels, workload_name
+from components.agents.spec import AgentSpec, events_agents, type_selector, workload_name
 from components.agents.workload import (
     AgentPriorityClasses,
     AgentWorkload,
@@ -84,7 +84,7 @@ def managed_store_policies(config: StackConfig) -> dict[str, dict[str, Any]]:
                 "namespace": ns,
                 "name": f"allow-{workload_name(agent)}-to-msk",
                 "spec": {
-                    "podSelector": {"matchLabels": selector_labels(agent)},
+                    "podSelector": {"matchLabels": type_selector(agent)},
                     "policyTypes": ["Egress"],
                     "egress": [
                         {"to": vpc, "ports": [{"protocol": "TCP", "port": p} for p in ports]}

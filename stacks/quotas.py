@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from components.agents import workload as agent_workload
-from components.agents.spec import workload_name
+from components.agents.spec import canary_name, workload_name
 from components.compute.sandbox import RUNTIME_CLASS, runtime_class_body
 from components.serving.model_serving import MAX_SURGE, Placement, pod_template
 from components.traffic.quotas import (
@@ -105,6 +105,19 @@ def agent_workloads(
                 surge_pods(replicas, agent_workload.MAX_SURGE),
             )
         )
+        if agent.canary is not None:
+            # Same resources (only its image tag differs), at its fixed replica count.
+            canary = agent.canary.replicas
+            workloads.append(
+                WorkloadPods(
+                    canary_name(agent),
+                    admitted_pod(
+                        agent_workload.canary_pod_template(agent, template)["spec"], classes
+                    ),
+                    canary,
+                    surge_pods(canary, agent_workload.MAX_SURGE),
+                )
+            )
     return workloads
 
 

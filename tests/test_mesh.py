@@ -34,15 +34,18 @@ from components.traffic.mesh import (
 )
 from components.traffic.tenancy import namespace_labels
 from components.traffic.timeouts import timeout_chain
+from policies.framework import selects
 from policies.pack import RULES
 from policies.rules.traffic import parse_duration
 from stacks.agents import managed_stores
-from stacks.config import ConfigError, load
+from stacks.config import ConfigError, StackConfig, load
+from stacks.plan.checks import run_checks
 from stacks.plan.mesh_checks import check_istio_schemas, check_mesh_hosts, istio_problems
 from stacks.plan.model import Manifest, Plan
 from stacks.plan.policy import evaluate
 from stacks.plan.recorder import Capture, Registration
 from stacks.plan.runner import read_program_input, run_program
+from stacks.quotas import stack_quotas
 from tests.vllm_support import stack_configs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -510,3 +513,93 @@ def test_a_canary_weight_outside_0_100_is_refused_by_path(
     with pytest.raises(ConfigError) as err:
         load(pilot_raw, "us-east-1", "Pulumi.pilot.yaml")
     assert f"models[0].canary.weight: {weight} is not valid" in str(err.value)
+
+
+# --------------------------------------------------------------------------- agent canaries
+
+
+def _agent_canary_plan(pilot_raw: dict[str, Any]) -> tuple[StackConfig, Plan]:
+    """The pilot with a canary for each agent type: concierge (http) 25% of its calls,
+    researcher (events) one replica beside its six."""
+    pilot_raw["agents"][0]["canary"] = {"tag": "0.2.0-rc.1", "weight": 25, "replicas": 1}
+    pilot_raw["agents"][0]["topics"]["tasks"]["partitions"] = 7  # room for the canary
+    pilot_raw["agents"][1]["canary"] = {"tag": "0.2.0-rc.1", "weight": 25, "replicas": 1}
+    config = load(pilot_raw, "us-east-1", "Pulumi.pilot.yaml")
+    inp = read_program_input(ROOT, "pilot")
+    agents = [a.model_dump(by_alias=True, exclude_none=True, mode="json") for a in config.agents]
+    doc = {**inp.config, "swarmstack:agents": json.dumps(agents)}
+    return config, Plan.from_capture(run_program(dataclasses.replace(inp, config=doc)))
+
+
+def test_an_agent_canary_renders_its_deployment_and_for_http_a_weighted_route(
+    pilot_raw: dict[str, Any],
+) -> None:
+    config, plan = _agent_canary_plan(pilot_raw)
+    deployments = _of(plan, "Deployment")
+    for name in ("agent-concierge", "agent-researcher"):
+        stable, canary = deployments[name].body["spec"], deployments[f"{name}-canary"].body["spec"]
+        assert canary["replicas"] == 1
+        assert canary["selector"]["matchLabels"]["app.kubernetes.io/name"] == f"{name}-canary"
+        assert stable["selector"]["matchLabels"]["app.kubernetes.io/name"] == name
+        [worker] = canary["template"]["spec"]["containers"]
+        assert worker["image"].endswith("/agent-worker:0.2.0-rc.1")
+        assert stable["template"]["spec"]["containers"][0]["image"].endswith(":0.1.0")
+        labels = canary["template"]["metadata"]["labels"]
+        assert labels["swarmstack.io/track"] == "canary"
+        assert stable["template"]["metadata"]["labels"]["swarmstack.io/track"] == "stable"
+        assert f"{name}-canary" in _of(plan, "PodDisruptionBudget")
+    # The http agent: its Service selects both versions, the route splits 75 / 25.
+    service = _of(plan, "Service")["agent-concierge"].body["spec"]["selector"]
+    assert service == {"swarmstack.io/agent": "concierge"}
+    routes = {m.name: m for m in plan.manifests if m.kind == "VirtualService"}
+    [http] = routes["agent-concierge"].body["spec"]["http"]
+    assert [(d["destination"]["subset"], d["weight"]) for d in http["route"]] == [
+        ("stable", 75),
+        ("canary", 25),
+    ]
+    rules = {m.name: m for m in plan.manifests if m.kind == "DestinationRule"}
+    subsets = rules["agent-concierge"].body["spec"]["subsets"]
+    assert [s["labels"]["app.kubernetes.io/name"] for s in subsets] == [
+        "agent-concierge",
+        "agent-concierge-canary",
+    ]
+    # The events agent has no route: its split is by replicas in one consumer group.
+    assert "agent-researcher" not in routes
+    # Both versions keep the openings and the Sidecar of their agent type.
+    canary_labels = deployments["agent-researcher-canary"].body["spec"]["template"]["metadata"][
+        "labels"
+    ]
+    opening = _of(plan, "NetworkPolicy")["allow-agent-researcher-to-llama31-8b"]
+    assert selects(opening.body["spec"]["podSelector"], canary_labels)
+    sidecar = _of(plan, "Sidecar")["agent-researcher"].body["spec"]["workloadSelector"]
+    assert selects({"matchLabels": sidecar["labels"]}, canary_labels)
+    # The quota counts the canaries; the plan's checks pass.
+    assert stack_quotas(config)["agents"]["pods"] == str(12 + 2 * 2)
+    assert check_mesh_hosts(plan.manifests) == []
+    assert check_istio_schemas(plan.manifests) == []
+    assert [f for f in run_checks(plan) if f.severity == "error"] == []
+    mandatory = evaluate(plan.capture.registrations, {}, RULES)
+    assert [v.rule for v in mandatory if v.level == "mandatory"] == []
+
+
+def test_an_events_canary_needs_partitions_for_its_consumers_too(
+    pilot_raw: dict[str, Any],
+) -> None:
+    pilot_raw["agents"][0]["canary"] = {"tag": "0.2.0-rc.1", "weight": 10, "replicas": 2}
+    with pytest.raises(ConfigError) as err:
+        load(pilot_raw, "us-east-1", "Pulumi.pilot.yaml")
+    assert (
+        "agents[0].topics.tasks.partitions: 6 partitions for up to 6 replicas of researcher "
+        "and 2 of its canary, one consumer group: consumers past 6 would sit idle; use at "
+        "least 8"
+    ) in str(err.value)
+
+
+@pytest.mark.parametrize(("key", "value"), [("weight", 101), ("tag", "latest")])
+def test_a_bad_agent_canary_is_refused_by_path(
+    pilot_raw: dict[str, Any], key: str, value: object
+) -> None:
+    pilot_raw["agents"][1]["canary"] = {"tag": "0.2.0", "weight": 10, key: value}
+    with pytest.raises(ConfigError) as err:
+        load(pilot_raw, "us-east-1", "Pulumi.pilot.yaml")
+    assert f"agents[1].canary.{key}" in str(err.value)

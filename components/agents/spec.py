@@ -111,6 +111,31 @@ class AgentBudgets(Spec):
     )
 
 
+class AgentCanarySpec(Spec):
+    """A second version of an agent type's worker, run beside the stable one."""
+
+    tag: str = Field(
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$",
+        description="Image tag of the canary (same repository as the agent's image).",
+    )
+    weight: int = Field(
+        ge=0,
+        le=100,
+        description="Percent of the agent's traffic the canary gets. http agents: the mesh "
+        "routes that share of calls to the agent's Service to the canary. events agents "
+        "have no route: the consumer group splits the partitions by replicas, so the "
+        "canary's share is its replicas over all consumers and `weight` is not applied.",
+    )
+    replicas: int = Field(default=1, ge=1, le=100, description="Canary replicas (fixed).")
+
+    @field_validator("tag")
+    @classmethod
+    def _no_latest(cls, tag: str) -> str:
+        if tag == "latest":
+            raise ValueError("'latest' is not a version: pin a release tag")
+        return tag
+
+
 class AgentSpec(Spec):
     """One agent type."""
 
@@ -165,6 +190,13 @@ class AgentSpec(Spec):
         description="External hosts the agent type may call over HTTPS (port 443), e.g. "
         "api.example.com or *.example.com. The mesh sends nothing else out of the cluster "
         "(REGISTRY_ONLY): each host gets a ServiceEntry only this agent type's proxies see.",
+    )
+
+    canary: AgentCanarySpec | None = Field(
+        default=None,
+        description="A canary version of the worker: Deployment `agent-<name>-canary` with "
+        "the canary's image tag and fixed replicas; http agents get a weighted route, events "
+        "agents split by replicas (see `canary.weight`).",
     )
 
     @field_validator("egress")
@@ -261,3 +293,21 @@ def workload_name(agent: AgentSpec) -> str:
 def selector_labels(agent: AgentSpec) -> dict[str, str]:
     """The labels that select an agent type's pods."""
     return {"app.kubernetes.io/name": workload_name(agent), AGENT_LABEL: agent.name}
+
+
+def canary_name(agent: AgentSpec) -> str:
+    """The canary's Deployment and PDB name."""
+    return f"{workload_name(agent)}-canary"
+
+
+def canary_selector_labels(agent: AgentSpec) -> dict[str, str]:
+    """The canary's pods: their own name, so neither Deployment selects the other's pods."""
+    return {"app.kubernetes.io/name": canary_name(agent), AGENT_LABEL: agent.name}
+
+
+def type_selector(agent: AgentSpec) -> dict[str, str]:
+    """Every pod of the agent type: both versions when it has a canary (its Service, Sidecar
+    and NetworkPolicies), else the stable pods as before."""
+    if agent.canary is None:
+        return selector_labels(agent)
+    return {AGENT_LABEL: agent.name}

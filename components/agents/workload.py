@@ -47,7 +47,10 @@ from components.agents.spec import (
     WORKER_COMMAND,
     WORKER_PORT,
     AgentSpec,
+    canary_name,
+    canary_selector_labels,
     selector_labels,
+    type_selector,
     workload_name,
 )
 from components.compute.irsa import ROLE_ANNOTATION, Irsa, irsa_role
@@ -313,9 +316,51 @@ def pod_template(
         "prometheus.io/port": str(WORKER_PORT),
         "prometheus.io/path": "/metrics",
     }
+    labels = pod_labels(agent, cost_labels)
+    if agent.canary is not None:
+        labels[TRACK_LABEL] = "stable"
     return {
-        "metadata": {"labels": pod_labels(agent, cost_labels), "annotations": annotations},
+        "metadata": {"labels": labels, "annotations": annotations},
         "spec": spec,
+    }
+
+
+TRACK_LABEL = "swarmstack.io/track"  # stable | canary, as on the model servers' pods
+
+
+def canary_image(agent: AgentSpec, image: ImageRef) -> ImageRef:
+    """The canary's image: the agent's repository at the canary's tag (no digest)."""
+    assert agent.canary is not None
+    return image.model_copy(update={"tag": agent.canary.tag, "digest": None})
+
+
+def canary_pod_template(agent: AgentSpec, template: Mapping[str, Any]) -> dict[str, Any]:
+    """The stable pod template as the canary runs it: its own name label (and spread over
+    its own pods), track `canary`; the image is set by the caller's rendering."""
+    labels = {
+        **template["metadata"]["labels"],
+        **canary_selector_labels(agent),
+        TRACK_LABEL: "canary",
+    }
+    spec = dict(template["spec"])
+    spec["topologySpreadConstraints"] = [
+        {**c, "labelSelector": {"matchLabels": canary_selector_labels(agent)}}
+        for c in spec["topologySpreadConstraints"]
+    ]
+    return {"metadata": {**template["metadata"], "labels": labels}, "spec": spec}
+
+
+def canary_deployment_spec(agent: AgentSpec, template: Mapping[str, Any]) -> dict[str, Any]:
+    """The canary's Deployment spec: its fixed replicas, the same rollout as the stable's."""
+    assert agent.canary is not None
+    return {
+        "replicas": agent.canary.replicas,
+        "selector": {"matchLabels": canary_selector_labels(agent)},
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": MAX_SURGE, "maxUnavailable": 0},
+        },
+        "template": dict(template),
     }
 
 
@@ -336,7 +381,7 @@ def deployment_spec(agent: AgentSpec, template: Mapping[str, Any]) -> dict[str, 
 def service_spec(agent: AgentSpec) -> dict[str, Any]:
     return {
         "type": "ClusterIP",
-        "selector": selector_labels(agent),
+        "selector": type_selector(agent),
         "ports": [
             {
                 "name": WORKER_PORT_NAME,
@@ -426,6 +471,40 @@ class AgentWorkload(pulumi.ComponentResource):
                 parent=self, depends_on=[account], ignore_changes=["spec.replicas"]
             ),
         )
+        self.canary: k8s.apps.v1.Deployment | None = None
+        if agent.canary is not None:
+            canary_template = canary_pod_template(
+                agent,
+                pod_template(
+                    agent,
+                    image=canary_image(agent, args.image),
+                    env=worker_environment(agent, model=args.model, wiring=args.wiring),
+                    files=args.wiring.files,
+                    cost_labels=args.cost_labels,
+                ),
+            )
+            canary_meta = k8s.meta.v1.ObjectMetaArgs(
+                name=canary_name(agent),
+                namespace=args.namespace,
+                labels={**labels, **canary_selector_labels(agent)},
+            )
+            self.canary = k8s.apps.v1.Deployment(
+                f"{name}-canary-deployment",
+                metadata=canary_meta,
+                spec=_wire(canary_deployment_spec(agent, canary_template)),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
+            )
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-canary-pdb",
+                metadata=canary_meta,
+                spec=_wire(
+                    {
+                        "maxUnavailable": 1,
+                        "selector": {"matchLabels": canary_selector_labels(agent)},
+                    }
+                ),
+                opts=child,
+            )
         self.service = None
         if agent.mode == "http":
             self.service = k8s.core.v1.Service(

@@ -270,6 +270,17 @@ def kafka_problems(spec: KafkaSpec, agents: Sequence[AgentSpec]) -> list[tuple[s
                     f"scales past the partitions); use at least {agent.replicas.max}",
                 )
             )
+        elif agent.canary is not None and partitions < agent.replicas.max + agent.canary.replicas:
+            # The canary's workers join the same consumer group.
+            need = agent.replicas.max + agent.canary.replicas
+            problems.append(
+                (
+                    f"agents[{i}].topics.tasks.partitions",
+                    f"{partitions} partitions for up to {agent.replicas.max} replicas of "
+                    f"{agent.name} and {agent.canary.replicas} of its canary, one consumer "
+                    f"group: consumers past {partitions} would sit idle; use at least {need}",
+                )
+            )
     return problems
 
 

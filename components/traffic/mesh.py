@@ -36,6 +36,8 @@ exporters keep reaching them without a proxy. In the meshed namespaces:
   of at the route timeout.
 - Canaries: a model with a canary gets DestinationRule subsets `stable` and `canary` (by
   `app.kubernetes.io/instance`) and its route splits `100 - weight` / `weight` between them.
+  An http agent type with a canary gets the same for its Service (subsets by
+  `app.kubernetes.io/name`, no timeout of its own); an events agent's canary has no route.
 - AuthorizationPolicy: model servers accept calls only from the agent types' service
   accounts (`cluster.local/ns/<agents>/sa/agent-<name>`), on the model port.
 - Egress: `outboundTrafficPolicy: REGISTRY_ONLY`. Each agent type may reach the external
@@ -56,7 +58,16 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import Field, field_validator
 
-from components.agents.spec import AgentSpec, selector_labels, workload_name
+from components.agents.spec import (
+    WORKER_PORT,
+    AgentSpec,
+    selector_labels,
+    type_selector,
+    workload_name,
+)
+from components.agents.spec import (
+    canary_selector_labels as canary_selector_labels_of_agent,
+)
 from components.serving.model_serving import canary_selector_labels
 from components.serving.model_serving import selector_labels as selector_labels_of_model
 from components.specs import (
@@ -321,6 +332,48 @@ def model_destination_rule(model: ModelSpec, namespace: str) -> dict[str, Any]:
     }
 
 
+def agent_canary_route(agent: AgentSpec, namespace: str) -> dict[str, Any]:
+    """The VirtualService of an http agent with a canary: its Service's calls split
+    `100 - weight` / `weight` between the stable and canary subsets (no timeout or retry
+    of its own: a session's stream is bounded by the worker and its model's chain)."""
+    assert agent.canary is not None
+    host = service_host(workload_name(agent), namespace)
+    port = {"number": WORKER_PORT}
+    weight = agent.canary.weight
+    return {
+        "hosts": [host],
+        "exportTo": ["*"],
+        "http": [
+            {
+                "name": "sessions",
+                "route": [
+                    {
+                        "destination": {"host": host, "port": port, "subset": STABLE},
+                        "weight": 100 - weight,
+                    },
+                    {
+                        "destination": {"host": host, "port": port, "subset": CANARY},
+                        "weight": weight,
+                    },
+                ],
+            }
+        ],
+    }
+
+
+def agent_canary_destination_rule(agent: AgentSpec, namespace: str) -> dict[str, Any]:
+    """The subsets of an http agent with a canary, by each version's name label."""
+    return {
+        "host": service_host(workload_name(agent), namespace),
+        "exportTo": ["*"],
+        "subsets": [
+            {"name": STABLE, "labels": selector_labels(agent)},
+            {"name": CANARY, "labels": canary_selector_labels_of_agent(agent)},
+        ],
+        "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}},
+    }
+
+
 def agent_principal(agent: AgentSpec, agents_namespace: str) -> str:
     return f"{CLUSTER_DOMAIN}/ns/{agents_namespace}/sa/{workload_name(agent)}"
 
@@ -425,7 +478,7 @@ def agent_sidecar(
     hosts += [f"./{h}" for e in managed_egress(agent, stores) for h in e.hosts]
     hosts += [f"{ns.models}/*", f"{ns.data}/*", f"{ISTIO_NAMESPACE}/*"]
     return {
-        "workloadSelector": {"labels": selector_labels(agent)},
+        "workloadSelector": {"labels": type_selector(agent)},
         "egress": [{"hosts": hosts}],
         "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"},
     }
@@ -479,7 +532,7 @@ def mesh_network_policies(agents: Sequence[AgentSpec], ns: Namespaces) -> dict[s
             "namespace": ns.agents,
             "name": f"allow-{workload_name(agent)}-external-https",
             "spec": {
-                "podSelector": {"matchLabels": selector_labels(agent)},
+                "podSelector": {"matchLabels": type_selector(agent)},
                 "policyTypes": ["Egress"],
                 "egress": [{"ports": [{"protocol": "TCP", "port": 443}]}],
             },
@@ -563,6 +616,25 @@ def mesh_resources(
         out.append(
             MeshResource(NETWORKING, "Sidecar", ns.agents, name, agent_sidecar(agent, ns, stores))
         )
+        if agent.canary is not None and agent.mode == "http":
+            out.append(
+                MeshResource(
+                    NETWORKING,
+                    "VirtualService",
+                    ns.agents,
+                    name,
+                    agent_canary_route(agent, ns.agents),
+                )
+            )
+            out.append(
+                MeshResource(
+                    NETWORKING,
+                    "DestinationRule",
+                    ns.agents,
+                    name,
+                    agent_canary_destination_rule(agent, ns.agents),
+                )
+            )
     managed = {e.name: e for agent in agents for e in managed_egress(agent, stores)}
     for entry in sorted(managed.values(), key=lambda e: e.name):
         out.append(

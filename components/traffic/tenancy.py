@@ -26,7 +26,7 @@ from components.agents.spec import (
     AGENT_COMPONENT,
     WORKER_PORT,
     AgentSpec,
-    selector_labels,
+    type_selector,
     workload_name,
 )
 from components.observe.selection import PROMETHEUS_POD_LABELS
@@ -172,7 +172,7 @@ def agent_network_policies(
     policies: dict[str, dict[str, Any]] = {}
     worker_port = [{"protocol": "TCP", "port": WORKER_PORT}]
     for agent in agents:
-        pods = {"matchLabels": selector_labels(agent)}
+        pods = {"matchLabels": type_selector(agent)}
         policies[f"agents-{agent.name}-to-model"] = {
             "namespace": ns.agents,
             "name": f"allow-{workload_name(agent)}-to-{agent.model}",

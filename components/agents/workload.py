@@ -456,11 +456,9 @@ class AgentWorkload(pulumi.ComponentResource):
             automount_service_account_token=False,
             opts=child,
         )
+        worker = worker_container(agent, model=args.model, wiring=args.wiring)
         template = pod_template(
-            agent,
-            image=args.image,
-            worker=worker_container(agent, model=args.model, wiring=args.wiring),
-            cost_labels=args.cost_labels,
+            agent, image=args.image, worker=worker, cost_labels=args.cost_labels
         )
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
@@ -478,8 +476,7 @@ class AgentWorkload(pulumi.ComponentResource):
                 pod_template(
                     agent,
                     image=canary_image(agent, args.image),
-                    env=worker_environment(agent, model=args.model, wiring=args.wiring),
-                    files=args.wiring.files,
+                    worker=worker,
                     cost_labels=args.cost_labels,
                 ),
             )

@@ -250,6 +250,13 @@ class GatewaySpec(Spec):
     database: GatewayDatabase = Field(
         default_factory=GatewayDatabase, description="Postgres for keys and budgets."
     )
+    salt_key_fingerprint: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{16}$",
+        description="The first 16 hex characters of the SHA-256 of the `gatewaySaltKey` "
+        "secret, recorded at the first deploy (`pulumi up` prints it and refuses to run "
+        "without it); a salt key with another fingerprint is refused.",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewaySpec:

@@ -3,7 +3,8 @@ the PriorityClasses they share and the ECR repository of the worker image.
 
 Each agent's environment comes from the data plane's connection contract
 (`worker_wiring`) with the trace collector's endpoint, its model's in-cluster Service and
-served name, and the model's timeout chain (`MODEL_TIMEOUT_S` is the chain's worker hop).
+served name, and the model's timeout chain (`MODEL_TIMEOUT_S` is the chain's worker hop);
+with a gateway, the gateway instead of the model's Service (stacks/gateway.py).
 The config rules have already refused an agent whose model, image or session store is
 missing.
 """
@@ -33,6 +34,7 @@ from components.specs import ImageRef
 from components.traffic.mesh import ManagedStores
 from components.traffic.timeouts import timeout_chain
 from stacks.config import StackConfig
+from stacks.gateway import model_target_through_gateway, through_gateway
 from stacks.observability import worker_tracing_env
 
 WORKER_REPOSITORY = "agent-worker"  # ECR repository <cluster name>/agent-worker
@@ -50,7 +52,10 @@ def agent_image(config: StackConfig, agent: AgentSpec) -> ImageRef:
 
 
 def model_target(config: StackConfig, agent: AgentSpec) -> ModelTarget:
-    """The model an agent calls, as its worker sees it."""
+    """The model an agent calls, as its worker sees it (through the gateway when the stack
+    has one)."""
+    if config.gateway is not None:
+        return model_target_through_gateway(config, agent)
     model = next(m for m in config.models if m.name == agent.model)
     return ModelTarget(
         base_url=model_base_url(model.name, config.namespaces.models),
@@ -62,6 +67,15 @@ def model_target(config: StackConfig, agent: AgentSpec) -> ModelTarget:
 def with_tracing(config: StackConfig, wiring: WorkerWiring) -> WorkerWiring:
     """The wiring plus the trace collector's endpoint, when the stack runs one."""
     return dataclasses.replace(wiring, env={**wiring.env, **worker_tracing_env(config)})
+
+
+def agent_wiring(
+    config: StackConfig, contract: DataPlaneContract, agent: AgentSpec
+) -> WorkerWiring:
+    """One agent type's worker wiring: the data plane's, the tracing endpoint and, with a
+    gateway, its key file and the gateway's readiness."""
+    wiring = with_tracing(config, worker_wiring(contract, agent))
+    return through_gateway(config, agent, wiring) if config.gateway is not None else wiring
 
 
 def managed_store_policies(config: StackConfig) -> dict[str, dict[str, Any]]:
@@ -156,7 +170,7 @@ def build_agents(
                     namespace_name=config.namespaces.agents,
                     image=agent_image(config, agent),
                     model=model_target(config, agent),
-                    wiring=with_tracing(config, worker_wiring(contract, agent)),
+                    wiring=agent_wiring(config, contract, agent),
                     cost_labels=config.cost_labels,
                     irsa=irsa,
                 ),

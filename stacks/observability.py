@@ -46,6 +46,8 @@ from components.agents.spec import AGENT_COMPONENT
 from components.data import kafka as kafka_store
 from components.data import qdrant as qdrant_store
 from components.data import redis as redis_store
+from components.gateway import database as gateway_database
+from components.gateway import proxy as gateway_proxy
 from components.observe.monitoring import Monitoring, MonitoringArgs, MonitoringSecrets
 from components.observe.monitors import Endpoint, MonitorTarget, SecretKey, monitor_body
 from components.observe.tracing import (
@@ -101,6 +103,27 @@ def monitor_targets(config: StackConfig) -> list[MonitorTarget]:
                 "agents",
                 ns.agents,
                 {COMPONENT_LABEL: AGENT_COMPONENT},
+                (Endpoint(port_number=MERGED_METRICS_PORT, path=MERGED_METRICS_PATH),),
+            )
+        )
+    if config.gateway is not None:
+        # The gateway's /metrics (LiteLLM's Prometheus callback) reach Prometheus through
+        # Istio's merged port, like the agents' and the models'.
+        targets.append(
+            MonitorTarget(
+                "PodMonitor",
+                gateway_proxy.NAME,
+                ns.agents,
+                gateway_proxy.selector_labels(),
+                (Endpoint(port_number=MERGED_METRICS_PORT, path=MERGED_METRICS_PATH),),
+            )
+        )
+        targets.append(
+            MonitorTarget(
+                "PodMonitor",
+                gateway_database.NAME,
+                ns.agents,
+                gateway_database.selector_labels(),
                 (Endpoint(port_number=MERGED_METRICS_PORT, path=MERGED_METRICS_PATH),),
             )
         )

@@ -30,6 +30,7 @@ from stacks.agents import build_agents, managed_store_policies, managed_stores
 from stacks.autoscaling import build_autoscaling, scaling_network_policies
 from stacks.config import StackConfig, accelerator_resource
 from stacks.data_plane import build_data_plane, network_policies, read_secrets
+from stacks.gateway import agent_gateway_selector, build_gateway, gateway_policies, gateway_traffic
 from stacks.observability import (
     build_observability,
     build_tracing,
@@ -85,7 +86,12 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
             cost_labels=labels,
             extra_policies={
                 **network_policies(config),
-                **agent_network_policies(config.namespaces, config.agents),
+                **agent_network_policies(
+                    config.namespaces,
+                    config.agents,
+                    agent_gateway_selector() if config.gateway is not None else None,
+                ),
+                **gateway_policies(config),
                 **tracing_network_policies(config),
                 **scaling_network_policies(config),
                 **managed_store_policies(config),
@@ -106,7 +112,8 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
                 config.agents,
                 config.namespaces,
                 region,
-                managed_stores(config, region),
+                stores=managed_stores(config, region),
+                gateway=gateway_traffic(config),
             ),
             depends_on=[tenancy],
         ),
@@ -180,6 +187,15 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
         endpoints[model.name] = serving.endpoint
         scale_targets[f"model-{model.name}"] = [serving.deployment]
 
+    # The gateway starts after the mesh's injector (its pods need their proxy) and the
+    # data plane (its Redis); the agents start after it has registered their keys.
+    gateway = build_gateway(
+        config,
+        contract=contract,
+        agents_namespace=tenancy.agents_namespace,
+        on_cluster=on_cluster,
+        depends_on=[tenancy, mesh.releases["istiod"]],
+    )
     workloads = build_agents(
         config,
         contract=contract,
@@ -187,7 +203,7 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
         irsa=irsa,
         agents_namespace=tenancy.agents_namespace,
         on_cluster=on_cluster,
-        depends_on=[tenancy],
+        depends_on=[tenancy] if gateway is None else [tenancy, gateway],
     )
     for agent, workload in zip(config.agents, workloads, strict=True):
         scale_targets[workload_name(agent)] = [workload.deployment]

@@ -7,8 +7,11 @@ from collections.abc import Callable
 import pulumi
 from pulumi.runtime.config import get_config, is_config_secret
 
+from components.gateway.keys import MIN_SEED_CHARS, salt_key_problems
 from stacks import pilot
 from stacks.config import (
+    GATEWAY_AGENT_KEY_SEED,
+    GATEWAY_SALT_KEY,
     HF_TOKEN_CONFIG_KEY,
     SECRET_KEYS,
     ConfigError,
@@ -18,7 +21,7 @@ from stacks.config import (
     raw_from_pulumi_config,
     secret_purposes,
 )
-from stacks.mode import current_mode
+from stacks.mode import Mode, current_mode
 from stacks.placeholders import documentation_values
 
 Phase = Callable[[StackConfig, str, "pulumi.Output[str] | None"], None]
@@ -45,6 +48,37 @@ def _secret_problems(config: StackConfig) -> list[Problem]:
     return problems
 
 
+def gateway_secret_problems(
+    config: StackConfig, mode: Mode, read: Callable[[str], str | None] = get_config
+) -> list[Problem]:
+    """The gateway's secrets, checked before anything is declared: the salt key's format
+    and its fingerprint against the one the stack file recorded (required for `pulumi up`,
+    so after the first deploy the salt key can never change unnoticed), and the key seed's
+    length. The offline plan has only placeholders, so it checks none of them."""
+    gateway = config.gateway
+    if gateway is None or mode == "plan":
+        return []
+    problems: list[Problem] = []
+    salt = read(f"{pulumi.get_project()}:{GATEWAY_SALT_KEY}")
+    if salt is not None:
+        problems += [
+            Problem(GATEWAY_SALT_KEY, message)
+            for message in salt_key_problems(
+                salt, gateway.salt_key_fingerprint, require_fingerprint=mode == "up"
+            )
+        ]
+    seed = read(f"{pulumi.get_project()}:{GATEWAY_AGENT_KEY_SEED}")
+    if seed is not None and len(seed) < MIN_SEED_CHARS:
+        problems.append(
+            Problem(
+                GATEWAY_AGENT_KEY_SEED,
+                f"has {len(seed)} characters: use at least {MIN_SEED_CHARS} "
+                "(e.g. openssl rand -hex 32)",
+            )
+        )
+    return problems
+
+
 def main() -> None:
     """Validate everything first; only a valid config declares resources.
 
@@ -64,8 +98,11 @@ def main() -> None:
             raise ConfigError(
                 placeholders, source, "`pulumi up` refuses documentation placeholders"
             )
+        gateway_problems = gateway_secret_problems(config, mode)
+        if gateway_problems and mode == "up":
+            raise ConfigError(gateway_problems, source, "`pulumi up` refuses the gateway's secrets")
     except ConfigError as exc:
         raise pulumi.RunError(str(exc)) from None
-    for problem in placeholders:
+    for problem in [*placeholders, *gateway_problems]:
         pulumi.log.warn(f"{problem} (`pulumi up` refuses it)")
     PHASES[config.phase](config, region, hf_token)

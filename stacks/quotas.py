@@ -10,6 +10,8 @@ error instead.
 The agents namespace's quota is the same sum over every agent type's worker pod (the
 template its Deployment uses, the mesh's sidecar added, a sandboxed pod's RuntimeClass
 overhead when the class declares one) at its maximum replicas plus the rollout surge;
+With a model gateway (which runs in the agents namespace), its proxy replicas, its
+Postgres and its two Jobs (schema migration, key registration) count there too.
 `tenancy.quotas.agents` may replace it under the same rule.
 """
 
@@ -22,6 +24,8 @@ from typing import Any
 from components.agents import workload as agent_workload
 from components.agents.spec import canary_name, workload_name
 from components.compute.sandbox import RUNTIME_CLASS, runtime_class_body
+from components.gateway import database as gateway_database
+from components.gateway import proxy as gateway_proxy
 from components.serving.model_serving import MAX_SURGE, Placement, pod_template
 from components.traffic.quotas import (
     Demand,
@@ -121,6 +125,41 @@ def agent_workloads(
     return workloads
 
 
+def gateway_workloads(config: StackConfig) -> list[WorkloadPods]:
+    """The model gateway's pods in the agents namespace: its proxy at its replicas plus
+    the rollout surge, its Postgres, and its migration and key Jobs (each one pod at a
+    time; both may run during a rollout). Their requests do not depend on the Secret,
+    ConfigMap and Redis names, so placeholders stand in for those here."""
+    spec = config.gateway
+    if spec is None:
+        return []
+    redis = gateway_proxy.RedisAccess(
+        host="session-store", port=6379, password_secret="quota", password_key="quota"
+    )
+    proxy = gateway_proxy.pod_template(
+        spec, redis=redis, config_map="quota", config_sha256="", cost_labels=config.cost_labels
+    )
+    migrate = gateway_proxy.migration_job_spec(
+        spec, config_map="quota", redis=redis, cost_labels=config.cost_labels
+    )
+    agents = [(a.name, a.model) for a in config.agents]
+    keys = gateway_proxy.key_job_spec(
+        spec, agents, namespace="quota", scripts="quota", cost_labels=config.cost_labels
+    )
+    db = gateway_database.pod_template(spec.database, config.cost_labels, password_secret="quota")
+    return [
+        WorkloadPods(
+            gateway_proxy.NAME,
+            proxy["spec"],
+            spec.replicas,
+            surge_pods(spec.replicas, agent_workload.MAX_SURGE),
+        ),
+        WorkloadPods(f"{gateway_proxy.NAME}-database", db["spec"], 1, 0),
+        WorkloadPods(f"{gateway_proxy.NAME}-migrate", migrate["template"]["spec"], 1, 0),
+        WorkloadPods(f"{gateway_proxy.NAME}-keys", keys["template"]["spec"], 1, 0),
+    ]
+
+
 def sidecar_requests(config: StackConfig) -> dict[str, Decimal]:
     """What Istio's injector adds to every meshed pod: the proxy's requests."""
     proxy = config.mesh.proxy
@@ -133,7 +172,9 @@ def namespace_demands(config: StackConfig) -> dict[str, Demand]:
     sidecar = sidecar_requests(config)
     demands = {"models": namespace_demand(model_workloads(config), sidecar)}
     if config.agents or config.tenancy.quotas.agents is not None:
-        demands["agents"] = namespace_demand(agent_workloads(config), sidecar)
+        demands["agents"] = namespace_demand(
+            agent_workloads(config) + gateway_workloads(config), sidecar
+        )
     return demands
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import posixpath
 import re
 import shlex
 import shutil
@@ -26,11 +27,12 @@ from components.agents.workload import (
     worker_container,
 )
 from components.data.contract import MountedFile, SecretRef, WorkerWiring
+from components.gateway.proxy_config import timeouts_of
 from components.specs import CostLabels, ImageRef
 from components.traffic.istio_chart import MERGED_METRICS_PORT
 from components.traffic.tenancy import agent_network_policies
 from components.traffic.timeouts import timeout_chain
-from stacks.agents import managed_store_policies
+from stacks.agents import managed_store_policies, model_target
 from stacks.cli import main
 from stacks.config import ConfigError, StackConfig, load
 
@@ -99,27 +101,64 @@ def _of(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     return found
 
 
-def test_each_pilot_agent_calls_its_model_service_by_served_name_within_its_chain(
+def test_each_pilot_agent_calls_the_gateway_by_model_name_within_the_gateway_chain(
     docs: list[dict[str, Any]], pilot: StackConfig
 ) -> None:
+    """The pilot has a gateway: every agent's model endpoint is the gateway's Service, its
+    model name is the gateway's name of its model (which the proxy config maps to the
+    model's Service and served id), its health check is the gateway's readiness and its
+    deadline the gateway chain's worker hop."""
+    gateway_service = _of(docs, "Service", "model-gateway")
+    port = gateway_service["spec"]["ports"][0]["port"]
+    gateway = f"model-gateway.{gateway_service['metadata']['namespace']}.svc.cluster.local:{port}"
+    config = yaml.safe_load(_of(docs, "ConfigMap", "model-gateway-config")["data"]["config.yaml"])
+    deployments = {d["model_name"]: d["litellm_params"] for d in config["model_list"]}
+    assert pilot.gateway is not None
+    hops = timeouts_of(pilot.gateway, pilot.models, pilot.timeouts)
     for agent in pilot.agents:
         deployment = _of(docs, "Deployment", f"agent-{agent.name}")
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         env = _env(container)
+        assert env["MODEL_BASE_URL"] == f"http://{gateway}/v1"
+        assert env["MODEL_HEALTH_URL"] == f"http://{gateway}/health/readiness"
+        assert env["MODEL_NAME"] == agent.model
         model = next(m for m in pilot.models if m.name == agent.model)
-        # The model's own Service and Deployment in the plan: host, port and served name.
         service = _of(docs, "Service", model.name)
-        port = service["spec"]["ports"][0]["port"]
         host = f"{model.name}.{service['metadata']['namespace']}.svc.cluster.local"
-        assert env["MODEL_BASE_URL"] == f"http://{host}:{port}/v1"
+        upstream = deployments[agent.model]
+        assert upstream["api_base"] == f"http://{host}:{service['spec']['ports'][0]['port']}/v1"
         (server,) = _of(docs, "Deployment", model.name)["spec"]["template"]["spec"]["containers"]
         args = server["args"]
-        assert env["MODEL_NAME"] == args[args.index("--served-model-name") + 1]
-        chain = timeout_chain(model, pilot.timeouts)
-        assert int(env["MODEL_TIMEOUT_S"]) == chain.worker_s > chain.model_route_s
-        assert chain.model_route_s > model.slo.e2e_p99_s
+        assert upstream["model"] == "hosted_vllm/" + args[args.index("--served-model-name") + 1]
+        chain = hops.chains[model.name]
+        assert int(env["MODEL_TIMEOUT_S"]) == chain.worker_s > hops.route_s
+        assert chain.disorders() == []
+        # The key: a file of the agent's own Secret, never an environment value.
+        key_file = env["MODEL_API_KEY_FILE"]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        (source,) = volumes[mounts[posixpath.dirname(key_file)]]["projected"]["sources"]
+        assert source["secret"]["name"] == f"model-gateway-agent-{agent.name}"
+        assert source["secret"]["items"] == [
+            {"key": "api-key", "path": posixpath.basename(key_file)}
+        ]
         assert env["AGENT_TOOLS"] == ",".join(agent.tools)
         assert env["AGENT_NAME"] == agent.name and env["WORKER_MODE"] == agent.mode
+
+
+def test_without_a_gateway_an_agent_calls_its_model_service_within_its_chain(
+    pilot: StackConfig,
+) -> None:
+    direct = pilot.model_copy(update={"gateway": None})
+    for agent in direct.agents:
+        model = next(m for m in direct.models if m.name == agent.model)
+        target = model_target(direct, agent)
+        assert target.base_url == (
+            f"http://{model.name}.{direct.namespaces.models}.svc.cluster.local:8000/v1"
+        )
+        assert target.served_name == model.model
+        chain = timeout_chain(model, direct.timeouts)
+        assert target.timeout_s == chain.worker_s > chain.model_route_s > model.slo.e2e_p99_s
 
 
 def test_pilot_agents_are_restricted_spread_prioritised_and_probed(
@@ -231,7 +270,9 @@ def test_the_worker_loads_the_environment_the_stack_renders(
         env["AGENT_TEAM"] = deployment_labels(docs, agent)["team"]
         s = load_settings(env)
         model = next(m for m in pilot.models if m.name == agent.model)
-        assert s.model_timeout_s == timeout_chain(model, pilot.timeouts).worker_s
+        assert pilot.gateway is not None
+        hops = timeouts_of(pilot.gateway, pilot.models, pilot.timeouts)
+        assert s.model_timeout_s == hops.chains[model.name].worker_s
         assert s.tools == tuple(agent.tools)
         assert s.grace_period_s == agent.grace_period_s
         assert s.agent_team == pilot.cost_labels.team
@@ -592,6 +633,9 @@ def test_managed_stores_are_reached_through_the_vpc_cidr_on_their_client_ports(
     }
     data.pop("kafka")  # MSK needs an EKS cluster of the stack; ElastiCache does not
     pilot_raw["agents"] = pilot_raw["agents"][1:]  # the http agent alone
+    pilot_raw["gateway"]["keys"] = [
+        k for k in pilot_raw["gateway"]["keys"] if k["agent"] == "concierge"
+    ]
     cluster.pop("vpcCidr", None)
     existing = load(pilot_raw, "us-east-1", SOURCE)
     assert existing.data_plane.redis is not None

@@ -314,7 +314,12 @@ def test_nothing_pulumi_applies_fights_the_autoscalers(pilot_plan: Plan) -> None
     registrations = pilot_plan.capture.registrations
     deployments = [r for r in registrations if r.type == "kubernetes:apps/v1:Deployment"]
     scaled = {"qwen25-7b", "llama31-8b", "agent-concierge", "agent-researcher"}
-    assert {r.inputs["metadata"]["name"] for r in deployments} == {*scaled, "otel-collector"}
+    # The gateway keeps its configured replicas: nothing scales it.
+    assert {r.inputs["metadata"]["name"] for r in deployments} == {
+        *scaled,
+        "otel-collector",
+        "model-gateway",
+    }
     # KEDA sets the replicas, the Cluster Autoscaler the desired node count.
     assert all(
         "spec.replicas" in r.ignore_changes

@@ -30,6 +30,7 @@ from components.traffic.mesh import (
     istio_values,
     mesh_network_policies,
     mesh_resources,
+    model_callers_policy,
     routable_hosts,
 )
 from components.traffic.tenancy import namespace_labels
@@ -221,18 +222,31 @@ def test_a_single_replica_relies_on_the_panic_threshold(pilot_plan: Plan) -> Non
 # --------------------------------------------------------------------------- authz, egress
 
 
-def test_only_agent_service_accounts_call_model_servers(pilot_plan: Plan) -> None:
-    [policy] = _of(pilot_plan, "AuthorizationPolicy").values()
+def test_only_the_gateway_calls_model_servers(pilot_plan: Plan) -> None:
+    """The pilot has a gateway: the model servers admit its service account alone."""
+    policy = _of(pilot_plan, "AuthorizationPolicy")["model-servers-agent-callers"]
     assert policy.namespace == "swarmstack-models"
     spec = policy.body["spec"]
     assert spec["action"] == "ALLOW"
     assert spec["selector"] == {"matchLabels": {"app.kubernetes.io/component": "model-server"}}
     [rule] = spec["rules"]
     assert rule["from"][0]["source"]["principals"] == [
+        "cluster.local/ns/swarmstack-agents/sa/model-gateway"
+    ]
+    assert rule["to"] == [{"operation": {"ports": ["8000"]}}]
+
+
+def test_without_a_gateway_only_agent_service_accounts_call_model_servers(
+    pilot_raw: dict[str, Any],
+) -> None:
+    pilot_raw.pop("gateway")
+    config = load(pilot_raw, "us-east-1", "Pulumi.pilot.yaml")
+    spec = model_callers_policy(config.agents, config.namespaces)
+    [rule] = spec["rules"]
+    assert rule["from"][0]["source"]["principals"] == [
         "cluster.local/ns/swarmstack-agents/sa/agent-researcher",
         "cluster.local/ns/swarmstack-agents/sa/agent-concierge",
     ]
-    assert rule["to"] == [{"operation": {"ports": ["8000"]}}]
 
 
 def test_strict_mtls_in_both_meshed_namespaces(pilot_plan: Plan) -> None:
@@ -300,7 +314,11 @@ def test_managed_stores_get_service_entries_only_their_agents_see(
 ) -> None:
     config = load(_managed_stores(pilot_raw), "us-east-1", "Pulumi.pilot.yaml")
     resources = mesh_resources(
-        [], config.agents, config.namespaces, "us-east-1", managed_stores(config, "us-east-1")
+        [],
+        config.agents,
+        config.namespaces,
+        "us-east-1",
+        stores=managed_stores(config, "us-east-1"),
     )
     entries = {r.name: r for r in resources if r.kind == "ServiceEntry"}
     assert set(entries) == set(MANAGED_ENTRIES)

@@ -86,6 +86,8 @@ def test_the_pilot_monitors_each_workload_kind(pilot: StackConfig) -> None:
     assert set(monitors) == {
         ("PodMonitor", "model-servers"),
         ("PodMonitor", "agents"),
+        ("PodMonitor", "model-gateway"),
+        ("PodMonitor", "model-gateway-db"),
         ("PodMonitor", "kafka"),
         ("PodMonitor", "session-store"),
         ("PodMonitor", "vector-store"),
@@ -152,7 +154,7 @@ def test_the_crd_schemas_refuse_a_bad_monitor_and_a_bad_rule() -> None:
 
 def test_every_monitor_of_the_pilot_plan_passes_the_crd_schemas(pilot_plan: Plan) -> None:
     monitors = [m for m in pilot_plan.manifests if m.kind in ("ServiceMonitor", "PodMonitor")]
-    assert len(monitors) == 5
+    assert len(monitors) == 7
     assert check_monitoring_schemas(pilot_plan.manifests) == []
 
 
@@ -283,7 +285,7 @@ def test_plan_output_holds_the_monitors_and_no_receiver_secret(tmp_path: Path) -
     out = tmp_path / "pilot"
     docs = [yaml.safe_load(p.read_text()) for p in sorted((out / "manifests").glob("*.yaml"))]
     monitors = {(d["kind"], d["metadata"]["name"]) for d in docs if d["kind"].endswith("Monitor")}
-    assert ("PodMonitor", "kafka") in monitors and len(monitors) == 5
+    assert ("PodMonitor", "kafka") in monitors and len(monitors) == 7
     secret = next(
         d
         for d in docs

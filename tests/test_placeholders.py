@@ -21,6 +21,7 @@ import yaml
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from components.gateway.keys import salt_key_fingerprint
 from stacks.cli import EXIT_CONFIG, main
 from stacks.config import ConfigError, load
 from stacks.mode import current_mode, offline_plan
@@ -267,8 +268,16 @@ def test_up_refuses_the_shipped_placeholders_before_declaring_anything(tmp_path:
 
 
 def test_up_with_own_values_deploys(tmp_path: Path) -> None:
+    salt = "sk-" + "5a" * 32
+
+    def own_values_and_salt_key(config: dict[str, Any]) -> None:
+        _own_values(config)
+        config["swarmstack:gateway"]["saltKeyFingerprint"] = salt_key_fingerprint(salt)
+
     declared: list[Registration] = []
-    capture = _run_program(_program_input(tmp_path, _own_values), preview=False, declared=declared)
+    inp = _program_input(tmp_path, own_values_and_salt_key)
+    inp.config["swarmstack:gatewaySaltKey"] = salt  # still a secret key of the run
+    capture = _run_program(inp, preview=False, declared=declared)
     assert len(declared) > 50
     assert not any("refuses" in w for w in capture.warnings)
 
@@ -277,7 +286,8 @@ def test_preview_warns_with_each_key_and_declares_everything(tmp_path: Path) -> 
     declared: list[Registration] = []
     capture = _run_program(_program_input(tmp_path), preview=True, declared=declared)
     refusals = [w for w in capture.warnings if w.endswith("(`pulumi up` refuses it)")]
-    assert [w.split(":", 1)[0] for w in refusals] == SHIPPED_KEYS
+    # The runner's stand-in for the gateway's salt key is no salt key `up` would take.
+    assert [w.split(":", 1)[0] for w in refusals] == [*SHIPPED_KEYS, "gatewaySaltKey"]
     assert len(declared) > 50
 
 
@@ -358,8 +368,10 @@ def test_unset_secret_names_the_secret_keys(
     assert (
         "--unset-secret hfToken: not a secret config key (one of "
         "alertmanagerPagerdutyRoutingKey, alertmanagerSlackApiUrl, alertmanagerWebhookUrl, "
-        "grafanaAdminPassword, huggingFaceToken, qdrantApiKey, qdrantReadOnlyApiKey, "
-        "redisPassword, tracingBackendAuthHeader)" in capsys.readouterr().err
+        "gatewayAgentKeySeed, gatewayAnthropicApiKey, gatewayDatabasePassword, "
+        "gatewayGeminiApiKey, gatewayMasterKey, gatewayMistralApiKey, gatewayOpenaiApiKey, "
+        "gatewaySaltKey, grafanaAdminPassword, huggingFaceToken, qdrantApiKey, "
+        "qdrantReadOnlyApiKey, redisPassword, tracingBackendAuthHeader)" in capsys.readouterr().err
     )
     assert not (tmp_path / "out").exists()
 
@@ -369,6 +381,7 @@ def test_unsetting_a_token_no_model_needs_plans(tmp_path: Path) -> None:
         config["swarmstack:models"] = config["swarmstack:models"][:1]
         for agent in config["swarmstack:agents"]:  # each agent calls a model the stack serves
             agent["model"] = config["swarmstack:models"][0]["name"]
+        config["swarmstack:gateway"]["routes"] = []  # they name the model left out
 
     root, out = _project(tmp_path, no_hub), tmp_path / "out"
     argv = ["plan", "pilot", "--root", str(root), "--out", str(out)]

@@ -67,14 +67,16 @@ def test_plan_writes_every_artefact(pilot_out: Path) -> None:
     manifests = sorted((pilot_out / "manifests").glob("*.yaml"))
     kinds = [yaml.safe_load(p.read_text())["kind"] for p in manifests]
     assert kinds[:4] == ["Namespace"] * 4  # namespaces first: everything else lands in them
-    assert kinds.count("Deployment") == 5  # two model servers, two agent types, the collector
+    # two model servers, two agent types, the collector, the gateway
+    assert kinds.count("Deployment") == 6
     # 3 namespaces x (default deny + DNS) + the agents namespace into the model servers +
-    # Prometheus to the model servers + their HTTPS egress; per agent type its model (2),
+    # Prometheus to the model servers + their HTTPS egress; per agent type the gateway (2),
     # clients of the http one (1), Prometheus to the agents (1); the data plane's: kafka 6
     # (clients, 2 internal, 2 https, agents egress), redis 2, qdrant 5; traces 3 (models and
     # agents egress, the collector's own); the research team 2 (default deny, DNS); KEDA's
-    # operator to the brokers 1; the mesh's: models and agents to istiod.
-    assert kinds.count("NetworkPolicy") == 9 + 4 + 6 + 2 + 5 + 3 + 2 + 1 + 2
+    # operator to the brokers 1; the mesh's: models and agents to istiod; the gateway's 4
+    # (its clients, its egress to models and database, the database's ingress, the key Job).
+    assert kinds.count("NetworkPolicy") == 9 + 4 + 6 + 2 + 5 + 3 + 2 + 1 + 2 + 4
     assert "StorageClass" in kinds
     helm = yaml.safe_load((pilot_out / "helm" / "gpu-operator.yaml").read_text())
     assert helm["chart"] == "gpu-operator" and helm["version"] == "v26.7.0"
@@ -115,6 +117,7 @@ def test_tree_records_parents_and_dependencies(pilot_out: Path) -> None:
     parents = sorted(by_urn[d["parent"]]["type"] for d in deployments)
     assert parents == [
         *["swarmstack:agents:Workload"] * 2,
+        "swarmstack:gateway:ModelGateway",
         "swarmstack:observe:TracingCollector",
         *["swarmstack:serving:Model"] * 2,
     ]
@@ -198,16 +201,18 @@ def test_every_written_manifest_passes_strict_validation(pilot_out: Path) -> Non
     # One ScaledObject per model and agent type, the events agent's TriggerAuthentication.
     assert sorted(by_model["KEDA CRD schemas"]) == ["ScaledObject"] * 4 + ["TriggerAuthentication"]
     assert sorted(by_model["prometheus-operator CRD schemas"]) == [
-        *["PodMonitor"] * 5,
+        *["PodMonitor"] * 7,
         *["PrometheusRule"] * 6,
     ]
+    # Per model a route and a pool; the gateway's route, pool, callers, database callers,
+    # Sidecar and egress entry; one Sidecar per agent type.
     assert sorted(by_model["Istio CRD schemas"]) == [
-        "AuthorizationPolicy",
-        *["DestinationRule"] * 2,
+        *["AuthorizationPolicy"] * 3,
+        *["DestinationRule"] * 3,
         *["PeerAuthentication"] * 2,
-        "ServiceEntry",
-        *["Sidecar"] * 2,
-        *["VirtualService"] * 2,
+        *["ServiceEntry"] * 2,
+        *["Sidecar"] * 3,
+        *["VirtualService"] * 3,
     ]
     # PrometheusRules pass the stricter typed model too (it refuses unknown fields).
     for doc in monitoring.values():

@@ -81,7 +81,8 @@ def test_existing_cluster_mode_declares_no_aws_resources(tmp_path: Path) -> None
     tree = json.loads((out / "pilot" / "tree.json").read_text())
     provider = next(r for r in tree if r["type"] == "pulumi:providers:kubernetes")
     deployments = [r for r in tree if r["type"] == "kubernetes:apps/v1:Deployment"]
-    assert len(deployments) == 5  # two model servers, two agent types, the collector
+    # two model servers, two agent types, the collector, the gateway
+    assert len(deployments) == 6
     assert all(d["provider"].startswith(provider["urn"]) for d in deployments)
     summary = json.loads((out / "pilot" / "summary.json").read_text())
     assert any(

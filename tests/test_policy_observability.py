@@ -124,5 +124,6 @@ def test_the_pilot_plan_monitors_every_model_server_agent_and_store() -> None:
     # and the rule does look at them: without the monitors it reports each workload
     kept = [r for r in capture.registrations if not r.type.endswith("Monitor")]
     reported = evaluate(kept, {}, [rules_by_name()[RULE]])
-    # two model servers, two agent types, the Redis and Qdrant StatefulSets
-    assert len(reported) == 2 + 2 + 2
+    # two model servers, two agent types, the Redis and Qdrant StatefulSets, the gateway's
+    # Postgres (the gateway itself holds no state)
+    assert len(reported) == 2 + 2 + 2 + 1

@@ -27,7 +27,7 @@ from components.traffic.tenancy import team_policies
 from stacks.config import ConfigError, load
 from stacks.plan.recorder import Capture
 from stacks.plan.runner import read_program_input, run_program
-from stacks.quotas import agent_workloads, namespace_demands, stack_quotas
+from stacks.quotas import agent_workloads, gateway_workloads, namespace_demands, stack_quotas
 from tests.vllm_support import ROOT, stack_configs
 
 Raw = dict[str, Any]
@@ -133,17 +133,51 @@ def test_a_quota_for_a_namespace_without_one_is_refused(pilot_raw: Raw) -> None:
         load(raw, "us-east-1", "stacks/Pulumi.pilot.yaml")
 
 
-def test_the_pilots_agent_quota_is_every_worker_and_its_sidecar_at_max_replicas(
+def _requests(pod: dict[str, Any]) -> tuple[int, int]:
+    """A rendered pod's CPU (millicores) and memory (MiB) requests, the sidecar's added."""
+    cpu_m, memory_mi = 100, 128  # the mesh's sidecar
+    for c in pod["containers"] + pod.get("initContainers", []):
+        requests = c.get("resources", {}).get("requests", {})
+        cpu = str(requests.get("cpu", "0"))
+        cpu_m += int(cpu[:-1]) if cpu.endswith("m") else int(Decimal(cpu) * 1000)
+        memory = str(requests.get("memory", "0Mi"))
+        assert memory.endswith("Mi") or memory == "0Mi", memory
+        memory_mi += int(memory.removesuffix("Mi"))
+    return cpu_m, memory_mi
+
+
+def test_the_pilots_agent_quota_is_every_worker_gateway_pod_and_sidecar_at_max(
     plan_capture: Capture,
 ) -> None:
     """Each agent type at max replicas plus the one pod a rollout adds, the worker's
-    requests and the mesh's sidecar (100m, 128Mi) in each pod, as rendered in the plan."""
+    requests and the mesh's sidecar (100m, 128Mi) in each pod, plus the model gateway's
+    pods (proxy replicas + surge, Postgres, the migration and key Jobs), as rendered."""
     config = stack_configs()["pilot"]
     pods = {a.name: a.replicas.max + 1 for a in config.agents}
     cpu_m = sum((a.resources.cpu_millis + 100) * pods[a.name] for a in config.agents)
     memory_mi = sum((a.resources.memory_mib + 128) * pods[a.name] for a in config.agents)
     # researcher 6+1 pods x (500m, 1024Mi), concierge 4+1 x (500m, 512Mi), sidecars added
     assert (cpu_m, memory_mi, sum(pods.values())) == (7200, 11264, 12)
+    # The gateway's pods as the plan renders them, each with its sidecar.
+    assert config.gateway is not None
+    gateway = {
+        "kubernetes:apps/v1:Deployment": config.gateway.replicas + 1,
+        "kubernetes:apps/v1:StatefulSet": 1,
+        "kubernetes:batch/v1:Job": 1,
+    }
+    gateway_pods = 0
+    for kind, count in gateway.items():
+        for r in plan_capture.of_type(kind):
+            meta = r.inputs["metadata"]
+            if meta["namespace"] != "swarmstack-agents" or meta["name"].startswith("agent-"):
+                continue
+            c, m = _requests(r.inputs["spec"]["template"]["spec"])
+            cpu_m, memory_mi, gateway_pods = (
+                cpu_m + c * count,
+                memory_mi + m * count,
+                (gateway_pods + count),
+            )
+    assert gateway_pods == config.gateway.replicas + 1 + 3
     quota = plan_capture.named("tenancy-agents-quota").inputs
     assert quota["metadata"] == {
         "name": "swarmstack-quota",
@@ -151,9 +185,9 @@ def test_the_pilots_agent_quota_is_every_worker_and_its_sidecar_at_max_replicas(
         "labels": config.cost_labels.as_labels(),
     }
     assert quota["spec"]["hard"] == {
-        "requests.cpu": "7200m",
-        "requests.memory": "11Gi",
-        "pods": "12",
+        "requests.cpu": f"{cpu_m}m",
+        "requests.memory": f"{memory_mi}Mi" if memory_mi % 1024 else f"{memory_mi // 1024}Gi",
+        "pods": str(12 + gateway_pods),
     }
     # The figures come from the pods the plan's Deployments carry, not from the config.
     deployments = {
@@ -161,34 +195,40 @@ def test_the_pilots_agent_quota_is_every_worker_and_its_sidecar_at_max_replicas(
         for r in plan_capture.of_type("kubernetes:apps/v1:Deployment")
         if r.inputs["metadata"]["namespace"] == "swarmstack-agents"
     }
-    assert sorted(deployments) == ["agent-concierge", "agent-researcher"]
-    for w in agent_workloads(config):
+    assert sorted(deployments) == ["agent-concierge", "agent-researcher", "model-gateway"]
+    for w in agent_workloads(config) + gateway_workloads(config):
+        if w.name not in deployments:
+            continue
         rendered = deployments[w.name]["template"]["spec"]["containers"][0]["resources"]
         assert w.pod["containers"][0]["resources"] == rendered
         assert w.surge == deployments[w.name]["strategy"]["rollingUpdate"]["maxSurge"]
 
 
 def test_an_agent_quota_below_the_workers_demand_is_refused(pilot_raw: Raw) -> None:
-    short = {"cpu": 7, "memoryGib": 11, "pods": 11}
+    demand = namespace_demands(stack_configs()["pilot"])["agents"]
+    cpu, pods = demand.requests["cpu"], demand.pods
+    memory_gib = demand.requests["memory"] / 2**30
+    short = {"cpu": int(cpu) - 1, "memoryGib": float(memory_gib) + 1, "pods": pods - 1}
     raw = {**pilot_raw, "tenancy": {"quotas": {"agents": short}}}
     with pytest.raises(ConfigError) as caught:
         load(raw, "us-east-1", "stacks/Pulumi.pilot.yaml")
     text = str(caught.value)
     assert (
-        "tenancy.quotas.agents: cpu: quota 7 is below the 7200m its workloads request at "
-        "max replicas" in text
+        f"tenancy.quotas.agents: cpu: quota {int(cpu) - 1} is below the "
+        f"{int(cpu * 1000)}m its workloads request at max replicas" in text
     )
-    assert "tenancy.quotas.agents: pods: quota 11 is below the 12 pods its workloads reach" in (
-        text
+    assert (
+        f"tenancy.quotas.agents: pods: quota {pods - 1} is below the {pods} pods its "
+        "workloads reach" in text
     )
-    assert "memory:" not in text  # 11Gi is exactly enough
-    enough = {**pilot_raw, "tenancy": {"quotas": {"agents": {**short, "cpu": 7.2, "pods": 12}}}}
-    config = load(enough, "us-east-1", "stacks/Pulumi.pilot.yaml")
-    assert stack_quotas(config)["agents"] == {
-        "requests.cpu": "7200m",
-        "requests.memory": "11Gi",
-        "pods": "12",
+    assert "memory:" not in text  # a GiB more than needed
+    enough = {
+        **pilot_raw,
+        "tenancy": {"quotas": {"agents": {**short, "cpu": float(cpu), "pods": pods}}},
     }
+    config = load(enough, "us-east-1", "stacks/Pulumi.pilot.yaml")
+    assert stack_quotas(config)["agents"]["pods"] == str(pods)
+    assert stack_quotas(config)["agents"]["requests.cpu"] == f"{int(cpu * 1000)}m"
 
 
 def test_a_sandboxed_pod_counts_its_runtime_class_overhead(pilot_raw: Raw) -> None:
@@ -208,7 +248,7 @@ def test_a_sandboxed_pod_counts_its_runtime_class_overhead(pilot_raw: Raw) -> No
     assert workloads["agent-concierge"].pod["overhead"] == {"cpu": "250m", "memory": "160Mi"}
     assert "overhead" not in workloads["agent-researcher"].pod  # runc: no class, no overhead
     sidecar = {"cpu": Decimal("0.1"), "memory": Decimal(128 * 2**20)}
-    demand = namespace_demand(workloads.values(), sidecar)
+    demand = namespace_demand([*workloads.values(), *gateway_workloads(config)], sidecar)
     assert demand.requests["cpu"] - plain.requests["cpu"] == Decimal("0.25") * 5
     assert demand.requests["memory"] - plain.requests["memory"] == 160 * 2**20 * 5
 

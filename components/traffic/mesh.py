@@ -68,6 +68,8 @@ from components.agents.spec import (
 from components.agents.spec import (
     canary_selector_labels as canary_selector_labels_of_agent,
 )
+from components.gateway import database as gateway_database
+from components.gateway import proxy as gateway_proxy
 from components.serving.model_serving import canary_selector_labels
 from components.serving.model_serving import selector_labels as selector_labels_of_model
 from components.specs import (
@@ -378,10 +380,30 @@ def agent_principal(agent: AgentSpec, agents_namespace: str) -> str:
     return f"{CLUSTER_DOMAIN}/ns/{agents_namespace}/sa/{workload_name(agent)}"
 
 
-def model_callers_policy(agents: Sequence[AgentSpec], ns: Namespaces) -> dict[str, Any]:
+def account_principal(account: str, namespace: str) -> str:
+    return f"{CLUSTER_DOMAIN}/ns/{namespace}/sa/{account}"
+
+
+@dataclass(frozen=True)
+class GatewayTraffic:
+    """What the mesh needs to know of a model gateway: the agent-side route's timeout (the
+    timeout chain's `gateway route` hop) and the managed APIs' hosts it calls."""
+
+    route_s: int
+    external_hosts: tuple[str, ...] = ()
+
+
+def model_callers_policy(
+    agents: Sequence[AgentSpec], ns: Namespaces, gateway: GatewayTraffic | None = None
+) -> dict[str, Any]:
     """AuthorizationPolicy: only agent service accounts call model servers, on the model
-    port. With no agent types it admits nobody (an ALLOW policy without rules)."""
-    principals = [agent_principal(a, ns.agents) for a in agents]
+    port; with a gateway, only the gateway's. With no caller it admits nobody (an ALLOW
+    policy without rules)."""
+    principals = (
+        [account_principal(gateway_proxy.NAME, ns.agents)]
+        if gateway is not None
+        else [agent_principal(a, ns.agents) for a in agents]
+    )
     spec: dict[str, Any] = {
         "selector": {"matchLabels": {"app.kubernetes.io/component": MODEL_SERVER_COMPONENT}},
         "action": "ALLOW",
@@ -470,13 +492,18 @@ def managed_egress(agent: AgentSpec, stores: ManagedStores | None) -> list[Manag
 
 
 def agent_sidecar(
-    agent: AgentSpec, ns: Namespaces, stores: ManagedStores | None = None
+    agent: AgentSpec,
+    ns: Namespaces,
+    stores: ManagedStores | None = None,
+    gateway: GatewayTraffic | None = None,
 ) -> dict[str, Any]:
     """A Sidecar for one agent type: its proxy sees its own external hosts, the managed
-    stores it dials, the models, the data stores and istiod, and nothing else."""
+    stores it dials, the models (with a gateway: the gateway instead), the data stores and
+    istiod, and nothing else."""
     hosts = [f"./{h}" for h in agent.egress]
     hosts += [f"./{h}" for e in managed_egress(agent, stores) for h in e.hosts]
-    hosts += [f"{ns.models}/*", f"{ns.data}/*", f"{ISTIO_NAMESPACE}/*"]
+    models = f"./{gateway_proxy.service_host(ns.agents)}" if gateway else f"{ns.models}/*"
+    hosts += [models, f"{ns.data}/*", f"{ISTIO_NAMESPACE}/*"]
     return {
         "workloadSelector": {"labels": type_selector(agent)},
         "egress": [{"hosts": hosts}],
@@ -497,6 +524,147 @@ def weights_hosts(models: Sequence[ModelSpec], region: str) -> list[str]:
         elif isinstance(m.weights, HubWeights):
             hosts += HUB_HOSTS
     return sorted(set(hosts))
+
+
+# --------------------------------------------------------------------------- the gateway
+
+
+def gateway_route(ns: Namespaces, gateway: GatewayTraffic) -> dict[str, Any]:
+    """The agents' route to the gateway: the chain's `gateway route` timeout, retried only
+    before the request reaches the proxy (as the model routes are)."""
+    host = gateway_proxy.service_host(ns.agents)
+    timeout = seconds(gateway.route_s)
+    return {
+        "hosts": [host],
+        "exportTo": ["."],
+        "http": [
+            {
+                "name": "gateway",
+                "route": [{"destination": {"host": host, "port": {"number": gateway_proxy.PORT}}}],
+                "timeout": timeout,
+                "retries": {
+                    "attempts": RETRY_ATTEMPTS,
+                    "retryOn": ",".join(SAFE_RETRY_ON),
+                    "perTryTimeout": timeout,
+                },
+            }
+        ],
+    }
+
+
+def gateway_destination_rule(ns: Namespaces) -> dict[str, Any]:
+    return {
+        "host": gateway_proxy.service_host(ns.agents),
+        "exportTo": ["."],
+        "trafficPolicy": {
+            "tls": {"mode": "ISTIO_MUTUAL"},
+            "connectionPool": {
+                "tcp": {
+                    "connectTimeout": seconds(CONNECT_TIMEOUT_S),
+                    "tcpKeepalive": {
+                        "time": seconds(KEEPALIVE_TIME_S),
+                        "interval": seconds(KEEPALIVE_INTERVAL_S),
+                        "probes": KEEPALIVE_PROBES,
+                    },
+                }
+            },
+        },
+    }
+
+
+def gateway_callers_policy(agents: Sequence[AgentSpec], ns: Namespaces) -> dict[str, Any]:
+    """AuthorizationPolicy: the gateway accepts the agent types and its key Job, on its port."""
+    principals = [agent_principal(a, ns.agents) for a in agents]
+    principals.append(account_principal(gateway_proxy.KEY_JOB_ACCOUNT, ns.agents))
+    return {
+        "selector": {"matchLabels": gateway_proxy.selector_labels()},
+        "action": "ALLOW",
+        "rules": [
+            {
+                "from": [{"source": {"principals": principals}}],
+                "to": [{"operation": {"ports": [str(gateway_proxy.PORT)]}}],
+            }
+        ],
+    }
+
+
+def gateway_database_policy(ns: Namespaces) -> dict[str, Any]:
+    """AuthorizationPolicy: only the gateway's service account (its proxy and its migration
+    Job) reaches its database."""
+    return {
+        "selector": {"matchLabels": gateway_database.selector_labels()},
+        "action": "ALLOW",
+        "rules": [
+            {
+                "from": [
+                    {"source": {"principals": [account_principal(gateway_proxy.NAME, ns.agents)]}}
+                ],
+                "to": [{"operation": {"ports": [str(gateway_database.PORT)]}}],
+            }
+        ],
+    }
+
+
+def gateway_sidecar(ns: Namespaces, gateway: GatewayTraffic) -> dict[str, Any]:
+    """The gateway's proxy sees the models, its database, the data stores (Redis), istiod
+    and the managed APIs' hosts."""
+    hosts = [f"./{h}" for h in gateway.external_hosts]
+    hosts += [
+        f"./{gateway_database.host(ns.agents)}",
+        f"{ns.models}/*",
+        f"{ns.data}/*",
+        f"{ISTIO_NAMESPACE}/*",
+    ]
+    return {
+        "workloadSelector": {"labels": gateway_proxy.selector_labels()},
+        "egress": [{"hosts": hosts}],
+        "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"},
+    }
+
+
+def gateway_resources(
+    agents: Sequence[AgentSpec], ns: Namespaces, gateway: GatewayTraffic
+) -> list[MeshResource]:
+    out = [
+        MeshResource(
+            NETWORKING, "VirtualService", ns.agents, gateway_proxy.NAME, gateway_route(ns, gateway)
+        ),
+        MeshResource(
+            NETWORKING,
+            "DestinationRule",
+            ns.agents,
+            gateway_proxy.NAME,
+            gateway_destination_rule(ns),
+        ),
+        MeshResource(
+            SECURITY,
+            "AuthorizationPolicy",
+            ns.agents,
+            f"{gateway_proxy.NAME}-callers",
+            gateway_callers_policy(agents, ns),
+        ),
+        MeshResource(
+            SECURITY,
+            "AuthorizationPolicy",
+            ns.agents,
+            f"{gateway_database.NAME}-callers",
+            gateway_database_policy(ns),
+        ),
+        MeshResource(
+            NETWORKING, "Sidecar", ns.agents, gateway_proxy.NAME, gateway_sidecar(ns, gateway)
+        ),
+    ]
+    if gateway.external_hosts:
+        out.append(
+            MeshResource(
+                NETWORKING,
+                "ServiceEntry",
+                ns.agents,
+                f"{gateway_proxy.NAME}-egress",
+                external_service(gateway.external_hosts),
+            )
+        )
+    return out
 
 
 # --------------------------------------------------------------------------- network policy
@@ -559,7 +727,9 @@ def mesh_resources(
     agents: Sequence[AgentSpec],
     ns: Namespaces,
     region: str,
+    *,
     stores: ManagedStores | None = None,
+    gateway: GatewayTraffic | None = None,
 ) -> list[MeshResource]:
     """Every Istio custom resource the stack declares, from its config alone."""
     out = [
@@ -591,9 +761,11 @@ def mesh_resources(
             "AuthorizationPolicy",
             ns.models,
             "model-servers-agent-callers",
-            model_callers_policy(agents, ns),
+            model_callers_policy(agents, ns, gateway),
         )
     )
+    if gateway is not None:
+        out += gateway_resources(agents, ns, gateway)
     hosts = weights_hosts([m for m, _ in models], region)
     if hosts:
         out.append(
@@ -614,7 +786,9 @@ def mesh_resources(
                 )
             )
         out.append(
-            MeshResource(NETWORKING, "Sidecar", ns.agents, name, agent_sidecar(agent, ns, stores))
+            MeshResource(
+                NETWORKING, "Sidecar", ns.agents, name, agent_sidecar(agent, ns, stores, gateway)
+            )
         )
         if agent.canary is not None and agent.mode == "http":
             out.append(

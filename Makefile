@@ -12,7 +12,7 @@ LITELLM_STAMP := $(LITELLM_VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
 .PHONY: setup setup-serve system-deps plan test test-fast lint typecheck check generate golden \
-	bench bench-worker loadtest loadtest-smoke clean
+	bench bench-worker bench-gateway loadtest loadtest-smoke clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -116,6 +116,12 @@ loadtest-smoke: setup-serve
 bench-worker: setup-serve ## latency and CPU the agent worker adds over vLLM, 1-16 sessions
 	$(BIN)/python benchmarks/worker_overhead.py --concurrency 1,4,8,16 --pairs 48
 	$(BIN)/python benchmarks/ttft_agreement.py
+
+# What the model gateway costs and what session affinity gains (both real servers on CPU).
+bench-gateway: setup-serve ## latency LiteLLM's proxy adds over vLLM; prefix-cache hits, affinity vs round-robin
+	$(BIN)/python benchmarks/gateway_overhead.py --concurrency 1,4 --pairs 32 \
+		--litellm-python $(LITELLM_VENV)/bin/python --vllm-python $(VLLM_VENV)/bin/python
+	$(BIN)/python benchmarks/prefix_affinity.py --vllm-python $(VLLM_VENV)/bin/python
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache

@@ -174,7 +174,7 @@ def test_a_rate_limit_is_waited_out_as_retry_after_says_and_never_stormed(
 
     started = time.monotonic()
     refused = post_turn(impatient.url, create_session(impatient.url), TURN)
-    assert time.monotonic() - started < 10  # gave up at once, no wait it could not finish
+    assert time.monotonic() - started < 20  # gave up at once: no 60 s wait it could not finish
     error = refused.first("error")
     assert error["retryable"] is True and error["retry_after_s"] == 60
     assert "rate limited" in error["message"] and "deadline" in error["message"]
@@ -187,7 +187,7 @@ def test_a_rate_limit_is_waited_out_as_retry_after_says_and_never_stormed(
     waited = post_turn(patient.url, create_session(patient.url), TURN, timeout_s=150)
     elapsed = time.monotonic() - started
     assert waited.names()[-1] == "done", waited.events
-    assert 60 <= elapsed < 80  # Retry-After, plus jitter and the answer
+    assert 60 <= elapsed < 105  # Retry-After, plus jitter and the answer (2 shared cores)
     assert gateway.chat_statuses()[seen:] == [200, 429, 429, 200]  # no storm
     text = metrics_text(patient.url)
     assert metric_value(text, "agent_model_rate_limited_total", outcome="retried") == 1

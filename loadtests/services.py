@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import importlib.util
 import os
+import secrets
 import signal
 import socket
 import ssl
@@ -24,8 +25,11 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from components.agents.spec import WORKER_COMMAND as RENDERED_WORKER_COMMAND
 from components.data.redis import (
@@ -402,6 +406,81 @@ def start_tansu(*, workdir: Path, port: int | None = None) -> Service:
     process, log_path = _launch("tansu", argv, workdir=workdir, env=env)
     service = Service("tansu", f"127.0.0.1:{port}", port, process, log_path)
     return _wait_ready(service, lambda: kafka_ready(port), timeout_s=30, interval_s=0.1)
+
+
+# --------------------------------------------------------------------------- LiteLLM proxy
+
+DEFAULT_LITELLM_VENV = ROOT / ".venv-litellm"
+
+
+@dataclass
+class GatewayService(Service):
+    """The proxy, with the master key generated for this run (never printed: it is kept
+    out of the dataclass's repr, and reaches the proxy through its environment only)."""
+
+    master_key: str = field(default="", repr=False)
+
+
+def litellm_python(explicit: str | None = None) -> str:
+    """The LiteLLM venv's interpreter: `explicit`, $SWARMSTACK_LITELLM_PYTHON, or
+    .venv-litellm (built by `make setup-serve`)."""
+    python = explicit or os.environ.get("SWARMSTACK_LITELLM_PYTHON")
+    if python:
+        return python
+    candidate = DEFAULT_LITELLM_VENV / "bin" / "python"
+    if not (DEFAULT_LITELLM_VENV / ".installed").exists():
+        raise ServiceError(
+            f"the LiteLLM venv {DEFAULT_LITELLM_VENV} is not built: run `make setup-serve`, "
+            "or set SWARMSTACK_LITELLM_PYTHON to a python with litellm's proxy"
+        )
+    return str(candidate)
+
+
+def start_litellm(
+    config: Mapping[str, Any],
+    *,
+    workdir: Path,
+    env: Mapping[str, str],
+    python: str | None = None,
+    port: int | None = None,
+    timeout_s: float = 120,
+) -> GatewayService:
+    """LiteLLM's proxy on 127.0.0.1 with `config` (the dict the gateway component renders,
+    `components.gateway.proxy_config.render_proxy_config`), written to `config.yaml` in
+    `workdir` as the cluster's ConfigMap holds it.
+
+    The config names its secrets as `os.environ/<NAME>`: they come from `env` (Redis
+    address and password, provider keys), except the master key and the salt key, which
+    are generated here for this run. Returns once `/health/readiness` answers 200, within
+    `timeout_s`; the log is `workdir/litellm.log`.
+    """
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    python = litellm_python(python)
+    if os.sep in python:
+        python = os.path.abspath(python)
+    proxy = Path(python).parent / "litellm"  # the proxy's console script in its venv
+    master_key = "sk-" + secrets.token_urlsafe(24)  # LiteLLM wants the sk- prefix
+    full_env = {
+        **os.environ,
+        **env,
+        "LITELLM_MASTER_KEY": master_key,
+        "LITELLM_SALT_KEY": "sk-" + secrets.token_urlsafe(24),
+        # The model cost map ships in the wheel; without this the proxy first tries to
+        # fetch a newer one from the internet, 3 times, which costs about 8 s offline.
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_TELEMETRY": "False",
+        "HOME": str(workdir),  # anything it caches stays in this run's folder
+        "PYTHONUNBUFFERED": "1",
+    }
+    argv = [str(proxy), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port)]
+    process, log_path = _launch("litellm", argv, workdir=workdir, env=full_env)
+    url = f"http://127.0.0.1:{port}"
+    service = GatewayService("litellm", url, port, process, log_path, master_key=master_key)
+    _wait_ready(service, lambda: http_ok(f"{url}/health/readiness"), timeout_s=timeout_s)
+    return service
 
 
 # --------------------------------------------------------------------------- agent worker

@@ -64,6 +64,11 @@ def test_events_mode() -> None:
         ({**EVENTS, "TASK_TOPIC": ""}, "TASK_TOPIC"),
         ({**EVENTS, "RESULT_TOPIC": "agent-tasks"}, "RESULT_TOPIC"),
         ({**BASE, "SWARM_FAULT_HOOKS": "1", "SWARM_FAULT": "explode"}, "SWARM_FAULT"),
+        ({**BASE, "MODEL_HEALTH_URL": "/health/readiness"}, "MODEL_HEALTH_URL"),
+        ({**BASE, "MODEL_API_KEY": "sk-in-the-env"}, "MODEL_API_KEY"),
+        ({**BASE, "MODEL_API_KEY_FILE": "/nonexistent/key"}, "MODEL_API_KEY_FILE"),
+        ({**BASE, "MODEL_DEGRADED_NAME": BASE["MODEL_NAME"]}, "MODEL_DEGRADED_NAME"),
+        ({**BASE, "MODEL_RATE_LIMIT_ATTEMPTS": "0"}, "MODEL_RATE_LIMIT_ATTEMPTS"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
@@ -122,3 +127,27 @@ def test_agent_tools_unset_is_every_tool_none_is_no_tool_and_a_list_is_kept() ->
 def test_agent_tools_refuses_unknown_and_repeated_names(value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings({**BASE, "AGENT_TOOLS": value})
+
+
+def test_a_gateway_connection_health_url_key_file_and_cheaper_model(tmp_path: Path) -> None:
+    """Behind a gateway the worker probes the gateway's own readiness (MODEL_HEALTH_URL),
+    not the model's /health, sends the agent's key from its mounted file, and knows its
+    cheaper model."""
+    key = tmp_path / "key"
+    key.write_text("sk-agent-concierge\n")
+    s = load_settings(
+        {
+            **BASE,
+            "MODEL_BASE_URL": "http://gateway.gateway.svc:4000/v1",
+            "MODEL_HEALTH_URL": "http://gateway.gateway.svc:4000/health/readiness",
+            "MODEL_API_KEY_FILE": str(key),
+            "MODEL_DEGRADED_NAME": "small-model",
+            "MODEL_RATE_LIMIT_ATTEMPTS": "2",
+        }
+    )
+    assert s.model_health_url == "http://gateway.gateway.svc:4000/health/readiness"
+    assert s.model_api_key() == "sk-agent-concierge"
+    assert (s.degraded_model_name, s.model_max_attempts) == ("small-model", 2)
+    plain = load_settings(BASE)
+    assert plain.model_api_key() is None and plain.degraded_model_name is None
+    assert plain.model_max_attempts == 3

@@ -27,6 +27,8 @@ def exercised() -> m.Metrics:
     metrics.tasks.labels("agent-a", "published").inc()
     metrics.budget_actions.labels("agent-a", "user", "degraded").inc()
     metrics.budget_used.labels("agent-a").set(0.5)
+    metrics.rate_limited([1.5], gave_up=True)
+    metrics.gateway_budget.labels("agent-a", "model-x", "degraded").inc()
     return metrics
 
 
@@ -74,3 +76,24 @@ def test_active_sessions_window() -> None:
     assert metrics._count_active(now=m.ACTIVE_WINDOW_S) == 2.0
     assert metrics._count_active(now=m.ACTIVE_WINDOW_S + 1) == 1.0
     assert metrics._count_active(now=3 * m.ACTIVE_WINDOW_S) == 0.0
+
+
+def test_rate_limits_and_gateway_budgets_start_at_zero_and_count_waits() -> None:
+    """The rate-limit and gateway-budget families exist at 0 for the agent's model and its
+    cheaper one before anything happened, and a call's waits count as retries."""
+    metrics = m.Metrics("agent-a", ("big", "small"))
+    text = metrics.exposition().decode()
+    for outcome in ("retried", "gave_up"):
+        assert f'agent_model_rate_limited_total{{agent="agent-a",outcome="{outcome}"}} 0.0' in text
+    assert 'agent_model_backoff_seconds_total{agent="agent-a"} 0.0' in text
+    for model in ("big", "small"):
+        for action in ("degraded", "refused"):
+            sample = f'agent_gateway_budget_actions_total{{action="{action}",agent="agent-a",'
+            assert f'{sample}model="{model}"}} 0.0' in text
+
+    metrics.rate_limited([0.5, 1.25], gave_up=False)  # two waits, then it went through
+    metrics.rate_limited([], gave_up=True)  # refused once, no time left to wait
+    text = metrics.exposition().decode()
+    assert 'agent_model_rate_limited_total{agent="agent-a",outcome="retried"} 2.0' in text
+    assert 'agent_model_rate_limited_total{agent="agent-a",outcome="gave_up"} 1.0' in text
+    assert 'agent_model_backoff_seconds_total{agent="agent-a"} 1.75' in text

@@ -19,7 +19,7 @@ import httpx
 from agent_worker.config import load_settings
 from agent_worker.events import EventLoop, Task
 from agent_worker.http_app import build_app
-from agent_worker.model import ModelClient
+from agent_worker.model import GatewayBudgetError, ModelClient, ModelResult
 from agent_worker.service import Worker
 from agent_worker.sse import parse_events
 from agent_worker.store import USAGE_STREAM
@@ -193,5 +193,129 @@ def test_event_mode_tasks_run_degraded_then_get_an_error_result(redis_factory: A
         assert third["error"] == "user's daily token budget exhausted: 66 of 40 tokens used"
         assert third["budget"] == {"scope": "user", "limit_tokens": 40, "used_tokens": 66}
         json.dumps(third)  # the result is what gets published: plain JSON
+
+    run(scenario)
+
+
+class GatewayModel(ScriptedModel):
+    """The scripted model behind a gateway whose budget for the models in `spent` is
+    used up: a call to one of them gets the gateway's refusal (LiteLLM's error text)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spent: set[str] = set()
+
+    async def chat(self, body: dict[str, Any], on_text: Any) -> ModelResult:
+        if body["model"] in self.spent:
+            self.bodies.append(body)
+            raise GatewayBudgetError(
+                "model gateway refused the call: budget exhausted (429)",
+                429,
+                f"No deployments available - crossed budget: deployment {body['model']}",
+            )
+        return await super().chat(body, on_text)
+
+
+def test_a_spent_gateway_budget_degrades_to_the_cheaper_model_then_fails_clearly(
+    redis_factory: Any,
+) -> None:
+    redis = redis_factory(appendonly=False)
+    settings = load_settings(
+        {
+            "MODEL_BASE_URL": "http://127.0.0.1:1/v1",
+            "MODEL_NAME": "big",
+            "MODEL_DEGRADED_NAME": "small",
+            "REDIS_URL": redis.url,
+            "AGENT_NAME": "test-agent",
+            "QDRANT_PATH": ":memory:",
+        }
+    )
+    w = Worker(settings)
+    model = GatewayModel()
+    w.agent.model = cast(ModelClient, model)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=build_app(w)), base_url="http://worker"
+        ) as client:
+            sid = (await client.post("/v1/sessions", json={"user": "dana"})).json()["session_id"]
+            assert events(await turn(client, sid, "t1"))[-1][0] == "done"
+
+            # The big model's budget is spent at the gateway: the same step goes again on
+            # the small model, degraded (half the answer), and the turn finishes.
+            model.spent.add("big")
+            body = {"message": "Note it", "tool": "ledger", "turn_id": "t2", "max_tokens": 16}
+            got = events(await client.post(f"/v1/sessions/{sid}/turns", json=body))
+            assert got[0] == (
+                "degraded",
+                {
+                    "scope": "gateway",
+                    "used_ratio": 1.0,
+                    "model": "small",
+                    "max_steps": 2,
+                    "max_tokens": 8,
+                },
+            )
+            assert [e for e, _ in got[1:]] == ["tool_call", "tool_result"] + ["token"] * 3 + [
+                "done"
+            ]
+            assert [b["model"] for b in model.bodies] == ["big", "big", "small", "small"]
+            assert model.bodies[-1]["max_tokens"] == 8
+
+            # Both budgets spent: no cheaper model is left, the turn fails and says why.
+            model.spent.add("small")
+            got = events(await turn(client, sid, "t3"))
+            assert got[0][0] == "degraded" and got[-1][0] == "error"
+            message = got[-1][1]["message"]
+            assert message.startswith(
+                "model budget exhausted at the gateway for 'big' and the cheaper 'small'"
+            )
+            assert "crossed budget" in message and "retryable" not in got[-1][1]
+            document = (await client.get(f"/v1/sessions/{sid}")).json()
+            assert [t["outcome"] for t in document["turns"]] == ["done", "done", "failed"]
+            assert document["turns"][1]["degraded"]["model"] == "small"
+            records = cast(
+                list[tuple[str, dict[str, str]]], await w.store.redis.xrange(USAGE_STREAM)
+            )
+            assert [f["model"] for _, f in records] == ["big", "small", "small"]
+            text = (await client.get("/metrics")).text
+        await w.close()
+        gateway = "agent_gateway_budget_actions_total"
+        assert metric_value(text, gateway, model="big", action="degraded") == 2
+        assert metric_value(text, gateway, model="small", action="refused") == 1
+        assert metric_value(text, gateway, model="big", action="refused") == 0
+        assert metric_value(text, "agent_model_calls_total", model="small") == 2
+
+    run(scenario)
+
+
+def test_a_worker_budget_degrades_to_the_cheaper_model_too(redis_factory: Any) -> None:
+    redis = redis_factory(appendonly=False)
+    w, model = worker(
+        redis.url,
+        MODEL_DEGRADED_NAME="small",
+        BUDGET_SESSION_TOKENS="100",
+        BUDGET_DEGRADE_AT="0.3",
+    )
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=build_app(w)), base_url="http://worker"
+        ) as client:
+            sid = (await client.post("/v1/sessions", json={"user": "erin"})).json()["session_id"]
+            assert events(await turn(client, sid, "t1"))[-1][0] == "done"
+            got = events(await turn(client, sid, "t2"))  # 33 of 100: above 0.3
+            assert got[0] == (
+                "degraded",
+                {
+                    "scope": "session",
+                    "used_ratio": 0.33,
+                    "model": "small",
+                    "max_steps": 2,
+                    "max_tokens": 8,
+                },
+            )
+        await w.close()
+        assert [b["model"] for b in model.bodies] == ["m", "small"]
 
     run(scenario)

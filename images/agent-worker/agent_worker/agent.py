@@ -18,11 +18,17 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from agent_worker import state
 from agent_worker import tracing as tr
-from agent_worker.budget import agent_used_ratio
+from agent_worker.budget import DEGRADED_MAX_STEPS, agent_used_ratio, degraded_limits
 from agent_worker.config import Settings
 from agent_worker.faults import Faults
 from agent_worker.metrics import Metrics, turn_bucket
-from agent_worker.model import ModelClient, ModelError, build_request
+from agent_worker.model import (
+    GatewayBudgetError,
+    ModelClient,
+    ModelError,
+    RateLimitedError,
+    build_request,
+)
 from agent_worker.state import JSON, CallModel, Fail, Finish, RunTool
 from agent_worker.store import Store
 from agent_worker.tools import ToolRunner, openai_tool
@@ -38,6 +44,19 @@ class LeaseLostError(Exception):
 
 class RetryableTurnError(Exception):
     """The turn cannot continue now (model or store failure); it stays resumable."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s  # when the endpoint said when to come back
+
+
+class GatewayBudgetSpentError(Exception):
+    """The gateway refused a model step because the budget of `model` is spent."""
+
+    def __init__(self, model: str, error: GatewayBudgetError) -> None:
+        super().__init__(str(error))
+        self.model = model
+        self.error = error
 
 
 class StepFailedError(Exception):
@@ -148,7 +167,7 @@ class Agent:
             "session": session["session_id"],
             "user": session["user"],
             "team": self.settings.agent_team,
-            "model": self.settings.model_name,
+            "model": state.turn_model(turn, self.settings.model_name),
             "input_tokens": int(turn["input_tokens"]),
             "output_tokens": int(turn["output_tokens"]),
             "tool_calls": len(turn["tool_results"]),
@@ -192,6 +211,13 @@ class Agent:
                     session = await self._model_step(session, action, token, emit)
                 except StepFailedError as exc:
                     action = Fail(str(exc))
+                except GatewayBudgetSpentError as exc:
+                    degraded = await self._gateway_budget(session, exc, token, emit)
+                    if isinstance(degraded, Fail):
+                        action = degraded
+                    else:
+                        session = degraded  # the same step again, on the cheaper model
+                        continue
                 else:
                     continue
             if isinstance(action, RunTool):
@@ -218,13 +244,62 @@ class Agent:
                 log.warning("session %s turn failed: %s", sid, action.reason)
                 return session
 
+    async def _gateway_budget(
+        self, session: JSON, spent: GatewayBudgetSpentError, token: str, emit: Emit
+    ) -> JSON | Fail:
+        """The gateway's budget for the turn's model is spent: the turn goes on degraded
+        on the agent's cheaper model (MODEL_DEGRADED_NAME) if it has one and is not on it
+        yet, else it fails with the gateway's reason."""
+        cheaper = self.settings.degraded_model_name
+        turn = session["current"]
+        already = (turn.get("degraded") or {}).get("scope") == "gateway"
+        if cheaper is None or spent.model == cheaper or already:
+            self.metrics.gateway_budget.labels(self.agent, spent.model, "refused").inc()
+            tried = (
+                f"{self.settings.model_name!r} and the cheaper {cheaper!r}"
+                if cheaper is not None
+                else f"{spent.model!r} (no cheaper model configured)"
+            )
+            return Fail(
+                f"model budget exhausted at the gateway for {tried}; the turn cannot "
+                f"continue until the budget is raised or resets. Gateway: {spent.error.detail}"
+            )
+        self.metrics.gateway_budget.labels(self.agent, spent.model, "degraded").inc()
+        max_tokens, min_tokens = int(turn["max_tokens"]), int(turn.get("min_tokens") or 0)
+        if not turn.get("degraded"):  # a turn degraded by the worker's budget is short already
+            max_tokens, min_tokens = degraded_limits(max_tokens, min_tokens)
+        session = state.degrade_turn(
+            session,
+            scope="gateway",
+            used_ratio=1.0,
+            max_steps=min(DEGRADED_MAX_STEPS, state.turn_max_steps(turn, self.settings.max_steps)),
+            max_tokens=max_tokens,
+            min_tokens=min_tokens,
+            model=cheaper,
+        )
+        log.info(
+            "session %s: gateway budget for %s spent, turn %s goes on with %s",
+            session["session_id"],
+            spent.model,
+            turn["turn_id"],
+            cheaper,
+        )
+        turn = session["current"]
+        await self.checkpoint(session, token, turn["phase"])
+        await emit(
+            "degraded",
+            {**turn["degraded"], "max_steps": turn["max_steps"], "max_tokens": turn["max_tokens"]},
+        )
+        return session
+
     async def _model_step(self, session: JSON, action: CallModel, token: str, emit: Emit) -> JSON:
         turn = session["current"]
         forced = action.tool_choice
         tool_name = forced or turn["tool"]
+        model = state.turn_model(turn, self.settings.model_name)
         messages = state.model_messages(session, system_prompt(session["agent"]))
         body = build_request(
-            self.settings.model_name,
+            model,
             messages,
             tool=openai_tool(tool_name) if tool_name else None,
             force_tool=forced is not None,
@@ -249,7 +324,6 @@ class Agent:
             if hold_mid and sent >= self.settings.fault_after_tokens:
                 await self.faults.hold("hold_mid_stream")
 
-        model = self.settings.model_name
         attributes = {
             tr.OPERATION: "chat",
             tr.REQUEST_MODEL: model,
@@ -265,9 +339,15 @@ class Agent:
                 self.metrics.model_errors.labels(self.agent).inc()
                 span.set_attribute(tr.ERROR_TYPE, type(exc).__name__)
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
+                if isinstance(exc, GatewayBudgetError):
+                    raise GatewayBudgetSpentError(model, exc) from exc
+                if isinstance(exc, RateLimitedError):
+                    self.metrics.rate_limited(exc.waits, gave_up=True)
+                    raise RetryableTurnError(str(exc), exc.retry_after_s) from exc
                 if exc.rejected:
                     raise StepFailedError(str(exc)) from exc
                 raise RetryableTurnError(str(exc)) from exc
+            self.metrics.rate_limited(result.rate_limit_waits, gave_up=False)
             span.set_attribute(tr.INPUT_TOKENS, result.input_tokens)
             span.set_attribute(tr.OUTPUT_TOKENS, result.output_tokens)
         if crash_mid:

@@ -93,14 +93,28 @@ class Settings:
     budgets: Budgets = field(default_factory=Budgets)
     otel_endpoint: str | None = None
     tools: tuple[str, ...] = TOOL_NAMES
+    health_url: str | None = None  # MODEL_HEALTH_URL; None: the model's own /health
+    model_api_key_file: str | None = None
+    degraded_model_name: str | None = None
+    model_max_attempts: int = 3
 
     @property
     def model_health_url(self) -> str:
-        """vLLM serves /health beside /v1, not under it."""
+        """MODEL_HEALTH_URL when set (a gateway's own readiness), else the model's
+        /health, which vLLM serves beside /v1, not under it."""
+        if self.health_url is not None:
+            return self.health_url
         base = self.model_base_url.rstrip("/")
         if base.endswith("/v1"):
             base = base[: -len("/v1")]
         return base + "/health"
+
+    def model_api_key(self) -> str | None:
+        """The key sent to the model endpoint (a gateway's per-agent key), read from its
+        mounted file; None without one."""
+        if self.model_api_key_file is None:
+            return None
+        return Path(self.model_api_key_file).read_text().strip() or None
 
 
 def _str(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
@@ -179,6 +193,18 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         "MODEL_BASE_URL", _required(env, "MODEL_BASE_URL"), ("http", "https")
     ).rstrip("/")
     model_name = _required(env, "MODEL_NAME")
+    health_url = _str(env, "MODEL_HEALTH_URL")
+    if health_url is not None:
+        _url("MODEL_HEALTH_URL", health_url, ("http", "https"))
+    api_key_file = _file(env, "MODEL_API_KEY_FILE")
+    if _str(env, "MODEL_API_KEY") is not None:
+        raise ConfigError("MODEL_API_KEY is not read: mount the key and set MODEL_API_KEY_FILE")
+    degraded_model = _str(env, "MODEL_DEGRADED_NAME")
+    if degraded_model == model_name:
+        raise ConfigError(
+            f"MODEL_DEGRADED_NAME must name a cheaper model than MODEL_NAME, got the same "
+            f"{degraded_model!r}"
+        )
     redis_url = _url("REDIS_URL", _required(env, "REDIS_URL"), ("redis", "rediss", "unix"))
     redis_password_file = _file(env, "REDIS_PASSWORD_FILE")
     redis_ca_file = _file(env, "REDIS_CA_FILE")
@@ -284,6 +310,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         budgets=budgets(env),
         otel_endpoint=otel_endpoint,
         tools=agent_tools(env),
+        health_url=health_url,
+        model_api_key_file=api_key_file,
+        degraded_model_name=degraded_model,
+        model_max_attempts=_int(env, "MODEL_RATE_LIMIT_ATTEMPTS", 3, 1, 10),
     )
 
 

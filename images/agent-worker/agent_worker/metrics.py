@@ -27,6 +27,7 @@ TURN_BUCKETS: tuple[tuple[int, str], ...] = ((1, "1"), (3, "2-3"), (7, "4-7"), (
 TURN_BUCKET_LAST = "16+"
 BUDGET_SCOPES = ("session", "user", "agent")
 BUDGET_ACTIONS = ("degraded", "refused")
+RATE_LIMIT_OUTCOMES = ("retried", "gave_up")
 
 
 def turn_bucket(index: int) -> str:
@@ -150,6 +151,27 @@ CONTRACT: tuple[MetricSpec, ...] = (
         "The agent type's tokens today over its daily budget (0 without one).",
     ),
     MetricSpec(
+        "agent_model_rate_limited_total",
+        "counter",
+        ("agent", "outcome"),
+        "Model calls rate limited (429 without a budget marker): retried (waited for "
+        "Retry-After or a backoff, then sent again) or gave_up (attempts used up or the "
+        "wait would pass MODEL_TIMEOUT_S).",
+    ),
+    MetricSpec(
+        "agent_model_backoff_seconds_total",
+        "counter",
+        ("agent",),
+        "Seconds model calls waited on rate limits before being sent again.",
+    ),
+    MetricSpec(
+        "agent_gateway_budget_actions_total",
+        "counter",
+        ("agent", "model", "action"),
+        "Model steps the gateway refused for a spent budget of `model`: degraded (the turn "
+        "went on with the agent's cheaper model) or refused (the turn failed).",
+    ),
+    MetricSpec(
         "agent_ready",
         "gauge",
         ("agent",),
@@ -165,7 +187,7 @@ def _base(spec: MetricSpec) -> str:
 class Metrics:
     """All metric objects, on a private registry (one per worker process)."""
 
-    def __init__(self, agent: str) -> None:
+    def __init__(self, agent: str, models: tuple[str, ...] = ()) -> None:
         self.agent = agent
         self.registry = CollectorRegistry()
         prometheus_client.ProcessCollector(registry=self.registry)
@@ -200,6 +222,9 @@ class Metrics:
         self.tasks = counter("agent_tasks_total")
         self.budget_actions = counter("agent_budget_actions_total")
         self.budget_used = gauge("agent_budget_used_ratio")
+        self.rate_limits = counter("agent_model_rate_limited_total")
+        self.backoff = counter("agent_model_backoff_seconds_total")
+        self.gateway_budget = counter("agent_gateway_budget_actions_total")
         self.ready = gauge("agent_ready")
 
         self._seen: dict[str, float] = {}
@@ -217,6 +242,12 @@ class Metrics:
         for scope in BUDGET_SCOPES:
             for action in BUDGET_ACTIONS:
                 self.budget_actions.labels(agent, scope, action)
+        for outcome in RATE_LIMIT_OUTCOMES:
+            self.rate_limits.labels(agent, outcome)
+        self.backoff.labels(agent)
+        for model in models:  # the agent's model and its cheaper one, if any
+            for action in BUDGET_ACTIONS:
+                self.gateway_budget.labels(agent, model, action)
 
     # active sessions (a count, never a label) ----------------------------------------------
     def touch_session(self, session: str, now: float | None = None) -> None:
@@ -236,6 +267,15 @@ class Metrics:
         self.model_calls.labels(*labels).inc()
         self.input_tokens.labels(*labels).inc(input_tokens)
         self.output_tokens.labels(*labels).inc(output_tokens)
+
+    def rate_limited(self, waits: list[float], *, gave_up: bool) -> None:
+        """One model call's rate-limit history: each wait was followed by another send;
+        `gave_up` when the call ended rate limited."""
+        if waits:
+            self.rate_limits.labels(self.agent, "retried").inc(len(waits))
+            self.backoff.labels(self.agent).inc(sum(waits))
+        if gave_up:
+            self.rate_limits.labels(self.agent, "gave_up").inc()
 
     def exposition(self) -> bytes:
         return prometheus_client.generate_latest(self.registry)

@@ -1,13 +1,28 @@
-"""Streaming client for an OpenAI-compatible chat completions endpoint (vLLM)."""
+"""Streaming client for an OpenAI-compatible chat completions endpoint (vLLM, or the
+stack's model gateway in front of it).
+
+Two refusals of a gateway are told apart (`classify_refusal`):
+
+- a **budget** is spent (LiteLLM's `budget_exceeded` error type, or its router's
+  `crossed budget`): sending again does not help, the caller degrades or gives up
+  (`GatewayBudgetError`);
+- a **rate limit** (429 without a budget marker): the call waits as long as the endpoint's
+  `Retry-After` says, plus a little jitter, and is sent again, at most
+  `max_attempts` times in all and only while the wait ends before the call's deadline
+  (`MODEL_TIMEOUT_S`); otherwise it gives up at once (`RateLimitedError`). A refusal
+  always comes before the first token, so a retry never repeats streamed text.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
+import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -15,6 +30,20 @@ from agent_worker.sse import SSEMessage, SSEStream
 
 JSON = dict[str, Any]
 OnText = Callable[[str], Awaitable[None]]
+
+
+# Markers of a spent budget in a gateway's error: LiteLLM's `budget_exceeded` error type
+# (keys, users, teams, the proxy's own budget: HTTP 422 by default in LiteLLM 1.110, 400
+# or 429 in other versions and settings) and its router's deployment or provider budget
+# (`No deployments available - crossed budget`, HTTP 429).
+BUDGET_MARKERS = ("budget_exceeded", "crossed budget")
+BUDGET_STATUSES = (400, 422, 429)
+RATE_LIMIT_MAX_ATTEMPTS = 3  # sends of one call in all while rate limited
+BACKOFF_BASE_S = 0.5  # first wait when a 429 says nothing about when to come back
+BACKOFF_CAP_S = 8.0
+JITTER_S = 0.25  # at most this much (or 10% of the wait, if less) added to every wait
+
+Refusal = Literal["budget", "rate_limit"]
 
 
 class ModelError(Exception):
@@ -30,6 +59,28 @@ class ModelError(Exception):
         return self.status is not None and 400 <= self.status < 500 and self.status != 429
 
 
+class GatewayBudgetError(ModelError):
+    """The gateway refused the call because a budget is spent: waiting will not help."""
+
+    def __init__(self, message: str, status: int, detail: str) -> None:
+        super().__init__(message, status)
+        self.detail = detail  # the gateway's own error message
+
+
+class RateLimitedError(ModelError):
+    """Rate limited (429) and not sent again: attempts used up, or the endpoint's
+    Retry-After ends after the call's deadline. `retry_after_s` is what it asked for."""
+
+    def __init__(self, message: str, retry_after_s: float | None, waits: list[float]) -> None:
+        super().__init__(message, 429)
+        self.retry_after_s = retry_after_s
+        self.waits = waits  # the waits before the sends that were rate limited again
+
+    @property
+    def rejected(self) -> bool:
+        return False  # the turn stays resumable: re-sent later, it may pass
+
+
 @dataclass
 class ModelResult:
     content: str = ""
@@ -38,7 +89,86 @@ class ModelResult:
     output_tokens: int = 0
     finish_reason: str | None = None
     chunks: int = 0
-    ttft_s: float | None = None  # send -> first chunk carrying content or a tool call
+    ttft_s: float | None = None  # first send -> first chunk carrying content or a tool call
+    rate_limit_waits: list[float] = field(default_factory=list[float])  # backoffs before it
+
+
+def error_detail(body: str) -> tuple[str, str]:
+    """(type, message) of an OpenAI-style error body `{"error": {"type", "message"}}`;
+    a body that is not one gives ('', the body)."""
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        return "", body
+    error: Any = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        kind: Any = error.get("type")  # pyright: ignore[reportUnknownMemberType]
+        message: Any = error.get("message")  # pyright: ignore[reportUnknownMemberType]
+        return (kind if isinstance(kind, str) else ""), (
+            message if isinstance(message, str) else body
+        )
+    return "", body
+
+
+def classify_refusal(status: int, body: str) -> Refusal | None:
+    """A spent budget (a budget marker in the error's type or message, on 400, 422 or
+    429), a rate limit (any other 429), or neither."""
+    kind, message = error_detail(body)
+    text = f"{kind} {message}".lower()
+    if status in BUDGET_STATUSES and any(marker in text for marker in BUDGET_MARKERS):
+        return "budget"
+    if status == 429:
+        return "rate_limit"
+    return None
+
+
+def _seconds(value: str | None, now: float) -> float | None:
+    """A Retry-After value: delay seconds, or an HTTP date."""
+    if value is None or not value.strip():
+        return None
+    try:
+        return max(0.0, float(value.strip()))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def retry_after_s(headers: Mapping[str, str], now: float) -> float | None:
+    """How long a 429 asks the client to wait: `Retry-After` (seconds or an HTTP date),
+    `retry-after-ms`, or LiteLLM's copy of the upstream's header
+    (`llm_provider-retry-after`, which its deployment rate limits send instead of
+    `Retry-After`); None when it says nothing."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    for name in ("retry-after", "llm_provider-retry-after"):
+        seconds = _seconds(lower.get(name), now)
+        if seconds is not None:
+            return seconds
+    millis = _seconds(lower.get("retry-after-ms"), now)
+    return None if millis is None else millis / 1000
+
+
+def backoff_s(attempt: int, retry_after: float | None, rng: random.Random) -> float:
+    """The wait after the `attempt`-th rate-limited send (1-based): the endpoint's
+    Retry-After plus jitter (never less than it asked), else an exponential backoff with
+    jitter over its upper half, so many callers refused together do not come back
+    together."""
+    if retry_after is not None:
+        return retry_after + rng.uniform(0.0, min(JITTER_S, 0.1 * retry_after + 0.01))
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
+    return rng.uniform(ceiling / 2, ceiling)
+
+
+class _RateLimitedError(Exception):
+    """One 429 without a budget marker (internal: the retry loop catches it)."""
+
+    def __init__(self, detail: str, retry_after: float | None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after
 
 
 def build_request(
@@ -122,10 +252,24 @@ class StreamAccumulator:
 
 
 class ModelClient:
-    def __init__(self, base_url: str, model: str, health_url: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        health_url: str,
+        timeout_s: float,
+        *,
+        api_key: str | None = None,
+        max_attempts: int = RATE_LIMIT_MAX_ATTEMPTS,
+        rng: random.Random | None = None,
+    ) -> None:
         self.model = model
         self.health_url = health_url
         self.timeout_s = timeout_s
+        self.max_attempts = max_attempts
+        self._rng = rng or random.Random()
+        # Sent with chat calls only, never to the health URL (which may be another host).
+        self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
             base_url=base_url + "/",
             timeout=httpx.Timeout(timeout_s, connect=5.0),
@@ -141,9 +285,55 @@ class ModelClient:
             raise ModelError(f"model health answered {response.status_code}")
 
     async def chat(self, body: JSON, on_text: OnText) -> ModelResult:
+        started = time.monotonic()
+        # The whole call's deadline, backoffs included: httpx's read timeout only bounds
+        # the gap between two reads, and a stream that keeps trickling would outlive
+        # every route timeout outside it (components/traffic/timeouts.py).
+        deadline = asyncio.timeout(self.timeout_s)
+        waits: list[float] = []
+        try:
+            async with deadline:
+                for attempt in range(1, self.max_attempts + 1):
+                    try:
+                        result = await self._attempt(body, on_text, started)
+                    except _RateLimitedError as limited:
+                        wait = backoff_s(attempt, limited.retry_after, self._rng)
+                        left = self.timeout_s - (time.monotonic() - started)
+                        if attempt == self.max_attempts or wait >= left:
+                            raise self._give_up(limited, attempt, wait, left, waits) from None
+                        waits.append(wait)
+                        await asyncio.sleep(wait)
+                        continue
+                    result.rate_limit_waits = waits
+                    return result
+        except TimeoutError as exc:
+            if not deadline.expired():
+                raise
+            raise ModelError(f"model call exceeded MODEL_TIMEOUT_S ({self.timeout_s:g} s)") from exc
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _give_up(
+        self, limited: _RateLimitedError, attempt: int, wait: float, left: float, waits: list[float]
+    ) -> RateLimitedError:
+        after = limited.retry_after
+        asked = f"; it asks to retry after {after:g} s" if after is not None else ""
+        if attempt == self.max_attempts:
+            why = f"after {attempt} attempts"
+        else:
+            why = (
+                f"waiting {wait:.1f} s would pass the call's deadline "
+                f"(MODEL_TIMEOUT_S {self.timeout_s:g} s, {max(left, 0.0):.1f} s left)"
+            )
+        return RateLimitedError(
+            f"model endpoint rate limited the call (429), not sent again {why}{asked}: "
+            f"{limited.detail[:300]}",
+            after,
+            waits,
+        )
+
+    async def _attempt(self, body: JSON, on_text: OnText, started: float) -> ModelResult:
         acc = StreamAccumulator()
         stream = SSEStream()
-        started = time.monotonic()
 
         async def handle(messages: list[SSEMessage]) -> bool:
             """Fold a read's messages in; False once the stream said [DONE]."""
@@ -160,17 +350,7 @@ class ModelClient:
                     await on_text(text)
             return True
 
-        # The whole call's deadline: httpx's read timeout only bounds the gap between two
-        # reads, and a stream that keeps trickling would outlive every route timeout
-        # outside it (components/traffic/timeouts.py).
-        deadline = asyncio.timeout(self.timeout_s)
-        try:
-            async with deadline:
-                return await self._stream(body, handle, stream, acc)
-        except TimeoutError as exc:
-            if not deadline.expired():
-                raise
-            raise ModelError(f"model call exceeded MODEL_TIMEOUT_S ({self.timeout_s:g} s)") from exc
+        return await self._stream(body, handle, stream, acc)
 
     async def _stream(
         self,
@@ -180,12 +360,12 @@ class ModelClient:
         acc: StreamAccumulator,
     ) -> ModelResult:
         try:
-            async with self._http.stream("POST", "chat/completions", json=body) as response:
+            async with self._http.stream(
+                "POST", "chat/completions", json=body, headers=self._auth
+            ) as response:
                 if response.status_code != 200:
-                    detail = (await response.aread()).decode(errors="replace")[:500]
-                    raise ModelError(
-                        f"model answered {response.status_code}: {detail}", response.status_code
-                    )
+                    detail = (await response.aread()).decode("utf-8", "replace")
+                    raise self._refusal(response, detail)
                 # Bytes as they arrive, split into SSE messages here: one pass per read
                 # instead of httpx's text and line layers per line.
                 async for data in response.aiter_bytes():
@@ -199,3 +379,18 @@ class ModelClient:
         except ValueError as exc:
             raise ModelError(f"model sent invalid JSON: {exc}") from exc
         return acc.finish()
+
+    @staticmethod
+    def _refusal(response: httpx.Response, body: str) -> Exception:
+        status = response.status_code
+        refusal = classify_refusal(status, body)
+        _, message = error_detail(body)
+        if refusal == "budget":
+            return GatewayBudgetError(
+                f"model gateway refused the call: budget exhausted ({status}): {message[:300]}",
+                status,
+                message[:500],
+            )
+        if refusal == "rate_limit":
+            return _RateLimitedError(message[:500], retry_after_s(response.headers, time.time()))
+        return ModelError(f"model answered {status}: {body[:500]}", status)

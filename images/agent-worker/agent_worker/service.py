@@ -79,7 +79,8 @@ class Worker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.instance_id = uuid.uuid4().hex[:12]
-        self.metrics = Metrics(settings.agent_name)
+        models = (settings.model_name, *filter(None, (settings.degraded_model_name,)))
+        self.metrics = Metrics(settings.agent_name, models)
         self.faults = Faults(settings.fault)
         self.store = Store.from_url(
             settings.redis_url,
@@ -101,6 +102,8 @@ class Worker:
             settings.model_name,
             settings.model_health_url,
             settings.model_timeout_s,
+            api_key=settings.model_api_key(),
+            max_attempts=settings.model_max_attempts,
         )
         self.tools = ToolRunner(self.store, self.vectors, self.instance_id)
         self.agent = Agent(
@@ -233,6 +236,7 @@ class Worker:
             max_steps=min(DEGRADED_MAX_STEPS, self.settings.max_steps),
             max_tokens=max_tokens,
             min_tokens=min_tokens,
+            model=self.settings.degraded_model_name,
         )
 
     async def heartbeat(self, key: str, token: str) -> None:
@@ -260,7 +264,10 @@ class Worker:
                 return turn.session
             return await self.agent.run(turn.session, turn.start, turn.token, emit)
         except RetryableTurnError as exc:
-            await emit("error", {"message": str(exc), "retryable": True})
+            error: dict[str, Any] = {"message": str(exc), "retryable": True}
+            if exc.retry_after_s is not None:
+                error["retry_after_s"] = round(exc.retry_after_s, 3)
+            await emit("error", error)
             return None
         except LeaseLostError as exc:
             self.metrics.turns.labels(agent, "conflict").inc()

@@ -118,16 +118,27 @@ def degrade_turn(
     max_steps: int,
     max_tokens: int,
     min_tokens: int,
+    model: str | None = None,
 ) -> JSON:
-    """Mark the just-accepted turn degraded by a budget: fewer model calls and a shorter
-    answer, kept in the checkpoint so a resumed turn stays degraded."""
+    """Mark the current turn degraded by a budget: fewer model calls, a shorter answer
+    and, when the agent has one, its cheaper `model`, kept in the checkpoint so a resumed
+    turn stays degraded. A turn degraded after some of its steps keeps room for the next
+    one."""
     s = copy.deepcopy(session)
     turn = s["current"]
-    turn["max_steps"] = max_steps
+    turn["max_steps"] = max(max_steps, int(turn["steps"]) + 1)
     turn["max_tokens"] = max_tokens
     turn["min_tokens"] = min_tokens
     turn["degraded"] = {"scope": scope, "used_ratio": round(used_ratio, 4)}
+    if model is not None:
+        turn["model"] = model
+        turn["degraded"]["model"] = model
     return s
+
+
+def turn_model(turn: JSON, default: str) -> str:
+    """The model the turn calls: its cheaper one once degraded to it, else the agent's."""
+    return str(turn.get("model") or default)
 
 
 def turn_max_steps(turn: JSON, default: int) -> int:

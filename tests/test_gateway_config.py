@@ -238,6 +238,14 @@ def test_redis_is_shared_by_the_router_and_the_key_limits(pilot_raw: Raw) -> Non
     assert coordination["coordination_redis"]["port"] == router["redis_port"]
 
 
+def test_deployment_rpm_and_tpm_limits_are_enforced_not_only_weighed(pilot_raw: Raw) -> None:
+    """LiteLLM refuses a deployment over its rpm/tpm only with this pre-call check (the
+    real-proxy e2e test's 429 depends on it); the pilot's routes set limits."""
+    rendered = render(loaded(pilot_raw))
+    assert any("rpm" in d["litellm_params"] for d in rendered["model_list"])
+    assert rendered["router_settings"]["optional_pre_call_checks"] == ["enforce_model_rate_limits"]
+
+
 def test_only_failures_before_the_first_token_are_retried(pilot_raw: Raw) -> None:
     router = render(loaded(pilot_raw))["router_settings"]
     assert router["enable_mid_stream_fallback_continuation"] is False

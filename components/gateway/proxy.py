@@ -164,6 +164,8 @@ def proxy_environment(
     env: list[dict[str, Any]] = [
         {"name": "DISABLE_ADMIN_UI", "value": "True"},
         {"name": "DISABLE_SCHEMA_UPDATE", "value": "true"},
+        # The model cost map from the wheel, not fetched from the internet at start.
+        {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"},
         {"name": REDIS_HOST_ENV, "value": redis.host},
         {"name": REDIS_PORT_ENV, "value": str(redis.port)},
         {"name": REDIS_SSL_ENV, "value": "true" if redis.ca_secret is not None else "false"},

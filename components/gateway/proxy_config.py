@@ -184,6 +184,9 @@ def render_proxy_config(
         "timeout": longest_upstream,
         "stream_timeout": longest_upstream,
         "enable_mid_stream_fallback_continuation": False,
+        # Without this pre-call check LiteLLM only weighs deployments by their rpm/tpm
+        # under simple-shuffle and never refuses one over its limit.
+        "optional_pre_call_checks": ["enforce_model_rate_limits"],
         "redis_host": redis["host"],
         "redis_port": redis["port"],
         "redis_password": redis["password"],

@@ -15,14 +15,12 @@ each with the route a test needs:
 - `smollm2-budgeted` and its cheaper `smollm2-cheap`: the real vLLM with a deployment
   budget that one call uses up.
 
-Two settings are added to the rendering here, because the renderer does not write them
-yet and without them the proxy does not enforce what the config asks
-(`RENDERER_GAPS`): `router_settings.optional_pre_call_checks: [enforce_model_rate_limits]`
-(without it LiteLLM 1.110.2 only uses a deployment's rpm/tpm as a routing weight under
-`simple-shuffle`: four requests pass an rpm of 2) and a config-only model budget
+One setting is added to the rendering here (`renderer_gaps`): a config-only model budget
 (`litellm_params.max_budget`/`budget_duration` with a cost per token), the offline
 stand-in for the per-key budgets, which need Postgres through Prisma (loadtests/README.md,
-"Gateway").
+"Gateway"). The rendering's own `optional_pre_call_checks: [enforce_model_rate_limits]`
+is what makes the proxy refuse a deployment over its rpm (without it LiteLLM 1.110.2
+only uses rpm/tpm as a routing weight under `simple-shuffle`).
 
 The worker is the real process (`services.start_worker`), configured as a stack
 configures it behind a gateway: `MODEL_BASE_URL` the proxy, `MODEL_HEALTH_URL` its own
@@ -73,10 +71,9 @@ TURN = {"message": "Say hello.", "max_tokens": 8}
 
 
 def renderer_gaps(config: dict[str, Any]) -> dict[str, Any]:
-    """What the rendering needs on top to enforce rpm/tpm and a model budget (see the
-    module's docstring): to be deleted once `render_proxy_config` writes them."""
+    """The config-only model budget that stands in for per-key budgets offline (see the
+    module's docstring)."""
     out = copy.deepcopy(config)
-    out["router_settings"]["optional_pre_call_checks"] = ["enforce_model_rate_limits"]
     for deployment in out["model_list"]:
         if deployment["model_name"] in (BUDGETED, CHEAP):
             deployment["litellm_params"].update(max_budget=BUDGET_USD, budget_duration="1d")

@@ -170,7 +170,22 @@ def local_env(site: LocalSite, rendered: RenderedWorker) -> tuple[LocalEnv, ...]
             "MODEL_BASE_URL",
             "set",
             site.model_base_url,
-            "the local vLLM on loopback instead of the model's in-cluster Service",
+            "the local vLLM on loopback instead of the model gateway's in-cluster Service: "
+            "the local target runs no gateway (the worker -> LiteLLM -> vLLM path is "
+            "tested with the real proxy in tests/e2e/test_gateway_proxy.py)",
+        ),
+        LocalEnv(
+            "MODEL_HEALTH_URL",
+            "set",
+            site.model_base_url.removesuffix("/v1") + "/health",
+            "readiness follows the local vLLM's own /health, since no gateway stands "
+            "between them here",
+        ),
+        LocalEnv(
+            "MODEL_API_KEY_FILE",
+            "drop",
+            None,
+            "a mounted Secret key in a pod (the agent's gateway key); the local vLLM takes no key",
         ),
         LocalEnv(
             "MODEL_NAME",

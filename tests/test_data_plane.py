@@ -241,7 +241,15 @@ def test_msk_and_elasticache_variant_plans_tls_kms_auth_private_subnets_and_cost
         "managed-elasticache": ["*.cache.amazonaws.com"],
         "managed-msk": ["*.kafka.us-east-1.amazonaws.com"],
         "managed-sts": ["sts.us-east-1.amazonaws.com"],
+        "model-gateway-egress": ["api.openai.com"],  # the gateway's managed model API
     }
+    # The gateway shares the session store: its Sidecar shows it ElastiCache's hosts.
+    sidecars = {
+        d["metadata"]["name"]: d["spec"]["egress"][0]["hosts"]
+        for d in _manifests(out / "pilot")
+        if d["kind"] == "Sidecar" and d["metadata"]["namespace"] == "swarmstack-agents"
+    }
+    assert "./*.cache.amazonaws.com" in sidecars["model-gateway"]
     checks = json.loads((out / "pilot" / "checks.json").read_text())
     assert [c for c in checks if c["severity"] == "error"] == []
 

@@ -46,7 +46,7 @@ from stacks.plan.model import Manifest, Plan
 from stacks.plan.policy import evaluate
 from stacks.plan.recorder import Capture, Registration
 from stacks.plan.runner import read_program_input, run_program
-from stacks.quotas import stack_quotas
+from stacks.quotas import gateway_workloads, stack_quotas
 from tests.vllm_support import stack_configs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -587,12 +587,14 @@ def test_an_agent_canary_renders_its_deployment_and_for_http_a_weighted_route(
     canary_labels = deployments["agent-researcher-canary"].body["spec"]["template"]["metadata"][
         "labels"
     ]
-    opening = _of(plan, "NetworkPolicy")["allow-agent-researcher-to-llama31-8b"]
+    opening = _of(plan, "NetworkPolicy")["allow-agent-researcher-to-gateway"]
     assert selects(opening.body["spec"]["podSelector"], canary_labels)
     sidecar = _of(plan, "Sidecar")["agent-researcher"].body["spec"]["workloadSelector"]
     assert selects({"matchLabels": sidecar["labels"]}, canary_labels)
     # The quota counts the canaries; the plan's checks pass.
-    assert stack_quotas(config)["agents"]["pods"] == str(12 + 2 * 2)
+    gateway_pods = sum(w.max_replicas + w.surge for w in gateway_workloads(config))
+    assert gateway_pods == 6  # proxy 2 + 1 surge, its Postgres, the migration and key Jobs
+    assert stack_quotas(config)["agents"]["pods"] == str(12 + 2 * 2 + gateway_pods)
     assert check_mesh_hosts(plan.manifests) == []
     assert check_istio_schemas(plan.manifests) == []
     assert [f for f in run_checks(plan) if f.severity == "error"] == []

@@ -481,14 +481,22 @@ def managed_egress(agent: AgentSpec, stores: ManagedStores | None) -> list[Manag
         found.append(
             ManagedEgress("managed-sts", (f"sts.{stores.region}.amazonaws.com",), 443, "tls")
         )
-    if stores.elasticache_port is not None:
-        found.append(
-            ManagedEgress(
-                "managed-elasticache", ("*.cache.amazonaws.com",), stores.elasticache_port,
-                "tls-redis",
-            )
-        )  # fmt: skip
-    return found
+    return found + managed_egress_of_stores(stores)
+
+
+ELASTICACHE_ENTRY = "managed-elasticache"
+
+
+def managed_egress_of_stores(stores: ManagedStores | None) -> list[ManagedEgress]:
+    """The managed services every client of the session store dials, whatever its kind
+    (every agent, and the gateway that shares the store): ElastiCache's TLS port."""
+    if stores is None or stores.elasticache_port is None:
+        return []
+    return [
+        ManagedEgress(
+            ELASTICACHE_ENTRY, ("*.cache.amazonaws.com",), stores.elasticache_port, "tls-redis"
+        )
+    ]
 
 
 def agent_sidecar(
@@ -605,10 +613,19 @@ def gateway_database_policy(ns: Namespaces) -> dict[str, Any]:
     }
 
 
-def gateway_sidecar(ns: Namespaces, gateway: GatewayTraffic) -> dict[str, Any]:
-    """The gateway's proxy sees the models, its database, the data stores (Redis), istiod
-    and the managed APIs' hosts."""
+def gateway_sidecar(
+    ns: Namespaces, gateway: GatewayTraffic, stores: ManagedStores | None = None
+) -> dict[str, Any]:
+    """The gateway's proxy sees the models, its database, the data stores (Redis: with
+    ElastiCache, its ServiceEntry's hosts, since the gateway shares the session store),
+    istiod and the managed APIs' hosts."""
     hosts = [f"./{h}" for h in gateway.external_hosts]
+    hosts += [
+        f"./{h}"
+        for e in managed_egress_of_stores(stores)
+        if e.name == ELASTICACHE_ENTRY
+        for h in e.hosts
+    ]
     hosts += [
         f"./{gateway_database.host(ns.agents)}",
         f"{ns.models}/*",
@@ -623,7 +640,10 @@ def gateway_sidecar(ns: Namespaces, gateway: GatewayTraffic) -> dict[str, Any]:
 
 
 def gateway_resources(
-    agents: Sequence[AgentSpec], ns: Namespaces, gateway: GatewayTraffic
+    agents: Sequence[AgentSpec],
+    ns: Namespaces,
+    gateway: GatewayTraffic,
+    stores: ManagedStores | None = None,
 ) -> list[MeshResource]:
     out = [
         MeshResource(
@@ -651,7 +671,11 @@ def gateway_resources(
             gateway_database_policy(ns),
         ),
         MeshResource(
-            NETWORKING, "Sidecar", ns.agents, gateway_proxy.NAME, gateway_sidecar(ns, gateway)
+            NETWORKING,
+            "Sidecar",
+            ns.agents,
+            gateway_proxy.NAME,
+            gateway_sidecar(ns, gateway, stores),
         ),
     ]
     if gateway.external_hosts:
@@ -765,7 +789,7 @@ def mesh_resources(
         )
     )
     if gateway is not None:
-        out += gateway_resources(agents, ns, gateway)
+        out += gateway_resources(agents, ns, gateway, stores)
     hosts = weights_hosts([m for m, _ in models], region)
     if hosts:
         out.append(

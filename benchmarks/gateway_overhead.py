@@ -179,11 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = services.prepare_model(python=args.vllm_python)
         vllm = services.start_vllm(model_dir, python=args.vllm_python, workdir=workdir / "v")
         stack.callback(vllm.stop)
+        spec = GatewaySpec()
         config = local_gateway.local_proxy_config(
-            GatewaySpec(), [LOCAL_MODEL], {LOCAL_MODEL.name: f"{vllm.url}/v1"}
+            spec, [LOCAL_MODEL], {LOCAL_MODEL.name: f"{vllm.url}/v1"}
         )
         proxy, redis = local_gateway.start_gateway(
-            config, workdir=workdir / "gw", python=args.litellm_python
+            spec, config, workdir=workdir / "gw", python=args.litellm_python
         )
         stack.callback(redis.stop)
         stack.callback(proxy.stop)

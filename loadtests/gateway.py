@@ -17,11 +17,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from components.gateway.proxy import RedisAccess, proxy_environment
 from components.gateway.proxy_config import (
-    REDIS_HOST_ENV,
+    MASTER_KEY_ENV,
     REDIS_PASSWORD_ENV,
-    REDIS_PORT_ENV,
-    REDIS_SSL_ENV,
+    SALT_KEY_ENV,
     render_proxy_config,
 )
 from components.gateway.spec import GatewaySpec
@@ -48,22 +48,53 @@ def local_proxy_config(
     return render_proxy_config(spec, models, timeouts or TimeoutSpec(), upstreams, database=False)
 
 
+class LocalGatewayError(ValueError):
+    """The proxy's rendered environment has a secret this machine does not supply."""
+
+
+def local_proxy_env(spec: GatewaySpec, *, redis_port: int, redis_password: str) -> dict[str, str]:
+    """The proxy container's rendered environment (`proxy_environment`, without a
+    database) for this machine: its plain settings as rendered, Redis on loopback without
+    TLS, and each Secret reference resolved here. The master and salt keys are generated
+    per run by `services.start_litellm`; any other Secret (a managed provider's key) has
+    no local value, so it is refused by name."""
+    redis = RedisAccess(
+        host="127.0.0.1", port=redis_port, password_secret="local", password_key="local"
+    )
+    local_secrets = {REDIS_PASSWORD_ENV: redis_password}
+    generated = {MASTER_KEY_ENV, SALT_KEY_ENV}
+    env: dict[str, str] = {}
+    for entry in proxy_environment(spec, redis, database_enabled=False):
+        name = entry["name"]
+        if "value" in entry:
+            env[name] = entry["value"]
+        elif name in local_secrets:
+            env[name] = local_secrets[name]
+        elif name not in generated:
+            raise LocalGatewayError(
+                f"{name} comes from a Secret in the pod and has no local value "
+                "(managed model keys cannot be served here)"
+            )
+    return env
+
+
 def start_gateway(
+    spec: GatewaySpec,
     config: Mapping[str, Any],
     *,
     workdir: Path,
     python: str | None = None,
     timeout_s: float = 120,
 ) -> tuple[GatewayService, Service]:
-    """A password-protected Redis (the router's shared counters) and the proxy on it."""
+    """A password-protected Redis (the router's shared counters) and the proxy on it,
+    with `spec`'s rendered environment (`local_proxy_env`) and `config`."""
     password = secrets.token_urlsafe(18)
     redis = services.start_redis(workdir=workdir / "redis", appendonly=False, password=password)
-    env = {
-        REDIS_HOST_ENV: "127.0.0.1",
-        REDIS_PORT_ENV: str(redis.port),
-        REDIS_PASSWORD_ENV: password,
-        REDIS_SSL_ENV: "False",
-    }
+    try:
+        env = local_proxy_env(spec, redis_port=redis.port, redis_password=password)
+    except BaseException:
+        redis.stop()
+        raise
     try:
         proxy = services.start_litellm(
             config, workdir=workdir / "litellm", env=env, python=python, timeout_s=timeout_s

@@ -39,6 +39,7 @@ from components.data.redis import (
     render_acl,
     render_redis_conf,
 )
+from components.gateway.proxy import proxy_args
 from loadtests.local_model import LOCAL_MODEL, vllm_command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -449,10 +450,11 @@ def start_litellm(
     `components.gateway.proxy_config.render_proxy_config`), written to `config.yaml` in
     `workdir` as the cluster's ConfigMap holds it.
 
-    The config names its secrets as `os.environ/<NAME>`: they come from `env` (Redis
-    address and password, provider keys), except the master key and the salt key, which
-    are generated here for this run. Returns once `/health/readiness` answers 200, within
-    `timeout_s`; the log is `workdir/litellm.log`.
+    The config names its secrets as `os.environ/<NAME>`: they come from `env` (the pod's
+    rendered environment resolved for this machine: `loadtests.gateway.local_proxy_env`),
+    except the master key and the salt key, which are generated here for this run. The
+    argv is the pod's (`proxy_args`) with a loopback listen address. Returns once
+    `/health/readiness` answers 200, within `timeout_s`; the log is `workdir/litellm.log`.
     """
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -468,14 +470,12 @@ def start_litellm(
         **env,
         "LITELLM_MASTER_KEY": master_key,
         "LITELLM_SALT_KEY": "sk-" + secrets.token_urlsafe(24),
-        # The model cost map ships in the wheel; without this the proxy first tries to
-        # fetch a newer one from the internet, 3 times, which costs about 8 s offline.
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "LITELLM_TELEMETRY": "False",
         "HOME": str(workdir),  # anything it caches stays in this run's folder
         "PYTHONUNBUFFERED": "1",
     }
-    argv = [str(proxy), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port)]
+    # The pod's own arguments; only the listen address differs (a pod listens on every
+    # interface for its Service, this proxy on loopback).
+    argv = [str(proxy), *proxy_args(str(config_path), port), "--host", "127.0.0.1"]
     process, log_path = _launch("litellm", argv, workdir=workdir, env=full_env)
     url = f"http://127.0.0.1:{port}"
     service = GatewayService("litellm", url, port, process, log_path, master_key=master_key)

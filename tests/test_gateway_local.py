@@ -8,7 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from components.gateway.spec import LITELLM_VERSION
+import pytest
+
+from components.gateway.proxy import RedisAccess, proxy_args, proxy_environment
+from components.gateway.proxy import pod_template as proxy_pod_template
+from components.gateway.spec import LITELLM_VERSION, GatewaySpec
+from components.specs import CostLabels
+from loadtests.gateway import LocalGatewayError, local_proxy_env
 from loadtests.services import GatewayService
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,3 +64,36 @@ def test_affinity_places_every_call_of_a_session_on_one_replica() -> None:
     assert all(prefix_affinity.replica_for(sid, 2) == r for sid, r in placed.items())
     assert set(placed.values()) == {0, 1}
     assert 16 <= sum(placed.values()) <= 48  # neither replica takes (nearly) all of them
+
+
+def test_the_local_proxy_env_is_the_pods_plain_settings_with_its_secrets_resolved() -> None:
+    spec = GatewaySpec()
+    env = local_proxy_env(spec, redis_port=6390, redis_password="local-pass")
+    redis = RedisAccess(host="127.0.0.1", port=6390, password_secret="s", password_key="k")
+    rendered = proxy_environment(spec, redis, database_enabled=False)
+    plain = {e["name"]: e["value"] for e in rendered if "value" in e}
+    assert {k: v for k, v in env.items() if k in plain} == plain
+    assert env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"  # no cost-map fetch at start
+    assert env["REDIS_PASSWORD"] == "local-pass"
+    # Master and salt keys are generated per run by start_litellm, never set here.
+    assert "LITELLM_MASTER_KEY" not in env and "LITELLM_SALT_KEY" not in env
+    assert set(env) == set(plain) | {"REDIS_PASSWORD"}
+
+
+def test_a_managed_model_key_has_no_local_value_and_is_refused_by_name() -> None:
+    spec = GatewaySpec.model_validate(
+        {"managedModels": [{"name": "gpt-4o-mini", "model": "openai/gpt-4o-mini"}]}
+    )
+    with pytest.raises(LocalGatewayError, match=r"OPENAI_API_KEY comes from a Secret"):
+        local_proxy_env(spec, redis_port=6390, redis_password="x")
+
+
+def test_the_local_proxy_runs_the_pods_arguments_on_loopback() -> None:
+    pod = proxy_pod_template(
+        GatewaySpec(),
+        redis=RedisAccess(host="h", port=1, password_secret="s", password_key="k"),
+        config_map="c",
+        config_sha256="",
+        cost_labels=CostLabels(team="t", cost_center="c", environment="e"),
+    )
+    assert pod["spec"]["containers"][0]["args"] == proxy_args("/etc/litellm/config.yaml")

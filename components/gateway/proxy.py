@@ -207,6 +207,12 @@ _SCRATCH_MOUNTS = [
 ]
 
 
+def proxy_args(config_file: str, port: int = PORT) -> list[str]:
+    """The proxy's arguments: its config file, its port, one worker process per pod (the
+    replicas scale it, not processes inside one pod)."""
+    return ["--config", config_file, "--port", str(port), "--num_workers", "1"]
+
+
 def _config_volume(config_map: str) -> dict[str, Any]:
     return {"name": "config", "configMap": {"name": config_map}}
 
@@ -243,14 +249,7 @@ def pod_template(
         "name": "proxy",
         "image": spec.image.reference,
         "imagePullPolicy": "IfNotPresent",
-        "args": [
-            "--config",
-            f"{CONFIG_DIR}/{CONFIG_FILE}",
-            "--port",
-            str(PORT),
-            "--num_workers",
-            "1",
-        ],
+        "args": proxy_args(f"{CONFIG_DIR}/{CONFIG_FILE}"),
         "ports": [
             {"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"},
             merged_metrics_container_port(),

@@ -114,7 +114,7 @@ def gateway(vllm: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     live = f"{vllm.url}/v1"
     upstreams = {m.name: live for m in MODELS} | {DOWN: dead}
     config = renderer_gaps(local_gateway.local_proxy_config(SPEC, MODELS, upstreams))
-    proxy, redis = local_gateway.start_gateway(config, workdir=base)
+    proxy, redis = local_gateway.start_gateway(SPEC, config, workdir=base)
     key_file = base / "agent-key"
     key_file.write_text(proxy.master_key)
     key_file.chmod(0o600)

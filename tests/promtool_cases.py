@@ -590,7 +590,17 @@ def promtool_files(
     paths: list[Path] = []
     for interval, body in tests.items():
         path = folder / f"rules-test-{interval}.yaml"
-        doc = {"rule_files": [str(rule_file)], "evaluation_interval": interval, "tests": body}
+        doc = {
+            "rule_files": [str(rule_file)],
+            "evaluation_interval": interval,
+            # promtool evaluates groups in random order unless told; with a 10m interval an
+            # alert evaluated before the recordings it reads finds them older than the 5m
+            # lookback and never fires. Prometheus runs groups apart on a 30 s interval,
+            # where a one-evaluation lag is harmless; the file's own order is the dependency
+            # order (recordings first).
+            "group_eval_order": [g["name"] for g in groups],
+            "tests": body,
+        }
         path.write_text(yaml.safe_dump(doc, sort_keys=False, width=200))
         paths.append(path)
     return paths

@@ -89,8 +89,11 @@ def _dist_json(dist: Distribution) -> dict[str, Any]:
     }
 
 
-def summary_json(summary: Summary, verdict: Verdict) -> dict[str, Any]:
+def summary_json(summary: Summary, verdict: Verdict, path: str = "") -> dict[str, Any]:
+    """The figures and verdict; `path` is what was measured (the hops a request took,
+    or only the target URL when the run does not know what stands behind it)."""
     return {
+        "path": path,
         "requests": summary.requests,
         "errors": summary.errors,
         "error_rate": summary.error_rate,
@@ -116,8 +119,8 @@ def summary_json(summary: Summary, verdict: Verdict) -> dict[str, Any]:
     }
 
 
-def write_summary(summary: Summary, verdict: Verdict, path: Path) -> Path:
-    path.write_text(json.dumps(_no_nan(summary_json(summary, verdict)), indent=2) + "\n")
+def write_summary(summary: Summary, verdict: Verdict, path: Path, measured: str = "") -> Path:
+    path.write_text(json.dumps(_no_nan(summary_json(summary, verdict, measured)), indent=2) + "\n")
     return path
 
 

@@ -74,11 +74,14 @@ class RunConfig:
     master_bind_host: str = "127.0.0.1"
     expect_workers: int = 1
     locust_options: list[str] = field(default_factory=list[str])  # passed through as they are
+    # What the verdict measures (summary.json `path`); default: `locust -> <host>`.
+    path: str = ""
 
 
 @dataclass
 class RunOutcome:
     exit_code: int
+    path: str = ""  # what was measured
     summary: Summary | None = None
     verdict: Verdict | None = None
     by_kind: dict[str, Summary] = field(default_factory=dict[str, Summary])
@@ -86,7 +89,7 @@ class RunOutcome:
     message: str = ""
 
     def lines(self) -> list[str]:
-        out: list[str] = []
+        out: list[str] = [f"measured: {self.path}"] if self.path else []
         if self.summary is not None:
             out += format_summary(self.summary)
             out += format_by_kind(self.by_kind)
@@ -204,10 +207,12 @@ def execute(config: RunConfig) -> RunOutcome:
             reports={"locust log": log_path},
             message=f"error: load test failed after {elapsed:.0f} s: {why}\n{tail}",
         )
-    return judge(samples, slo, config.out, log_path)
+    return judge(samples, slo, config.out, log_path, path=config.path or f"locust -> {config.host}")
 
 
-def judge(samples: list[RequestSample], slo: Slo, out: Path, log_path: Path) -> RunOutcome:
+def judge(
+    samples: list[RequestSample], slo: Slo, out: Path, log_path: Path, *, path: str = ""
+) -> RunOutcome:
     summary = summarize(samples)
     verdict = evaluate(summary, samples, slo)
     reports = {
@@ -215,7 +220,7 @@ def judge(samples: list[RequestSample], slo: Slo, out: Path, log_path: Path) -> 
         "CSV (Locust)": out / "locust_stats.csv",
         "CSV history (Locust)": out / "locust_stats_history.csv",
         "latency plot": plot_percentiles(samples, out / "latency.png", slo),
-        "summary": write_summary(summary, verdict, out / "summary.json"),
+        "summary": write_summary(summary, verdict, out / "summary.json", path),
         "samples": out / "samples.jsonl",
         "locust log": log_path,
     }
@@ -225,6 +230,7 @@ def judge(samples: list[RequestSample], slo: Slo, out: Path, log_path: Path) -> 
         message = "SLO FAILED: " + "; ".join(str(c).removeprefix("FAIL ") for c in verdict.failed)
     return RunOutcome(
         exit_code=EXIT_PASS if verdict.passed else EXIT_SLO,
+        path=path,
         summary=summary,
         verdict=verdict,
         by_kind=summarize_by_kind(samples),

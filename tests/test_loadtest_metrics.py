@@ -265,11 +265,15 @@ def test_reports_plot_and_summary(tmp_path: Path) -> None:
     ))  # fmt: skip
     png = plot_percentiles(samples, tmp_path / "latency.png", local_slo())
     assert png.read_bytes()[:4] == b"\x89PNG"
-    outcome = judge(samples, local_slo(ttftP99Ms=10), tmp_path, tmp_path / "locust.log")
+    outcome = judge(
+        samples, local_slo(ttftP99Ms=10), tmp_path, tmp_path / "locust.log", path="a -> b"
+    )
     assert outcome.exit_code == 1
+    assert outcome.lines()[0] == "measured: a -> b"
     assert outcome.message.startswith("SLO FAILED: ttftP99Ms")
     written = json.loads((tmp_path / "summary.json").read_text())
     assert written["slo"]["failed"] == ["ttftP99Ms"]
+    assert written["path"] == "a -> b"  # which path the verdict is of
     assert written["ttft"]["count"] == 40
     doc = summary_json(outcome.summary, outcome.verdict)  # type: ignore[arg-type]
     assert doc["itl"]["p50_ms"] == pytest.approx(125.0)

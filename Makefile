@@ -107,12 +107,14 @@ golden: setup ## rewrite tests/golden/ from the current plan and show the diff
 bench: setup
 	$(BIN)/python benchmarks/plan_bench.py
 
-loadtest: setup-serve ## real vLLM on CPU + Redis + agent worker, bounded Locust run
-	$(BIN)/python -m loadtests.local_target --vllm-python $(VLLM_VENV)/bin/python
+loadtest: setup-serve ## real vLLM on CPU + LiteLLM gateway + Redis + agent worker, bounded Locust run
+	$(BIN)/python -m loadtests.local_target --vllm-python $(VLLM_VENV)/bin/python \
+		--litellm-python $(LITELLM_VENV)/bin/python
 
 # The short version CI runs for real.
 loadtest-smoke: setup-serve
 	$(BIN)/python -m loadtests.local_target --vllm-python $(VLLM_VENV)/bin/python \
+		--litellm-python $(LITELLM_VENV)/bin/python \
 		--duration 20 --users 4 --out out/loadtest-ci
 
 bench-worker: setup-serve ## latency and CPU the agent worker adds over vLLM, 1-16 sessions

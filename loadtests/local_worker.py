@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from components.agents.spec import WORKER_COMMAND, WORKER_PORT
 from components.agents.workload import WorkerEnv
@@ -78,10 +79,19 @@ class LocalSite:
     """Where this machine's processes are: what the local worker is pointed at."""
 
     port: int
-    model_base_url: str
-    model_name: str
+    gateway_url: str  # the local model gateway's scheme://host:port (loadtests/gateway.py)
+    gateway_key_file: Path  # the key file the local gateway accepts
     redis_url: str
     qdrant_path: Path
+
+
+def on_local_gateway(rendered_url: str, gateway_url: str) -> str:
+    """`rendered_url` (a URL of the in-cluster gateway Service) with its scheme, host and
+    port replaced by `gateway_url`'s; the path (`/v1`, the readiness path) stays as rendered."""
+    local = urlsplit(gateway_url)
+    if not local.scheme or not local.netloc or local.path not in ("", "/"):
+        raise LocalWorkerError(f"the local gateway URL {gateway_url!r} is not scheme://host:port")
+    return urlunsplit(urlsplit(rendered_url)._replace(scheme=local.scheme, netloc=local.netloc))
 
 
 def _container(deployment: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -169,30 +179,25 @@ def local_env(site: LocalSite, rendered: RenderedWorker) -> tuple[LocalEnv, ...]
         LocalEnv(
             "MODEL_BASE_URL",
             "set",
-            site.model_base_url,
-            "the local vLLM on loopback instead of the model gateway's in-cluster Service: "
-            "the local target runs no gateway (the worker -> LiteLLM -> vLLM path is "
-            "tested with the real proxy in tests/e2e/test_gateway_proxy.py)",
+            on_local_gateway(rendered.literal("MODEL_BASE_URL"), site.gateway_url),
+            "the local model gateway (LiteLLM's proxy with the stack's rendered config, "
+            "loadtests/gateway.py) on loopback instead of its in-cluster Service: only the "
+            "host and port differ, the path is as rendered",
         ),
         LocalEnv(
             "MODEL_HEALTH_URL",
             "set",
-            site.model_base_url.removesuffix("/v1") + "/health",
-            "readiness follows the local vLLM's own /health, since no gateway stands "
-            "between them here",
+            on_local_gateway(rendered.literal("MODEL_HEALTH_URL"), site.gateway_url),
+            "the same local gateway's own readiness endpoint, as rendered but on loopback",
         ),
         LocalEnv(
             "MODEL_API_KEY_FILE",
-            "drop",
-            None,
-            "a mounted Secret key in a pod (the agent's gateway key); the local vLLM takes no key",
-        ),
-        LocalEnv(
-            "MODEL_NAME",
             "set",
-            site.model_name,
-            "the local vLLM serves the small CPU model under its own id "
-            "(loadtests/stand_in.py says which pilot model it stands for)",
+            str(site.gateway_key_file),
+            "a pod mounts its agent's virtual key (HMAC-derived, applied by the key Job); "
+            "virtual keys live in the gateway's Postgres, which cannot run here (Prisma "
+            "fetches its engines from the internet), so the local gateway accepts only its "
+            "master key, and this file (mode 0600) holds the run's master key",
         ),
         LocalEnv(
             "REDIS_URL",

@@ -16,7 +16,10 @@ the rendered `LOCAL_MODEL` one. So the local vLLM stands for ONE pilot model,
 `model` (the worker's token counters) become that model's `models[].model`. The worker
 runs as the pilot's HTTP agent `STAND_IN_AGENT` (the local worker serves sessions over
 HTTP, as that agent does). The usage records keep the served name, so `swarmstack cost`
-prices it as the stand-in model (`--price-as`).
+prices it as the stand-in model (`--price-as`). The local target's worker calls its model
+through the local gateway under the rendered gateway name (`qwen25-7b`), so its records
+and series carry that name, which needs neither renaming nor `--price-as`; the rename
+still serves workers started against vLLM directly (the e2e tests).
 
 The target labels are the ones the Prometheus operator gives the pilot's monitors, both
 PodMonitors on Istio's merged metrics port (`stacks/observability.py`): `model-servers`

@@ -1,5 +1,5 @@
 """The local gateway's pieces that need no service: the LiteLLM pin, the Makefile's venv,
-and a run's master key kept out of reprs."""
+a run's master key kept out of reprs, the pilot's gateway as the local target runs it."""
 
 from __future__ import annotations
 
@@ -14,8 +14,15 @@ from components.gateway.proxy import RedisAccess, proxy_args, proxy_environment
 from components.gateway.proxy import pod_template as proxy_pod_template
 from components.gateway.spec import LITELLM_VERSION, GatewaySpec
 from components.specs import CostLabels
-from loadtests.gateway import LocalGatewayError, local_proxy_env
+from loadtests.gateway import (
+    LocalGatewayError,
+    local_proxy_config,
+    local_proxy_env,
+    stand_in_gateway,
+    write_key_file,
+)
 from loadtests.services import GatewayService
+from stacks.config import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,3 +104,31 @@ def test_the_local_proxy_runs_the_pods_arguments_on_loopback() -> None:
         cost_labels=CostLabels(team="t", cost_center="c", environment="e"),
     )
     assert pod["spec"]["containers"][0]["args"] == proxy_args("/etc/litellm/config.yaml")
+
+
+def test_the_local_target_runs_the_pilots_gateway_without_its_managed_models() -> None:
+    """The pilot's own gateway spec and model names, every model on the one local vLLM;
+    only the managed models (a provider key from a Secret, an API on the internet) and
+    the fallbacks to them are left out."""
+    pilot = load_file(ROOT / "stacks" / "Pulumi.pilot.yaml")
+    assert pilot.gateway is not None and pilot.gateway.managed_models
+    spec, models = stand_in_gateway(pilot)
+    assert [m.name for m in models] == [m.name for m in pilot.models]
+    assert {m.model for m in models} == {"HuggingFaceTB/SmolLM2-135M-Instruct"}
+    assert spec.managed_models == []
+    assert spec.fallbacks() == {"qwen25-7b": ["llama31-8b"]}  # gpt-4o-mini left out
+    assert spec.route("qwen25-7b").rpm == pilot.gateway.route("qwen25-7b").rpm
+    assert spec.num_retries == pilot.gateway.num_retries
+    config = local_proxy_config(
+        spec, models, {m.name: "http://127.0.0.1:1/v1" for m in models}, pilot.timeouts
+    )
+    assert [d["model_name"] for d in config["model_list"]] == ["qwen25-7b", "llama31-8b"]
+    assert "database_url" not in config["general_settings"]
+    # Its environment has no Secret without a local value (the provider key is gone).
+    assert "OPENAI_API_KEY" not in local_proxy_env(spec, redis_port=1, redis_password="p")
+
+
+def test_the_agents_key_file_is_written_for_its_owner_only(tmp_path: Path) -> None:
+    path = write_key_file(tmp_path / "gw" / "agent-key", "sk-local")
+    assert path.read_text() == "sk-local"
+    assert path.stat().st_mode & 0o777 == 0o600

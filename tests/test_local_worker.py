@@ -33,8 +33,8 @@ from loadtests.stand_in import STAND_IN_AGENT
 
 SITE = LocalSite(
     port=18080,
-    model_base_url="http://127.0.0.1:18000/v1",
-    model_name="local/model",
+    gateway_url="http://127.0.0.1:14000",
+    gateway_key_file=Path("/tmp/local-gateway/agent-key"),
     redis_url="redis://127.0.0.1:16379/0",
     qdrant_path=Path("/tmp/qdrant-local"),
 )
@@ -113,11 +113,11 @@ def test_the_local_environment_is_the_rendering_with_each_listed_difference(
     )
     # What differs on this machine, and nothing the agent type itself decides.
     assert launch.env["AGENT_NAME"] == STAND_IN_AGENT
-    assert launch.env["MODEL_BASE_URL"] == SITE.model_base_url
     assert launch.env["AGENT_TEAM"] == concierge.pod_labels["team"] == "agent-platform"
     for kept in ("AGENT_TOOLS", "GRACE_PERIOD_S", "MODEL_TIMEOUT_S", "BUDGET_SESSION_TOKENS"):
         assert kept not in differences
-    assert not any(k.endswith("_FILE") for k in launch.env)
+    # The only Secret file left is the gateway key; the others are dropped.
+    assert [k for k in launch.env if k.endswith("_FILE")] == ["MODEL_API_KEY_FILE"]
     assert launch.command[1:] == list(WORKER_COMMAND[1:])
 
 
@@ -181,3 +181,39 @@ def test_a_changed_rendered_command_is_refused(concierge: RenderedWorker) -> Non
     other = dataclasses.replace(concierge, command=("python", "-m", "other_worker"))
     with pytest.raises(LocalWorkerError, match=r"revisit local_command"):
         local_worker(other, SITE)
+
+
+def test_the_worker_reaches_its_model_through_the_local_gateway_as_rendered(
+    concierge: RenderedWorker,
+) -> None:
+    """Behind the gateway, only the host and port of the model endpoint and readiness
+    differ; the model name is the rendered gateway name; the key is a file."""
+    launch = local_worker(concierge, SITE)
+    differences = {d.name: d for d in launch.differences}
+    assert concierge.literal("MODEL_BASE_URL") == (
+        "http://model-gateway.swarmstack-agents.svc.cluster.local:4000/v1"
+    )
+    assert launch.env["MODEL_BASE_URL"] == "http://127.0.0.1:14000/v1"
+    assert launch.env["MODEL_HEALTH_URL"] == "http://127.0.0.1:14000/health/readiness"
+    assert concierge.literal("MODEL_HEALTH_URL").endswith("/health/readiness")
+    # The model is asked for by the gateway name the Deployment renders.
+    assert "MODEL_NAME" not in differences
+    assert launch.env["MODEL_NAME"] == concierge.literal("MODEL_NAME") == "qwen25-7b"
+    # The key reaches the worker as a file, and the reason says whose key it is.
+    key = differences["MODEL_API_KEY_FILE"]
+    assert key.action == "set" and launch.env["MODEL_API_KEY_FILE"] == str(SITE.gateway_key_file)
+    assert "master key" in key.reason and "Postgres" in key.reason
+    with pytest.raises(LocalWorkerError, match=r"'http://127.0.0.1:14000/v1' is not scheme"):
+        local_worker(concierge, dataclasses.replace(SITE, gateway_url="http://127.0.0.1:14000/v1"))
+
+
+def test_a_rendered_gateway_key_without_a_local_entry_is_refused_by_name(
+    concierge: RenderedWorker,
+) -> None:
+    entries = [e for e in local_env(SITE, concierge) if e.name != "MODEL_API_KEY_FILE"]
+    with pytest.raises(
+        LocalWorkerError,
+        match=r"MODEL_API_KEY_FILE is the path of a mounted Secret key "
+        r"\(model-gateway-agent-concierge/api-key at /etc/swarmstack/gateway/api-key\)",
+    ):
+        apply_local_env(concierge, entries)

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from loadtests import services
+from loadtests.gateway import LocalGateway, start_local_gateway
 from loadtests.local_worker import RenderedWorker, rendered_worker
 from loadtests.services import Service
-from loadtests.stand_in import STAND_IN_AGENT
+from loadtests.stand_in import STAND_IN_AGENT, pilot_stand_in
 
 ROOT = Path(__file__).resolve().parents[2]
 VLLM_VENV = ROOT / ".venv-vllm"
@@ -79,6 +80,25 @@ def vllm(
         yield service
     finally:
         service.stop()
+
+
+@pytest.fixture(scope="session")
+def local_gateway(
+    vllm: Service, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalGateway]:
+    """ONE model gateway as the local target runs it (the pilot's gateway rendered in front
+    of the session's vLLM, `loadtests.gateway.start_local_gateway`), for the tests that run
+    the rendered worker (`loadtests.local_worker`)."""
+    gateway = start_local_gateway(
+        pilot_stand_in().config,
+        vllm_base_url=f"{vllm.url}/v1",
+        workdir=tmp_path_factory.mktemp("local-gateway"),
+    )
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+        assert gateway.proxy.master_key not in gateway.proxy.log_path.read_text(errors="replace")
 
 
 @pytest.fixture(scope="session")

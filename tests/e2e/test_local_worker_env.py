@@ -5,16 +5,24 @@ running process's /proc/<pid>/environ key by key, and it serves as that agent ty
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
 
 from loadtests import services
+from loadtests.gateway import LocalGateway
 from loadtests.local_worker import LocalSite, RenderedWorker, start_local_worker
 from loadtests.services import Service
 from loadtests.stand_in import STAND_IN_AGENT
 from tests.e2e.conftest import RedisFactory
-from tests.e2e.worker_client import create_session, post_turn
+from tests.e2e.worker_client import create_session, metric_value, metrics_text, post_turn
+
+
+def proxy_chat_statuses(gateway: LocalGateway) -> list[int]:
+    """The status of every chat request the proxy answered, in order (its access log)."""
+    text = gateway.proxy.log_path.read_text(errors="replace")
+    return [int(s) for s in re.findall(r'POST /v1/chat/completions HTTP/1.1\\" (\d{3})', text)]
 
 
 def process_environ(pid: int) -> dict[str, str]:
@@ -23,14 +31,18 @@ def process_environ(pid: int) -> dict[str, str]:
 
 
 def test_the_local_worker_runs_with_the_rendered_environment_and_only_the_listed_differences(
-    rendered_concierge: RenderedWorker, vllm: Service, redis_factory: RedisFactory, tmp_path: Path
+    rendered_concierge: RenderedWorker,
+    vllm: Service,
+    local_gateway: LocalGateway,
+    redis_factory: RedisFactory,
+    tmp_path: Path,
 ) -> None:
     concierge = rendered_concierge
     redis = redis_factory()
     site = LocalSite(
         port=services.free_port(),
-        model_base_url=f"{vllm.url}/v1",
-        model_name=services.MODEL_NAME,
+        gateway_url=local_gateway.proxy.url,
+        gateway_key_file=local_gateway.key_file,
         redis_url=redis.url,
         qdrant_path=tmp_path / "qdrant",
     )
@@ -67,5 +79,16 @@ def test_the_local_worker_runs_with_the_rendered_environment_and_only_the_listed
         assert refused.status == 400, refused.body
         assert "retrieve" in refused.body["error"]["message"]
         assert worker.process.args == launch.command
+
+        # Its model is reached through the gateway, under the rendered gateway name, with
+        # the key from its key file: the proxy answered, and vLLM behind it.
+        assert environ["MODEL_NAME"] == concierge.literal("MODEL_NAME")
+        assert environ["MODEL_BASE_URL"] == f"{local_gateway.proxy.url}/v1"
+        before_vllm = metric_value(metrics_text(vllm.url), "vllm:request_success_total")
+        before_proxy = proxy_chat_statuses(local_gateway)
+        answered = post_turn(worker.url, sid, {"message": "Say hello.", "max_tokens": 8})
+        assert answered.names()[-1] == "done", answered.events
+        assert proxy_chat_statuses(local_gateway)[len(before_proxy) :] == [200]
+        assert metric_value(metrics_text(vllm.url), "vllm:request_success_total") > before_vllm
     finally:
         worker.stop()

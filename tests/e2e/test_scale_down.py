@@ -20,8 +20,9 @@ seconds: the hold never ends by itself, and the drain path is the same at any le
 The Service is the client's choice of a worker whose /readyz answers 200, as the
 endpoints controller would choose.
 
-The model is the real vLLM on CPU. The turn names its tool, so the worker forces that
-call and guided decoding pins its arguments to the ledger's schema, as in
+The model is the real vLLM on CPU behind the local gateway, as the local target runs
+them. The turn names its tool, so the worker forces that call and guided decoding pins
+its arguments to the ledger's schema, as in
 test_worker_recovery.py: the tool call is deterministic without a scripted model. The
 hook holds the turn after the ledger tool ran and its `tool_done` checkpoint was written,
 before the model call for the answer, so SIGTERM always lands between the two.
@@ -41,6 +42,7 @@ import httpx
 import redis
 
 from loadtests import services
+from loadtests.gateway import LocalGateway
 from loadtests.local_worker import LocalEnv, LocalSite, RenderedWorker, start_local_worker
 from loadtests.services import Service
 from tests.e2e.conftest import RedisFactory
@@ -77,15 +79,15 @@ HELD = (
 def start(
     rendered: RenderedWorker,
     *,
-    vllm: Service,
+    gateway: LocalGateway,
     redis_url: str,
     folder: Path,
     extra: Sequence[LocalEnv] = (),
 ) -> Service:
     site = LocalSite(
         port=services.free_port(),
-        model_base_url=f"{vllm.url}/v1",
-        model_name=services.MODEL_NAME,
+        gateway_url=gateway.proxy.url,
+        gateway_key_file=gateway.key_file,
         redis_url=redis_url,
         qdrant_path=folder / "qdrant",
     )
@@ -111,11 +113,15 @@ def usage_records(client: redis.Redis, sid: str) -> list[dict[str, str]]:
 
 
 def test_sigterm_in_a_tool_turn_loses_nothing_and_runs_the_tool_once(
-    rendered_concierge: RenderedWorker, vllm: Service, redis_factory: RedisFactory, tmp_path: Path
+    rendered_concierge: RenderedWorker,
+    local_gateway: LocalGateway,
+    redis_factory: RedisFactory,
+    tmp_path: Path,
 ) -> None:
     store = redis_factory()
-    a = start(rendered_concierge, vllm=vllm, redis_url=store.url, folder=tmp_path / "a", extra=HELD)
-    b = start(rendered_concierge, vllm=vllm, redis_url=store.url, folder=tmp_path / "b")
+    gw, url = local_gateway, store.url
+    a = start(rendered_concierge, gateway=gw, redis_url=url, folder=tmp_path / "a", extra=HELD)
+    b = start(rendered_concierge, gateway=gw, redis_url=url, folder=tmp_path / "b")
     client = redis.Redis.from_url(store.url, decode_responses=True)
     try:
         a_id, b_id = instance(a), instance(b)

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from agent_worker.model import SESSION_HEADER as WORKER_SESSION_HEADER
 from pydantic import ValidationError
 
 from components.gateway.proxy_config import (
@@ -25,6 +26,7 @@ from components.gateway.spec import (
     GatewaySpec,
     key_models,
 )
+from components.traffic.mesh import SESSION_HEADER
 from components.traffic.timeouts import (
     GATEWAY_ROUTE,
     GATEWAY_UPSTREAM,
@@ -255,6 +257,30 @@ def test_only_failures_before_the_first_token_are_retried(pilot_raw: Raw) -> Non
     assert {policy[name] for name in RETRIED} == {2}
     assert router["fallbacks"] == [{"qwen25-7b": ["llama31-8b", "mini"]}]
     assert router["max_fallbacks"] == 2
+
+
+def test_the_stack_models_get_the_workers_session_header_and_managed_models_do_not(
+    pilot_raw: Raw,
+) -> None:
+    """LiteLLM forwards a client's `x-` headers (never `x-stainless-*`) to the models its
+    `model_group_settings` lists: the worker's session header reaches the vLLM models,
+    whose DestinationRules hash on it; a managed API is sent none of them."""
+    rendered = render(loaded(pilot_raw))
+    groups = rendered["litellm_settings"]["model_group_settings"]
+    assert groups == {"forward_client_headers_to_llm_api": ["qwen25-7b", "llama31-8b"]}
+    assert "forward_client_headers_to_llm_api" not in rendered["general_settings"]
+    assert WORKER_SESSION_HEADER == SESSION_HEADER
+    assert SESSION_HEADER.startswith("x-") and not SESSION_HEADER.startswith("x-stainless")
+    assert not SESSION_HEADER.startswith("x-litellm")  # the proxy's own headers
+
+
+def test_a_gateway_of_managed_models_only_forwards_no_client_header() -> None:
+    """An empty list means every model to LiteLLM: with no vLLM model none is rendered."""
+    spec = GatewaySpec.model_validate(
+        {"managedModels": [{"name": "mini", "model": "openai/gpt-4o-mini"}]}
+    )
+    rendered = render_proxy_config(spec, [], TimeoutSpec(), {})
+    assert "model_group_settings" not in rendered["litellm_settings"]
 
 
 def test_the_health_endpoints_call_no_model(pilot_raw: Raw) -> None:

@@ -459,6 +459,15 @@ def agent_runtime_problems(config: StackConfig) -> list[Problem]:
                     f"{', '.join(served)})",
                 )
             )
+        if agent.degraded_model is not None and config.gateway is None:
+            problems.append(
+                Problem(
+                    f"{base}.degradedModel",
+                    f"{agent.degraded_model!r}: a cheaper model is reached through the model "
+                    "gateway only (the worker switches to it when the gateway says a budget "
+                    "is spent); add gateway: or remove degradedModel",
+                )
+            )
         if agent.tier == "interactive" and agent.replicas.min == 0:
             problems.append(
                 Problem(
@@ -510,7 +519,10 @@ def gateway_config_problems(config: StackConfig) -> list[Problem]:
     if gateway is None:
         return []
     found = gateway_problems(
-        gateway, [m.name for m in config.models], [(a.name, a.model) for a in config.agents]
+        gateway,
+        [m.name for m in config.models],
+        [(a.name, a.model) for a in config.agents],
+        {a.name: a.degraded_model for a in config.agents if a.degraded_model is not None},
     )
     problems = [Problem(path, message) for path, message in found]
     if config.data_plane.redis is None:

@@ -53,6 +53,11 @@ def gateway_timeouts_of(config: StackConfig) -> GatewayTimeouts:
     return timeouts_of(gateway_of(config), config.models, config.timeouts)
 
 
+def degraded_models(config: StackConfig) -> dict[str, str]:
+    """Each agent's cheaper gateway model (`agents[].degradedModel`), for those with one."""
+    return {a.name: a.degraded_model for a in config.agents if a.degraded_model is not None}
+
+
 def cluster_upstreams(config: StackConfig) -> dict[str, str]:
     """Each stack model's in-cluster OpenAI base URL (its Service)."""
     return {m.name: model_base_url(m.name, config.namespaces.models) for m in config.models}
@@ -166,6 +171,7 @@ def build_gateway(
             namespace_name=config.namespaces.agents,
             config=cluster_proxy_config(config),
             agents=[(a.name, a.model) for a in config.agents],
+            degraded_models=degraded_models(config),
             redis=redis_access(contract),
             secrets=read_gateway_secrets(config),
             cost_labels=config.cost_labels,

@@ -21,6 +21,7 @@ import time
 import httpx
 import pytest
 from agent_worker.model import (
+    SESSION_HEADER,
     GatewayBudgetError,
     ModelClient,
     ModelResult,
@@ -238,3 +239,29 @@ def test_the_agent_key_goes_with_chat_calls_only() -> None:
     assert health.url == httpx.URL("http://gateway.test/health/readiness")
     assert "authorization" not in health.headers
     assert chat_request.headers["authorization"] == "Bearer sk-agent-key"
+
+
+def test_every_send_of_a_chat_call_names_its_session_and_the_health_check_none() -> None:
+    """The session header (what the mesh hashes replicas on) goes with each send of a
+    call, a rate-limited re-send included, beside the key; a call without a session sends
+    no header at all rather than an empty one (which would hash every such call alike)."""
+    gateway = Gateway((429, {"Retry-After": "0"}, LITELLM_RPM), (200, {}, STREAM))
+    client = gateway.client(key="sk-agent-key")
+
+    async def go() -> None:
+        await client.health()
+
+        async def on_text(text: str) -> None:
+            del text
+
+        await client.chat({"model": "m", "messages": []}, on_text, session_id="a1b2c3d4e5f6")
+        await client.chat({"model": "m", "messages": []}, on_text)
+        await client.close()
+
+    asyncio.run(go())
+    health, limited, sent, anonymous = (r for _, r in gateway.requests)
+    assert SESSION_HEADER not in health.headers
+    assert limited.headers[SESSION_HEADER] == sent.headers[SESSION_HEADER] == "a1b2c3d4e5f6"
+    assert sent.headers["authorization"] == "Bearer sk-agent-key"
+    assert SESSION_HEADER not in anonymous.headers
+    assert anonymous.headers["authorization"] == "Bearer sk-agent-key"

@@ -364,6 +364,15 @@ def test_budgets_and_tools_reach_the_environment() -> None:
     assert _env(_pod(_agent())["spec"]["containers"][0])["AGENT_TOOLS"] == "none"
 
 
+def test_a_degraded_model_reaches_the_worker_which_accepts_it() -> None:
+    env = _env(_pod(_agent(model="big", degradedModel="small"))["spec"]["containers"][0])
+    assert env["MODEL_DEGRADED_NAME"] == "small"
+    assert "MODEL_DEGRADED_NAME" not in _env(_pod(_agent())["spec"]["containers"][0])
+    files = {k: "/dev/null" for k in env if k.endswith("_FILE")}
+    settings = load_settings({**image_env(), **env, **files, "AGENT_TEAM": "agents"})
+    assert settings.degraded_model_name == "small"
+
+
 # --------------------------------------------------------------------------- network policy
 
 

@@ -4,6 +4,7 @@ agents pointed at it, the mesh and network openings it needs and nothing more.""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import threading
@@ -35,6 +36,7 @@ from components.traffic.mesh import GatewayTraffic, agent_sidecar, mesh_resource
 from components.traffic.timeouts import timeout_chain
 from stacks.cli import main
 from stacks.config import StackConfig, load
+from stacks.plan.model import Plan
 from stacks.plan.recorder import Capture
 from stacks.plan.runner import read_program_input, run_program
 from stacks.program import gateway_secret_problems
@@ -514,3 +516,26 @@ def test_the_gateway_is_monitored_through_the_merged_port(docs: list[dict[str, A
         "4000",
         "/metrics",
     )
+
+
+def test_a_degraded_model_reaches_the_worker_and_the_agents_key(pilot_raw: dict[str, Any]) -> None:
+    """`agents[].degradedModel` through the whole program: the worker's
+    MODEL_DEGRADED_NAME, and the key Job registers the key with it among its models."""
+    pilot_raw["agents"][0]["degradedModel"] = "qwen25-7b"  # researcher, on llama31-8b
+    config = load(pilot_raw, "us-east-1", "Pulumi.pilot.yaml")
+    inp = read_program_input(ROOT, "pilot")
+    agents = [a.model_dump(by_alias=True, exclude_none=True, mode="json") for a in config.agents]
+    doc = {**inp.config, "swarmstack:agents": json.dumps(agents)}
+    plan = Plan.from_capture(run_program(dataclasses.replace(inp, config=doc)))
+    bodies = {(m.kind, m.name): m.body for m in plan.manifests}
+    researcher = bodies[("Deployment", "agent-researcher")]["spec"]["template"]["spec"]
+    [worker] = [c for c in researcher["containers"] if c["name"] == "worker"]
+    assert {"name": "MODEL_DEGRADED_NAME", "value": "qwen25-7b"} in worker["env"]
+    concierge = bodies[("Deployment", "agent-concierge")]["spec"]["template"]["spec"]
+    [other] = [c for c in concierge["containers"] if c["name"] == "worker"]
+    assert "MODEL_DEGRADED_NAME" not in {e["name"] for e in other["env"]}
+    requests = json.loads(bodies[("ConfigMap", "model-gateway-key-job")]["data"]["requests.json"])
+    models = {r["agent"]: r["request"]["models"] for r in requests}
+    # qwen25-7b's own fallbacks come with it, after the agent's model.
+    assert models["researcher"] == ["llama31-8b", "qwen25-7b", "gpt-4o-mini"]
+    assert models["concierge"] == ["qwen25-7b", "llama31-8b", "gpt-4o-mini"]

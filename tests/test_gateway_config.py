@@ -9,8 +9,10 @@ import json
 from typing import Any
 
 import pytest
+from agent_worker.model import SESSION_HEADER as WORKER_SESSION_HEADER
 from pydantic import ValidationError
 
+from components.gateway.keys import key_requests
 from components.gateway.proxy_config import (
     DATABASE_URL_ENV,
     MASTER_KEY_ENV,
@@ -25,6 +27,7 @@ from components.gateway.spec import (
     GatewaySpec,
     key_models,
 )
+from components.traffic.mesh import SESSION_HEADER
 from components.traffic.timeouts import (
     GATEWAY_ROUTE,
     GATEWAY_UPSTREAM,
@@ -198,6 +201,76 @@ def test_a_key_without_models_may_call_its_model_and_that_models_fallbacks(
     assert key_models(concierge, "qwen25-7b", config.gateway) == ["qwen25-7b", "llama31-8b", "mini"]
 
 
+@pytest.mark.parametrize(
+    ("agent", "degraded", "expected"),
+    [
+        (
+            1,
+            "qwen25-7b",
+            "agents[1].degradedModel: 'qwen25-7b' is the agent's own model: name a cheaper "
+            "gateway model (one of llama31-8b, mini) or remove it",
+        ),
+        (
+            0,
+            "gpt-5",
+            "agents[0].degradedModel: 'gpt-5' is not a gateway model (one of qwen25-7b, "
+            "llama31-8b, mini)",
+        ),
+    ],
+)
+def test_a_bad_degraded_model_is_named_with_what_is_valid(
+    pilot_raw: Raw, agent: int, degraded: str, expected: str
+) -> None:
+    raw = with_gateway(pilot_raw)
+    raw["agents"][agent]["degradedModel"] = degraded
+    assert expected in errors_of(raw)
+
+
+def test_a_degraded_model_needs_the_gateway(pilot_raw: Raw) -> None:
+    raw = copy.deepcopy(pilot_raw)
+    del raw["gateway"]
+    raw["agents"][0]["degradedModel"] = "qwen25-7b"
+    assert errors_of(raw) == [
+        "agents[0].degradedModel: 'qwen25-7b': a cheaper model is reached through the model "
+        "gateway only (the worker switches to it when the gateway says a budget is spent); "
+        "add gateway: or remove degradedModel"
+    ]
+
+
+def test_a_key_that_lists_its_models_must_list_the_degraded_model(pilot_raw: Raw) -> None:
+    gateway = copy.deepcopy(GATEWAY)
+    gateway["keys"][0]["models"] = ["llama31-8b"]
+    raw = with_gateway(pilot_raw, gateway)
+    raw["agents"][0]["degradedModel"] = "mini"
+    assert errors_of(raw) == [
+        "gateway.keys[0].models: leaves out 'mini', the degradedModel of agent 'researcher': "
+        "add it (the key could not call it when the budget is spent)"
+    ]
+    gateway["keys"][0]["models"] = ["llama31-8b", "mini"]
+    raw = with_gateway(pilot_raw, gateway)
+    raw["agents"][0]["degradedModel"] = "mini"
+    config = load(raw, "us-east-1", "Pulumi.pilot.yaml")
+    assert config.agents[0].degraded_model == "mini"
+
+
+def test_a_key_without_models_may_call_the_degraded_model_and_its_fallbacks(
+    pilot_raw: Raw,
+) -> None:
+    """Listed once each, the agent's own model and fallbacks first."""
+    config = loaded(pilot_raw)
+    assert config.gateway is not None
+    researcher = config.gateway.key("researcher")
+    assert researcher is not None
+    assert key_models(researcher, "llama31-8b", config.gateway) == ["llama31-8b"]
+    assert key_models(researcher, "llama31-8b", config.gateway, "qwen25-7b") == [
+        "llama31-8b",
+        "qwen25-7b",
+        "mini",
+    ]
+    [request] = key_requests(config.gateway, [("researcher", "llama31-8b")], {"researcher": "mini"})
+    assert request["request"]["models"] == ["llama31-8b", "mini"]
+
+
 # --------------------------------------------------------------------------- the rendering
 
 
@@ -255,6 +328,30 @@ def test_only_failures_before_the_first_token_are_retried(pilot_raw: Raw) -> Non
     assert {policy[name] for name in RETRIED} == {2}
     assert router["fallbacks"] == [{"qwen25-7b": ["llama31-8b", "mini"]}]
     assert router["max_fallbacks"] == 2
+
+
+def test_the_stack_models_get_the_workers_session_header_and_managed_models_do_not(
+    pilot_raw: Raw,
+) -> None:
+    """LiteLLM forwards a client's `x-` headers (never `x-stainless-*`) to the models its
+    `model_group_settings` lists: the worker's session header reaches the vLLM models,
+    whose DestinationRules hash on it; a managed API is sent none of them."""
+    rendered = render(loaded(pilot_raw))
+    groups = rendered["litellm_settings"]["model_group_settings"]
+    assert groups == {"forward_client_headers_to_llm_api": ["qwen25-7b", "llama31-8b"]}
+    assert "forward_client_headers_to_llm_api" not in rendered["general_settings"]
+    assert WORKER_SESSION_HEADER == SESSION_HEADER
+    assert SESSION_HEADER.startswith("x-") and not SESSION_HEADER.startswith("x-stainless")
+    assert not SESSION_HEADER.startswith("x-litellm")  # the proxy's own headers
+
+
+def test_a_gateway_of_managed_models_only_forwards_no_client_header() -> None:
+    """An empty list means every model to LiteLLM: with no vLLM model none is rendered."""
+    spec = GatewaySpec.model_validate(
+        {"managedModels": [{"name": "mini", "model": "openai/gpt-4o-mini"}]}
+    )
+    rendered = render_proxy_config(spec, [], TimeoutSpec(), {})
+    assert "model_group_settings" not in rendered["litellm_settings"]
 
 
 def test_the_health_endpoints_call_no_model(pilot_raw: Raw) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agent_worker.model import SESSION_HEADER as WORKER_SESSION_HEADER
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,6 +25,7 @@ from components.traffic.istio_chart import (
 )
 from components.traffic.mesh import (
     SAFE_RETRY_ON,
+    SESSION_HEADER,
     MeshSpec,
     ProxyResources,
     ejection_limits,
@@ -217,6 +219,51 @@ def test_a_single_replica_relies_on_the_panic_threshold(pilot_plan: Plan) -> Non
     assert "maxEjectionPercent" not in outlier
     assert outlier["minHealthPercent"] == 50
     assert outlier["consecutive5xxErrors"] == 5
+
+
+def test_every_model_hashes_its_replicas_on_the_workers_session_header(
+    pilot_plan: Plan,
+) -> None:
+    """A session's calls reach one replica: the rule hashes on the header the worker sends
+    (the two names are one), on a ring, and keeps its outlier detection, so a failing
+    replica is still ejected (it leaves the ring; only its sessions move)."""
+    assert SESSION_HEADER == WORKER_SESSION_HEADER
+    rules = _of(pilot_plan, "DestinationRule")
+    for name in ("qwen25-7b", "llama31-8b"):
+        policy = rules[name].body["spec"]["trafficPolicy"]
+        assert policy["loadBalancer"] == {
+            "consistentHash": {
+                "httpHeaderName": "x-swarmstack-session-id",
+                "ringHash": {"minimumRingSize": 1024},
+            }
+        }
+        assert policy["outlierDetection"]["consecutive5xxErrors"] == 5
+        assert policy["outlierDetection"]["baseEjectionTime"] == "30s"
+    # The gateway's own rule is not hashed: its replicas hold no session state.
+    assert "loadBalancer" not in rules["model-gateway"].body["spec"]["trafficPolicy"]
+
+
+def test_a_second_hashing_algorithm_fails_the_istio_schema(pilot_plan: Plan) -> None:
+    """The plan's schema check reads the load balancer: one hash key and one algorithm
+    (ringHash or maglev), never two, and no `simple` policy beside a hash."""
+    rule = _of(pilot_plan, "DestinationRule")["qwen25-7b"]
+    both = copy.deepcopy(rule.body)
+    both["spec"]["trafficPolicy"]["loadBalancer"]["consistentHash"]["maglev"] = {"tableSize": 65537}
+    findings = check_istio_schemas(_with(pilot_plan, {rule.ref: both}))
+    assert {f.resource for f in findings} == {rule.ref}
+    assert any(
+        "/spec/trafficPolicy/loadBalancer/consistentHash: must match exactly one schema"
+        in f.message
+        for f in findings
+    )
+    simple = copy.deepcopy(rule.body)
+    simple["spec"]["trafficPolicy"]["loadBalancer"]["simple"] = "ROUND_ROBIN"
+    findings = check_istio_schemas(_with(pilot_plan, {rule.ref: simple}))
+    assert {f.resource for f in findings} == {rule.ref}
+    assert any(
+        "/spec/trafficPolicy/loadBalancer: must match exactly one schema" in f.message
+        for f in findings
+    )
 
 
 # --------------------------------------------------------------------------- authz, egress
@@ -507,6 +554,13 @@ def test_a_canary_renders_a_second_deployment_and_a_weighted_route(
         "qwen25-7b",
         "qwen25-7b-canary",
     ]
+    # The split picks the version per call; inside each subset the rule's hash picks the
+    # replica (a subset policy of its own would replace it).
+    assert not [s for s in subsets if "trafficPolicy" in s]
+    rule = _of(plan, "DestinationRule")["qwen25-7b"].body["spec"]
+    assert rule["trafficPolicy"]["loadBalancer"]["consistentHash"]["httpHeaderName"] == (
+        SESSION_HEADER
+    )
     assert "qwen25-7b-canary" in _of(plan, "PodDisruptionBudget")
     # Each version's pods say which they are; the PodMonitor copies it into their series.
     assert canary["template"]["metadata"]["labels"]["swarmstack.io/track"] == "canary"

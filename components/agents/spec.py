@@ -149,6 +149,16 @@ class AgentSpec(Spec):
         "kept before batch) or `batch` (queued work)."
     )
     model: DnsLabel = Field(description="The stack model (`models[].name`) the agent calls.")
+    degraded_model: DnsLabel | None = Field(
+        default=None,
+        description="The cheaper gateway model (a stack model's `models[].name` or a "
+        "`gateway.managedModels[].name`, not `model`) a turn goes on with when the gateway "
+        "says a budget is spent (`MODEL_DEGRADED_NAME`); only with `gateway:`. The agent's "
+        "key may call it: a key without `models` gets it with its fallbacks, a key that "
+        "lists `models` must list it. It helps when the spent budget is the model's own "
+        "(a deployment budget at the gateway); a spent key budget (`maxBudgetUsd`) refuses "
+        "every model of the key. Unset: such a turn fails with the gateway's reason.",
+    )
     image: ImageRef | None = Field(
         default=None,
         description="The worker image for this agent type; unset: `images.agentWorker`.",

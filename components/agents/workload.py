@@ -117,6 +117,8 @@ def worker_environment(
     env["MODEL_BASE_URL"] = model.base_url
     env["MODEL_NAME"] = model.served_name
     env["MODEL_TIMEOUT_S"] = str(model.timeout_s)
+    if agent.degraded_model is not None:  # a gateway model name (the config requires one)
+        env["MODEL_DEGRADED_NAME"] = agent.degraded_model
     env["GRACE_PERIOD_S"] = str(agent.grace_period_s)
     env["AGENT_TOOLS"] = ",".join(agent.tools) if agent.tools else "none"
     budgets = agent.budgets

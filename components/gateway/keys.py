@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from components.gateway.spec import GatewaySpec, key_models
@@ -81,8 +81,14 @@ def key_alias(agent: str) -> str:
     return f"agent-{agent}"
 
 
-def key_requests(spec: GatewaySpec, agents: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-    """One request body per agent type (`agents`: name and model), without the key."""
+def key_requests(
+    spec: GatewaySpec,
+    agents: Sequence[tuple[str, str]],
+    degraded_models: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """One request body per agent type (`agents`: name and model; `degraded_models`: the
+    agents' cheaper models, by name), without the key."""
+    degraded = dict(degraded_models or {})
     out: list[dict[str, Any]] = []
     for name, model in agents:
         key = spec.key(name)
@@ -90,7 +96,7 @@ def key_requests(spec: GatewaySpec, agents: Sequence[tuple[str, str]]) -> list[d
             raise ValueError(f"agent {name!r} has no gateway key (gateway.keys)")
         body: dict[str, Any] = {
             "key_alias": key_alias(name),
-            "models": key_models(key, model, spec),
+            "models": key_models(key, model, spec, degraded.get(name)),
             "metadata": {"agent": name, "key_version": key.key_version},
         }
         for field, value in (

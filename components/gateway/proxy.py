@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -601,6 +601,7 @@ class ModelGatewayArgs:
     redis: RedisAccess
     secrets: GatewaySecrets
     cost_labels: CostLabels
+    degraded_models: Mapping[str, str] = field(default_factory=dict[str, str])  # by agent
 
 
 def _wire(spec: Mapping[str, Any]) -> Any:
@@ -769,7 +770,9 @@ class ModelGateway(pulumi.ComponentResource):
         # The keys, once the proxy serves.
         self.key_job = None
         if args.agents:
-            requests = json.dumps(key_requests(spec, args.agents), indent=2, sort_keys=True)
+            requests = json.dumps(
+                key_requests(spec, args.agents, args.degraded_models), indent=2, sort_keys=True
+            )
             program = APPLY_KEYS_SOURCE.read_text()
             scripts = k8s.core.v1.ConfigMap(
                 f"{name}-key-job-config",

@@ -42,6 +42,22 @@ Every key below was read against LiteLLM's own source at `LITELLM_VERSION`:
   call with no deployment timeout), `turn_off_message_logging` (prompts stay out of logs
   and callbacks), `json_logs`, and `callbacks: [prometheus]`, which mounts `/metrics` on
   the proxy's own port.
+- Session affinity: `litellm_settings.model_group_settings` (`ModelGroupSettings` in
+  litellm/types/router.py) `.forward_client_headers_to_llm_api` lists the model groups
+  whose calls carry the client's headers to the model: for those, the proxy copies every
+  request header that starts with `x-` (except `x-stainless-*`; never its own key header)
+  into the upstream call (`LiteLLMProxyRequestSetup._get_forwardable_headers` in
+  litellm/proxy/litellm_pre_call_utils.py). It lists the stack's vLLM models, so the
+  worker's session header (`x-swarmstack-session-id`, components/traffic/mesh.py) reaches
+  the gateway's sidecar, which hashes the model's replicas on it. Managed API models are
+  not listed: a direct call to a provider carries none of the client's `x-` headers (the
+  mesh's own among them); a fallback from a vLLM model to one does (the proxy sets them on
+  the request, before routing: checked against the real proxy), which sends the provider
+  an opaque session id and the mesh's request ids, nothing secret. The proxy-wide
+  `general_settings.forward_client_headers_to_llm_api` would send them to every model,
+  and so would an empty list (LiteLLM reads it as every model): a stack without vLLM
+  models renders none. LiteLLM also reads a header named `x-<vendor>-session-id` as the
+  call's session id (`litellm_session_id`), so its logs group a session's calls.
 
 `LITELLM_SALT_KEY`, which encrypts the credentials LiteLLM stores in Postgres, is not
 part of the config: LiteLLM reads it from the environment only.
@@ -203,7 +219,7 @@ def render_proxy_config(
     }
     if database:
         general["database_url"] = env_ref(DATABASE_URL_ENV)
-    return {
+    config: dict[str, Any] = {
         "model_list": model_list,
         "router_settings": router,
         "litellm_settings": {
@@ -215,3 +231,8 @@ def render_proxy_config(
         },
         "general_settings": general,
     }
+    if models:  # LiteLLM reads an empty list as every model
+        config["litellm_settings"]["model_group_settings"] = {
+            "forward_client_headers_to_llm_api": [m.name for m in models]
+        }
+    return config

@@ -14,7 +14,7 @@ secrets (README, "Secrets"); the rendered proxy config names them only as
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -293,21 +293,30 @@ def used_providers(spec: GatewaySpec) -> list[Provider]:
     return [p for p in PROVIDER_HOSTS if p in wanted]
 
 
-def key_models(key: AgentKey, agent_model: str, spec: GatewaySpec) -> list[str]:
+def key_models(
+    key: AgentKey, agent_model: str, spec: GatewaySpec, degraded_model: str | None = None
+) -> list[str]:
     """The gateway models an agent's key may call: those its key lists, else the agent's
-    model and that model's fallbacks."""
+    model, its cheaper `degradedModel`, and the fallbacks of each (once, in that order)."""
     if key.models:
         return list(key.models)
-    return [agent_model, *spec.route(agent_model).fallbacks]
+    wanted: list[str] = []
+    for model in (agent_model, degraded_model):
+        if model is not None:
+            wanted += [model, *spec.route(model).fallbacks]
+    return list(dict.fromkeys(wanted))
 
 
 def gateway_problems(
     spec: GatewaySpec,
     model_names: Sequence[str],
     agents: Sequence[tuple[str, str]],
+    degraded_models: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str]]:
     """Rules of the gateway against the stack's models and agent types (`agents`: name and
-    model of each, in config order): (path from the stack's top level, message)."""
+    model of each, in config order; `degraded_models`: agent name -> its `degradedModel`,
+    for those that have one): (path from the stack's top level, message)."""
+    degraded = dict(degraded_models or {})
     problems: list[tuple[str, str]] = []
     served = [*model_names, *(m.name for m in spec.managed_models)]
     for i, managed in enumerate(spec.managed_models):
@@ -366,6 +375,32 @@ def gateway_problems(
                     f"{base}.models",
                     f"leaves out {agent_model!r}, the model agent {key.agent!r} calls: add it",
                 )
+            )
+        cheaper = degraded.get(key.agent)
+        if key.models and cheaper in served and cheaper not in key.models:
+            problems.append(
+                (
+                    f"{base}.models",
+                    f"leaves out {cheaper!r}, the degradedModel of agent {key.agent!r}: "
+                    "add it (the key could not call it when the budget is spent)",
+                )
+            )
+    for i, (name, model) in enumerate(agents):
+        cheaper = degraded.get(name)
+        if cheaper is None:
+            continue
+        path = f"agents[{i}].degradedModel"
+        if cheaper == model:
+            problems.append(
+                (
+                    path,
+                    f"{cheaper!r} is the agent's own model: name a cheaper gateway model "
+                    f"(one of {', '.join(n for n in served if n != model)}) or remove it",
+                )
+            )
+        elif cheaper not in served:
+            problems.append(
+                (path, f"{cheaper!r} is not a gateway model (one of {', '.join(served)})")
             )
     for i, (name, _) in enumerate(agents):
         if spec.key(name) is None:

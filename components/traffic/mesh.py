@@ -29,6 +29,20 @@ exporters keep reaching them without a proxy. In the meshed namespaces:
   work), with a per-try timeout equal to the route's, so no attempt is cut below the
   model's P99. A DestinationRule with ISTIO_MUTUAL, outlier detection that can never take
   the last replica out of load balancing, and connection limits (see `connection_limits`).
+- Session affinity: the DestinationRule balances a model's replicas by consistent hashing
+  (`ringHash`) on the session header the worker sends with every model call
+  (`SESSION_HEADER`; the gateway forwards it, components/gateway/proxy_config.py), so a
+  session's calls reach the replica holding its prefix cache while that replica is in
+  rotation. Outlier detection still ejects a failing replica: it leaves the ring, and only
+  the sessions that hashed to it move (to their next replica on the ring), the others stay.
+  A call without the header goes to a random replica. With a canary, the route's weighted
+  split picks the subset per call and the hash picks the replica inside it (the subsets
+  inherit the rule's load balancing), so a session sticks to one replica of each version.
+  Consistent hashing rather than the Gateway API Inference Extension's endpoint picker:
+  it is one field of the rule the mesh already declares, in sidecar mode, with its
+  timeouts, outlier detection and canaries unchanged; the picker (InferencePool, its own
+  endpoint-picker Deployment, a Gateway in front of the models) scores replicas on their
+  live queue and cache, which hashing cannot, but adds a hop and a controller per pool.
 - Long SSE streams: istiod sets the sidecar listeners' stream idle timeout to 0 (disabled)
   at the pinned release, and DestinationRule `idleTimeout` only closes connections with no
   request in flight, so a stream lives until the route timeout. TCP keepalive on the
@@ -108,6 +122,13 @@ OUTLIER_CONSECUTIVE_5XX = 5
 OUTLIER_INTERVAL_S = 10
 OUTLIER_BASE_EJECTION_S = 30
 ENVOY_DEFAULT_MAX_EJECTION_PERCENT = 10  # what Envoy uses when Istio leaves it unset
+# The header the worker names its session in on every model call (the agent worker's
+# agent_worker/model.py SESSION_HEADER; a test holds the two equal). It starts with `x-`
+# so that the gateway forwards it (LiteLLM forwards a client's `x-` headers only).
+SESSION_HEADER = "x-swarmstack-session-id"
+# Virtual nodes of the hash ring (Envoy's default): enough for an even split of a model's
+# replicas; a replica that leaves takes only its own share of the sessions with it.
+RING_SIZE = 1024
 STABLE, CANARY = "stable", "canary"  # DestinationRule subsets of a model with a canary
 HUB_HOSTS = ("huggingface.co", "*.huggingface.co", "*.hf.co")
 
@@ -329,8 +350,19 @@ def model_destination_rule(model: ModelSpec, namespace: str) -> dict[str, Any]:
                     "http2MaxRequests": limits.max_requests,
                 },
             },
+            "loadBalancer": session_affinity(),
             "outlierDetection": outlier,
         },
+    }
+
+
+def session_affinity() -> dict[str, Any]:
+    """A model's load balancing: consistent hashing on the worker's session header."""
+    return {
+        "consistentHash": {
+            "httpHeaderName": SESSION_HEADER,
+            "ringHash": {"minimumRingSize": RING_SIZE},
+        }
     }
 
 

@@ -205,7 +205,9 @@ class GatewayModel(ScriptedModel):
         super().__init__()
         self.spent: set[str] = set()
 
-    async def chat(self, body: dict[str, Any], on_text: Any) -> ModelResult:
+    async def chat(
+        self, body: dict[str, Any], on_text: Any, *, session_id: str | None = None
+    ) -> ModelResult:
         if body["model"] in self.spent:
             self.bodies.append(body)
             raise GatewayBudgetError(

@@ -98,7 +98,9 @@ class ScriptedModel:
         self.arguments = arguments
         self.bodies: list[dict[str, Any]] = []
 
-    async def chat(self, body: dict[str, Any], on_text: Any) -> ModelResult:
+    async def chat(
+        self, body: dict[str, Any], on_text: Any, *, session_id: str | None = None
+    ) -> ModelResult:
         self.bodies.append(body)
         choice = body.get("tool_choice")
         if isinstance(choice, dict):
@@ -339,7 +341,9 @@ class FailingModel(ScriptedModel):
         super().__init__()
         self.status = status
 
-    async def chat(self, body: dict[str, Any], on_text: Any) -> ModelResult:
+    async def chat(
+        self, body: dict[str, Any], on_text: Any, *, session_id: str | None = None
+    ) -> ModelResult:
         self.bodies.append(body)
         raise ModelError(f"model answered {self.status}", self.status)
 

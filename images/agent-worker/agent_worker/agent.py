@@ -334,7 +334,7 @@ class Agent:
             f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes
         ) as span:
             try:
-                result = await self.model.chat(body, on_text)
+                result = await self.model.chat(body, on_text, session_id=session["session_id"])
             except ModelError as exc:
                 self.metrics.model_errors.labels(self.agent).inc()
                 span.set_attribute(tr.ERROR_TYPE, type(exc).__name__)

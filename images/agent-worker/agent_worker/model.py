@@ -11,6 +11,12 @@ Two refusals of a gateway are told apart (`classify_refusal`):
   `max_attempts` times in all and only while the wait ends before the call's deadline
   (`MODEL_TIMEOUT_S`); otherwise it gives up at once (`RateLimitedError`). A refusal
   always comes before the first token, so a retry never repeats streamed text.
+
+Every chat call names its session in `SESSION_HEADER`: the mesh hashes the model servers'
+load balancing on it, so a session's calls reach the vLLM replica that holds its prefix
+cache, and the gateway forwards it to the model (LiteLLM forwards client headers that
+start with `x-`). The deployment renders the same name (components/traffic/mesh.py; a test
+holds the two equal).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ BACKOFF_CAP_S = 8.0
 JITTER_S = 0.25  # at most this much (or 10% of the wait, if less) added to every wait
 
 Refusal = Literal["budget", "rate_limit"]
+SESSION_HEADER = "x-swarmstack-session-id"  # components/traffic/mesh.py SESSION_HEADER
 
 
 class ModelError(Exception):
@@ -284,8 +291,12 @@ class ModelClient:
         if response.status_code != 200:
             raise ModelError(f"model health answered {response.status_code}")
 
-    async def chat(self, body: JSON, on_text: OnText) -> ModelResult:
+    async def chat(
+        self, body: JSON, on_text: OnText, *, session_id: str | None = None
+    ) -> ModelResult:
+        """One streamed chat call; `session_id` goes out in `SESSION_HEADER`."""
         started = time.monotonic()
+        headers = {**self._auth, SESSION_HEADER: session_id} if session_id else self._auth
         # The whole call's deadline, backoffs included: httpx's read timeout only bounds
         # the gap between two reads, and a stream that keeps trickling would outlive
         # every route timeout outside it (components/traffic/timeouts.py).
@@ -295,7 +306,7 @@ class ModelClient:
             async with deadline:
                 for attempt in range(1, self.max_attempts + 1):
                     try:
-                        result = await self._attempt(body, on_text, started)
+                        result = await self._attempt(body, on_text, started, headers)
                     except _RateLimitedError as limited:
                         wait = backoff_s(attempt, limited.retry_after, self._rng)
                         left = self.timeout_s - (time.monotonic() - started)
@@ -331,7 +342,9 @@ class ModelClient:
             waits,
         )
 
-    async def _attempt(self, body: JSON, on_text: OnText, started: float) -> ModelResult:
+    async def _attempt(
+        self, body: JSON, on_text: OnText, started: float, headers: Mapping[str, str]
+    ) -> ModelResult:
         acc = StreamAccumulator()
         stream = SSEStream()
 
@@ -350,18 +363,19 @@ class ModelClient:
                     await on_text(text)
             return True
 
-        return await self._stream(body, handle, stream, acc)
+        return await self._stream(body, headers, handle, stream, acc)
 
     async def _stream(
         self,
         body: JSON,
+        headers: Mapping[str, str],
         handle: Callable[[list[SSEMessage]], Awaitable[bool]],
         stream: SSEStream,
         acc: StreamAccumulator,
     ) -> ModelResult:
         try:
             async with self._http.stream(
-                "POST", "chat/completions", json=body, headers=self._auth
+                "POST", "chat/completions", json=body, headers=dict(headers)
             ) as response:
                 if response.status_code != 200:
                     detail = (await response.aread()).decode("utf-8", "replace")

@@ -191,9 +191,32 @@ def test_the_mesh_and_network_policy_let_the_gateway_reach_rds(rds_plan: Path) -
 def test_the_plan_has_no_mandatory_violation_and_no_secret(rds_plan: Path) -> None:
     violations = json.loads((rds_plan / "policy.json").read_text())
     assert [v["message"] for v in violations if v["level"] == "mandatory"] == []
+    assert not [v for v in violations if v["rule"].startswith("rds-")]
     checks = json.loads((rds_plan / "checks.json").read_text())
     assert [c for c in checks if c["severity"] == "error"] == []
     # The plan's placeholder password never shows: no URL with credentials in any file.
     for path in rds_plan.rglob("*"):
         if path.is_file():
             assert "postgresql://" not in path.read_text(), path
+
+
+def test_the_pack_sees_the_instance_in_the_plan(tmp_path: Path) -> None:
+    def unprotected(config: dict[str, Any]) -> None:
+        _on_rds(config)
+        config["swarmstack:gateway"]["database"]["rds"]["deletionProtection"] = False
+
+    out = tmp_path / "out"
+    assert (
+        main(["plan", "pilot", "--root", str(_project(tmp_path, unprotected)), "--out", str(out)])
+        == 0
+    )
+    violations = json.loads((out / "pilot" / "policy.json").read_text())
+    found = [v for v in violations if v["rule"].startswith("rds-")]
+    assert [(v["rule"], v["level"], v["message"]) for v in found] == [
+        (
+            "rds-deletion-protection",
+            "advisory",  # the pilot phase; production makes it mandatory
+            "Instance gateway-db-instance: deletionProtection is not true: a `pulumi destroy` "
+            "or a replacement deletes it",
+        )
+    ]

@@ -254,7 +254,8 @@ class ClusterSpec(Spec):
     network: ExistingNetwork | None = Field(
         default=None,
         description="VPC facts of an existing cluster (mode: existing), needed only by "
-        "`dataPlane.kafka.mode: msk` and `dataPlane.redis.mode: elasticache`.",
+        "`dataPlane.kafka.mode: msk`, `dataPlane.redis.mode: elasticache` and "
+        "`gateway.database.mode: rds`.",
     )
 
     @model_validator(mode="after")

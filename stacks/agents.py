@@ -30,11 +30,13 @@ from components.compute.cluster import ClusterNetworkAndEks
 from components.compute.irsa import Irsa
 from components.data import redis as redis_store
 from components.data.contract import DataPlaneContract, WorkerWiring, worker_wiring
+from components.gateway import database as gateway_database
+from components.gateway import proxy as gateway_proxy
 from components.specs import ImageRef
 from components.traffic.mesh import ManagedStores
 from components.traffic.timeouts import timeout_chain
 from stacks.config import StackConfig
-from stacks.gateway import model_target_through_gateway, through_gateway
+from stacks.gateway import gateway_on_rds, model_target_through_gateway, through_gateway
 from stacks.observability import worker_tracing_env
 
 WORKER_REPOSITORY = "agent-worker"  # ECR repository <cluster name>/agent-worker
@@ -82,7 +84,7 @@ def managed_store_policies(config: StackConfig) -> dict[str, dict[str, Any]]:
     """Egress of the agents to the stores AWS runs (MSK, ElastiCache) in the stack's VPC,
     which no pod selector can name: the VPC's CIDR on the store's client port, and for MSK
     (IAM client auth) the STS interface endpoint (443) the worker's IRSA credentials come
-    from.
+    from; and of the gateway's pods (proxy and migration Job) to its Postgres on RDS.
     With `cluster.mode: existing` the VPC's CIDR is not in the config: none is rendered,
     and the agents namespace needs its own opening (README, "Network isolation")."""
     if config.cluster.mode != "eks":
@@ -115,6 +117,18 @@ def managed_store_policies(config: StackConfig) -> dict[str, dict[str, Any]]:
                 "egress": [{"to": vpc, "ports": [{"protocol": "TCP", "port": redis_store.PORT}]}],
             },
         }
+    if gateway_on_rds(config):
+        policies["agents-gateway-to-rds"] = {
+            "namespace": ns,
+            "name": f"allow-{gateway_proxy.NAME}-to-rds",
+            "spec": {
+                "podSelector": gateway_proxy.component_pods(),
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {"to": vpc, "ports": [{"protocol": "TCP", "port": gateway_database.PORT}]}
+                ],
+            },
+        }
     return policies
 
 
@@ -125,12 +139,14 @@ def managed_stores(config: StackConfig, region: str) -> ManagedStores | None:
     kafka, redis = data.kafka, data.redis
     msk_port = kafka.cluster_port if kafka is not None and kafka.mode == "msk" else None
     elasticache = redis is not None and redis.mode == "elasticache"
-    if msk_port is None and not elasticache:
+    rds = gateway_on_rds(config)
+    if msk_port is None and not elasticache and not rds:
         return None
     return ManagedStores(
         region=region,
         msk_port=msk_port,
         elasticache_port=redis_store.PORT if elasticache else None,
+        rds_port=gateway_database.PORT if rds else None,
     )
 
 

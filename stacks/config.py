@@ -608,13 +608,19 @@ def data_plane_problems(config: StackConfig) -> list[Problem]:
         problems += under(redis_problems(data.redis))
     if data.qdrant is not None:
         problems += under(qdrant_problems(data.qdrant))
-    managed = [
-        (f"{base}.kafka.mode", "msk") for k in [data.kafka] if k is not None and k.mode == "msk"
-    ] + [
-        (f"{base}.redis.mode", "elasticache")
-        for r in [data.redis]
-        if r is not None and r.mode == "elasticache"
-    ]
+    managed = (
+        [(f"{base}.kafka.mode", "msk") for k in [data.kafka] if k is not None and k.mode == "msk"]
+        + [
+            (f"{base}.redis.mode", "elasticache")
+            for r in [data.redis]
+            if r is not None and r.mode == "elasticache"
+        ]
+        + [
+            ("gateway.database.mode", "rds")
+            for g in [config.gateway]
+            if g is not None and g.database.mode == "rds"
+        ]
+    )
     if data.kafka is not None and data.kafka.mode == "msk":
         if config.images.agent_worker is None:
             problems.append(

@@ -22,6 +22,7 @@ import pulumi
 from components.agents.spec import AgentSpec
 from components.agents.workload import ModelTarget, model_base_url
 from components.data.contract import DataPlaneContract, MountedFile, SecretRef, WorkerWiring
+from components.data.network import ManagedNetwork
 from components.gateway import proxy as gateway_proxy
 from components.gateway.proxy import (
     GatewaySecrets,
@@ -31,6 +32,7 @@ from components.gateway.proxy import (
     gateway_network_policies,
 )
 from components.gateway.proxy_config import render_proxy_config, timeouts_of
+from components.gateway.rds import GatewayRds, GatewayRdsArgs
 from components.gateway.spec import GatewaySpec, used_providers
 from components.traffic.mesh import GatewayTraffic
 from components.traffic.timeouts import GatewayTimeouts
@@ -70,12 +72,21 @@ def cluster_proxy_config(config: StackConfig) -> dict[str, Any]:
     )
 
 
+def gateway_on_rds(config: StackConfig) -> bool:
+    """Whether the gateway's Postgres is an RDS instance (a store AWS runs)."""
+    return config.gateway is not None and config.gateway.database.mode == "rds"
+
+
 def gateway_traffic(config: StackConfig) -> GatewayTraffic | None:
     """What the mesh needs of the gateway; None without one."""
     if config.gateway is None:
         return None
     hosts = sorted({m.host for m in config.gateway.managed_models})
-    return GatewayTraffic(route_s=gateway_timeouts_of(config).route_s, external_hosts=tuple(hosts))
+    return GatewayTraffic(
+        route_s=gateway_timeouts_of(config).route_s,
+        external_hosts=tuple(hosts),
+        in_cluster_database=not gateway_on_rds(config),
+    )
 
 
 def agent_gateway_selector() -> dict[str, Any]:
@@ -91,6 +102,7 @@ def gateway_policies(config: StackConfig) -> dict[str, dict[str, Any]]:
         config.namespaces,
         external_https=bool(config.gateway.managed_models),
         key_job=bool(config.agents),
+        in_cluster_database=not gateway_on_rds(config),
     )
 
 
@@ -152,10 +164,36 @@ def redis_access(contract: DataPlaneContract) -> RedisAccess:
     )
 
 
+def rds_identifier(config: StackConfig) -> str:
+    """The gateway's RDS instance name in the account (the cluster name is the prefix of
+    every AWS resource name of the stack)."""
+    return f"{config.cluster.name}-gateway-db"
+
+
+def build_gateway_rds(
+    config: StackConfig, network: ManagedNetwork | None, password: pulumi.Input[str]
+) -> GatewayRds | None:
+    """The gateway's RDS instance (database mode rds); None for the in-cluster Postgres."""
+    if not gateway_on_rds(config):
+        return None
+    assert network is not None, "stacks/config.py refuses rds without the VPC's facts"
+    return GatewayRds(
+        "gateway-db",
+        GatewayRdsArgs(
+            spec=gateway_of(config).database.rds,
+            identifier=rds_identifier(config),
+            network=network,
+            password=password,
+            cost_labels=config.cost_labels,
+        ),
+    )
+
+
 def build_gateway(
     config: StackConfig,
     *,
     contract: DataPlaneContract | None,
+    network: ManagedNetwork | None,
     agents_namespace: pulumi.Input[str],
     on_cluster: pulumi.ResourceOptions,
     depends_on: Sequence[pulumi.Resource] = (),
@@ -163,6 +201,8 @@ def build_gateway(
     if config.gateway is None:
         return None
     assert contract is not None, "stacks/config.py refuses a gateway without the session store"
+    secrets = read_gateway_secrets(config)
+    rds = build_gateway_rds(config, network, secrets.database_password)
     gateway = ModelGateway(
         "gateway",
         ModelGatewayArgs(
@@ -173,11 +213,13 @@ def build_gateway(
             agents=[(a.name, a.model) for a in config.agents],
             degraded_models=degraded_models(config),
             redis=redis_access(contract),
-            secrets=read_gateway_secrets(config),
+            secrets=secrets,
             cost_labels=config.cost_labels,
+            database_host=rds.address if rds is not None else None,
         ),
         opts=pulumi.ResourceOptions.merge(
-            on_cluster, pulumi.ResourceOptions(depends_on=list(depends_on))
+            on_cluster,
+            pulumi.ResourceOptions(depends_on=[*depends_on, *([rds] if rds is not None else [])]),
         ),
     )
     pulumi.export(

@@ -118,15 +118,16 @@ def monitor_targets(config: StackConfig) -> list[MonitorTarget]:
                 (Endpoint(port_number=MERGED_METRICS_PORT, path=MERGED_METRICS_PATH),),
             )
         )
-        targets.append(
-            MonitorTarget(
-                "PodMonitor",
-                gateway_database.NAME,
-                ns.agents,
-                gateway_database.selector_labels(),
-                (Endpoint(port_number=MERGED_METRICS_PORT, path=MERGED_METRICS_PATH),),
+        if config.gateway.database.mode == "inCluster":  # RDS reports to CloudWatch
+            targets.append(
+                MonitorTarget(
+                    "PodMonitor",
+                    gateway_database.NAME,
+                    ns.agents,
+                    gateway_database.selector_labels(),
+                    (Endpoint(port_number=MERGED_METRICS_PORT, path=MERGED_METRICS_PATH),),
+                )
             )
-        )
     if data.kafka is not None and data.kafka.mode == "strimzi":
         targets.append(
             MonitorTarget(

@@ -29,7 +29,7 @@ from components.traffic.timeouts import timeout_chain
 from stacks.agents import build_agents, managed_store_policies, managed_stores
 from stacks.autoscaling import build_autoscaling, scaling_network_policies
 from stacks.config import StackConfig, accelerator_resource
-from stacks.data_plane import build_data_plane, network_policies, read_secrets
+from stacks.data_plane import build_data_plane, managed_network, network_policies, read_secrets
 from stacks.gateway import agent_gateway_selector, build_gateway, gateway_policies, gateway_traffic
 from stacks.observability import (
     build_observability,
@@ -192,6 +192,7 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
     gateway = build_gateway(
         config,
         contract=contract,
+        network=managed_network(config, cluster.eks),
         agents_namespace=tenancy.agents_namespace,
         on_cluster=on_cluster,
         depends_on=[tenancy, mesh.releases["istiod"]],

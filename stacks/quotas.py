@@ -147,6 +147,11 @@ def gateway_workloads(config: StackConfig) -> list[WorkloadPods]:
         spec, agents, namespace="quota", scripts="quota", cost_labels=config.cost_labels
     )
     db = gateway_database.pod_template(spec.database, config.cost_labels, password_secret="quota")
+    database = (
+        [WorkloadPods(f"{gateway_proxy.NAME}-database", db["spec"], 1, 0)]
+        if spec.database.mode == "inCluster"  # on RDS: no pod in the cluster
+        else []
+    )
     return [
         WorkloadPods(
             gateway_proxy.NAME,
@@ -154,7 +159,7 @@ def gateway_workloads(config: StackConfig) -> list[WorkloadPods]:
             spec.replicas,
             surge_pods(spec.replicas, agent_workload.MAX_SURGE),
         ),
-        WorkloadPods(f"{gateway_proxy.NAME}-database", db["spec"], 1, 0),
+        *database,
         WorkloadPods(f"{gateway_proxy.NAME}-migrate", migrate["template"]["spec"], 1, 0),
         WorkloadPods(f"{gateway_proxy.NAME}-keys", keys["template"]["spec"], 1, 0),
     ]

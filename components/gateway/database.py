@@ -1,7 +1,8 @@
 """The gateway's Postgres: the keys, budgets and spend LiteLLM keeps (through Prisma).
 
-The pilot runs it in the cluster, next to the gateway in the agents' namespace, as one
-StatefulSet of the official image on an encrypted gp3 volume (the class
+`gateway.database.mode: inCluster` (this module) or `rds` (components/gateway/rds.py, the
+production option). The pilot runs it in the cluster, next to the gateway in the agents'
+namespace, as one StatefulSet of the official image on an encrypted gp3 volume (the class
 components/compute/cluster.py declares). Why not RDS: the pilot keeps every store of the
 agents in the cluster (Kafka, Valkey, Qdrant) so one `pulumi up` builds it without a
 database subnet group, and the mesh already gives what an RDS security group would: STRICT

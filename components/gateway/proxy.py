@@ -47,7 +47,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.gateway import database
+from components.gateway import database, rds
 from components.gateway.keys import derive_agent_key, key_requests
 from components.gateway.proxy_config import (
     DATABASE_URL_ENV,
@@ -493,13 +493,15 @@ def key_job_spec(
 
 
 def gateway_network_policies(
-    ns: Namespaces, *, external_https: bool, key_job: bool
+    ns: Namespaces, *, external_https: bool, key_job: bool, in_cluster_database: bool = True
 ) -> dict[str, dict[str, Any]]:
     """The gateway's openings in the agents' namespace (default-deny): in from the agents'
     namespace on its port and from Prometheus on the merged metrics port; out to the model
     servers' port, to its database, and to 443 outside the cluster when managed models are
     served (the mesh's ServiceEntry names the hosts). The database admits only the
-    gateway's pods; the key Job reaches only the gateway."""
+    gateway's pods; the key Job reaches only the gateway. With the database on RDS there is
+    no database pod: the opening to the VPC's CIDR on its port is one of the managed
+    stores' (stacks/agents.py `managed_store_policies`)."""
     gateway_pods = {"matchLabels": selector_labels()}
     db_pods = {"matchLabels": database.selector_labels()}
     egress: list[dict[str, Any]] = [
@@ -507,8 +509,14 @@ def gateway_network_policies(
             "to": [{**namespace_selector(ns.models), "podSelector": MODEL_PODS}],
             "ports": [{"protocol": "TCP", "port": MODEL_PORT}],
         },
-        {"to": [{"podSelector": db_pods}], "ports": [{"protocol": "TCP", "port": database.PORT}]},
     ]
+    if in_cluster_database:
+        egress.append(
+            {
+                "to": [{"podSelector": db_pods}],
+                "ports": [{"protocol": "TCP", "port": database.PORT}],
+            }
+        )
     if external_https:
         egress.append({"ports": [{"protocol": "TCP", "port": 443}]})
     policies: dict[str, dict[str, Any]] = {
@@ -535,7 +543,9 @@ def gateway_network_policies(
             "name": f"allow-{NAME}-to-models-and-database",
             "spec": {"podSelector": component_pods(), "policyTypes": ["Egress"], "egress": egress},
         },
-        "agents-gateway-database-ingress": {
+    }
+    if in_cluster_database:
+        policies["agents-gateway-database-ingress"] = {
             "namespace": ns.agents,
             "name": f"allow-{NAME}-to-{database.NAME}",
             "spec": {
@@ -552,8 +562,7 @@ def gateway_network_policies(
                     },
                 ],
             },
-        },
-    }
+        }
     if key_job:
         policies["agents-gateway-key-job"] = {
             "namespace": ns.agents,
@@ -602,6 +611,8 @@ class ModelGatewayArgs:
     secrets: GatewaySecrets
     cost_labels: CostLabels
     degraded_models: Mapping[str, str] = field(default_factory=dict[str, str])  # by agent
+    # The RDS instance's address (database mode rds); None: the in-cluster StatefulSet.
+    database_host: pulumi.Input[str] | None = None
 
 
 def _wire(spec: Mapping[str, Any]) -> Any:
@@ -664,15 +675,18 @@ class ModelGateway(pulumi.ComponentResource):
             {SALT_KEY_LABEL: "true"},
         )
         namespace_name = args.namespace_name
+        password = pulumi.Output.from_input(s.database_password)
+        url = (
+            password.apply(lambda p: database.database_url(p, namespace_name))
+            if args.database_host is None
+            else pulumi.Output.all(password, args.database_host).apply(
+                lambda v: rds.database_url(v[0], v[1])
+            )
+        )
         db_secret = secret(
             "database",
             SECRET_NAMES["database"],
-            {
-                database.PASSWORD_KEY: s.database_password,
-                DATABASE_URL_KEY: pulumi.Output.from_input(s.database_password).apply(
-                    lambda p: database.database_url(p, namespace_name)
-                ),
-            },
+            {database.PASSWORD_KEY: s.database_password, DATABASE_URL_KEY: url},
         )
         owned: list[pulumi.Resource] = [master, self.salt_key, db_secret]
         providers = used_providers(spec)
@@ -711,25 +725,34 @@ class ModelGateway(pulumi.ComponentResource):
             f"{name}-sa", metadata=meta(NAME), automount_service_account_token=False, opts=child
         )
 
-        # Postgres, then the schema, then the proxy.
-        db_labels = {**args.cost_labels.as_labels(), **database.selector_labels()}
-        db_meta = k8s.meta.v1.ObjectMetaArgs(name=database.NAME, namespace=ns, labels=db_labels)
-        db_account = k8s.core.v1.ServiceAccount(
-            f"{name}-db-sa", metadata=db_meta, automount_service_account_token=False, opts=child
-        )
-        db_service = k8s.core.v1.Service(
-            f"{name}-db-service", metadata=db_meta, spec=_wire(database.service_spec()), opts=child
-        )
-        db = k8s.apps.v1.StatefulSet(
-            f"{name}-db",
-            metadata=db_meta,
-            spec=_wire(
-                database.statefulset_spec(
-                    spec.database, args.cost_labels, password_secret=SECRET_NAMES["database"]
-                )
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[db_account, db_secret]),
-        )
+        # Postgres (in the cluster, unless RDS runs it), then the schema, then the proxy.
+        db_ready: list[pulumi.Resource] = []
+        if args.database_host is None:
+            db_labels = {**args.cost_labels.as_labels(), **database.selector_labels()}
+            db_meta = k8s.meta.v1.ObjectMetaArgs(name=database.NAME, namespace=ns, labels=db_labels)
+            db_account = k8s.core.v1.ServiceAccount(
+                f"{name}-db-sa",
+                metadata=db_meta,
+                automount_service_account_token=False,
+                opts=child,
+            )
+            db_service = k8s.core.v1.Service(
+                f"{name}-db-service",
+                metadata=db_meta,
+                spec=_wire(database.service_spec()),
+                opts=child,
+            )
+            db = k8s.apps.v1.StatefulSet(
+                f"{name}-db",
+                metadata=db_meta,
+                spec=_wire(
+                    database.statefulset_spec(
+                        spec.database, args.cost_labels, password_secret=SECRET_NAMES["database"]
+                    )
+                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[db_account, db_secret]),
+            )
+            db_ready = [db, db_service]
         migrate = k8s.batch.v1.Job(
             f"{name}-migrate",
             metadata=meta(f"{NAME}-migrate-{content_hash(spec.image.reference)}"),
@@ -743,7 +766,7 @@ class ModelGateway(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[db, db_service, config_map, account, *owned],
+                depends_on=[*db_ready, config_map, account, *owned],
                 delete_before_replace=True,
             ),
         )

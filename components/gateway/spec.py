@@ -178,22 +178,115 @@ class AgentKey(Spec):
         return names
 
 
+# RDS for PostgreSQL 17 minor versions the stack accepts (each one AWS lists for new
+# instances; 17.1-17.4 left standard support in May 2026). The instance is pinned to one:
+# RDS does not upgrade it on its own (`autoMinorVersionUpgrade` off), a new minor version
+# is a reviewed config change.
+RDS_ENGINE_VERSIONS = ("17.7", "17.8", "17.9")
+RDS_PARAMETER_FAMILY = "postgres17"
+RdsEngineVersion = Literal["17.7", "17.8", "17.9"]
+RdsInstanceClass = Literal[
+    "db.t4g.medium",
+    "db.t4g.large",
+    "db.m7g.large",
+    "db.m7g.xlarge",
+    "db.m7g.2xlarge",
+    "db.r7g.large",
+    "db.r7g.xlarge",
+    "db.r7g.2xlarge",
+]
+
+
+class RdsDatabase(Spec):
+    """The gateway's Postgres on Amazon RDS (database.mode: rds): one instance in the
+    cluster VPC's private subnets, encrypted with the stack's KMS key, TLS required."""
+
+    instance_class: RdsInstanceClass = Field(
+        default="db.m7g.large", description="RDS instance class."
+    )
+    engine_version: RdsEngineVersion = Field(
+        default="17.9",
+        description="PostgreSQL minor version, pinned (RDS applies no minor upgrade itself).",
+    )
+    allocated_storage_gib: int = Field(
+        default=20, ge=20, le=65536, description="gp3 storage at creation, GiB."
+    )
+    max_allocated_storage_gib: int = Field(
+        default=100,
+        ge=20,
+        le=65536,
+        description="Storage autoscaling ceiling, GiB (equal to allocatedStorageGib: no "
+        "autoscaling).",
+    )
+    multi_az: bool = Field(
+        default=True,
+        description="A synchronous standby in a second AZ, failed over to automatically.",
+    )
+    backup_retention_days: int = Field(
+        default=7,
+        ge=1,
+        le=35,
+        description="Automated backups (point-in-time restore) kept, days; the policy pack "
+        "wants at least 7.",
+    )
+    backup_window: str = Field(
+        default="03:00-04:00",
+        pattern=r"^[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]$",
+        description="Daily backup window, UTC (hh:mm-hh:mm).",
+    )
+    maintenance_window: str = Field(
+        default="sun:05:00-sun:06:00",
+        pattern=r"^(mon|tue|wed|thu|fri|sat|sun):[0-2][0-9]:[0-5][0-9]-"
+        r"(mon|tue|wed|thu|fri|sat|sun):[0-2][0-9]:[0-5][0-9]$",
+        description="Weekly maintenance window, UTC (ddd:hh:mm-ddd:hh:mm).",
+    )
+    deletion_protection: bool = Field(
+        default=True,
+        description="RDS refuses to delete the instance (a `pulumi destroy` fails until it "
+        "is turned off).",
+    )
+    final_snapshot: bool = Field(
+        default=True,
+        description="Take a snapshot when the instance is deleted (named after the instance).",
+    )
+    performance_insights: bool = Field(
+        default=False,
+        description="Performance Insights (7 days, free tier), encrypted with the stack's KMS key.",
+    )
+
+    @model_validator(mode="after")
+    def _storage(self) -> RdsDatabase:
+        if self.max_allocated_storage_gib < self.allocated_storage_gib:
+            raise ValueError(
+                f"maxAllocatedStorageGib {self.max_allocated_storage_gib} is below "
+                f"allocatedStorageGib {self.allocated_storage_gib}"
+            )
+        return self
+
+
 class GatewayDatabase(Spec):
     """Postgres for the gateway's keys, budgets and spend (LiteLLM stores them there)."""
 
-    mode: Literal["inCluster"] = Field(
+    mode: Literal["inCluster", "rds"] = Field(
         default="inCluster",
         description="`inCluster`: a Postgres StatefulSet next to the gateway, reached only "
-        "by it (components/gateway/proxy.py says why).",
+        "by it (components/gateway/database.py says why the pilot runs it); `rds`: an "
+        "Amazon RDS instance in the stack's VPC (`rds`), for production.",
     )
     image: ImageRef = Field(
         default_factory=lambda: ImageRef(repository=POSTGRES_REPOSITORY, tag=POSTGRES_TAG),
-        description="The Postgres image (official image, pinned).",
+        description="The Postgres image (official image, pinned; mode inCluster).",
     )
-    storage_gib: int = Field(default=10, ge=1, le=16000, description="Data volume, GiB.")
+    storage_gib: int = Field(
+        default=10, ge=1, le=16000, description="Data volume, GiB (mode inCluster)."
+    )
     memory_mib: int = Field(
-        default=512, ge=256, le=65536, description="Memory request and limit, MiB."
+        default=512,
+        ge=256,
+        le=65536,
+        description="Memory request and limit, MiB (mode inCluster).",
     )
+    rds: RdsDatabase = Field(default_factory=RdsDatabase, description="RDS settings (mode: rds).")
 
 
 class GatewaySpec(Spec):

@@ -66,7 +66,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -423,6 +423,8 @@ class GatewayTraffic:
 
     route_s: int
     external_hosts: tuple[str, ...] = ()
+    # False: the gateway's Postgres is an RDS instance (a managed store), not a pod.
+    in_cluster_database: bool = True
 
 
 def model_callers_policy(
@@ -454,17 +456,21 @@ def model_callers_policy(
 
 
 def external_service(
-    hosts: Sequence[str], port: int = 443, port_name: str = "tls"
+    hosts: Sequence[str],
+    port: int = 443,
+    port_name: str = "tls",
+    protocol: Literal["TLS", "TCP"] = "TLS",
 ) -> dict[str, Any]:
-    """A ServiceEntry for external TLS hosts, passed through by SNI (no TLS origination,
-    resolution NONE: the proxy forwards to the address the client resolved), visible only
-    in its own namespace."""
+    """A ServiceEntry for external hosts, passed through (no TLS origination, resolution
+    NONE: the proxy forwards to the address the client resolved), visible only in its own
+    namespace. TLS hosts are told apart by SNI; a TCP entry (a protocol that starts TLS
+    inside itself, like Postgres) by its port."""
     return {
         "hosts": list(hosts),
         "exportTo": ["."],
         "location": "MESH_EXTERNAL",
         "resolution": "NONE",
-        "ports": [{"number": port, "name": port_name, "protocol": "TLS"}],
+        "ports": [{"number": port, "name": port_name, "protocol": protocol}],
     }
 
 
@@ -475,6 +481,7 @@ class ManagedStores:
     region: str
     msk_port: int | None = None  # the MSK brokers' client port (IAM auth: 9098)
     elasticache_port: int | None = None  # the ElastiCache TLS port (6379)
+    rds_port: int | None = None  # the gateway's Postgres on RDS (5432)
 
 
 @dataclass(frozen=True)
@@ -486,6 +493,7 @@ class ManagedEgress:
     hosts: tuple[str, ...]
     port: int
     port_name: str
+    protocol: Literal["TLS", "TCP"] = "TLS"
 
 
 def managed_egress(agent: AgentSpec, stores: ManagedStores | None) -> list[ManagedEgress]:
@@ -529,6 +537,29 @@ def managed_egress_of_stores(stores: ManagedStores | None) -> list[ManagedEgress
             ELASTICACHE_ENTRY, ("*.cache.amazonaws.com",), stores.elasticache_port, "tls-redis"
         )
     ]
+
+
+RDS_ENTRY = "managed-rds"
+
+
+def gateway_managed_egress(stores: ManagedStores | None) -> list[ManagedEgress]:
+    """The managed services the gateway dials: the session store's (it shares it) and its
+    Postgres on RDS. RDS endpoints are `<instance>.<id>.<region>.rds.amazonaws.com`, the id
+    assigned by AWS, so the entry names the region's RDS domain, on 5432 as TCP: Postgres
+    asks for TLS inside its own protocol (no SNI to route by); the NetworkPolicy holds the
+    address to the VPC's CIDR."""
+    found = managed_egress_of_stores(stores)
+    if stores is not None and stores.rds_port is not None:
+        found.append(
+            ManagedEgress(
+                RDS_ENTRY,
+                (f"*.{stores.region}.rds.amazonaws.com",),
+                stores.rds_port,
+                "tcp-postgres",
+                "TCP",
+            )
+        )
+    return found
 
 
 def agent_sidecar(
@@ -648,22 +679,15 @@ def gateway_database_policy(ns: Namespaces) -> dict[str, Any]:
 def gateway_sidecar(
     ns: Namespaces, gateway: GatewayTraffic, stores: ManagedStores | None = None
 ) -> dict[str, Any]:
-    """The gateway's proxy sees the models, its database, the data stores (Redis: with
-    ElastiCache, its ServiceEntry's hosts, since the gateway shares the session store),
-    istiod and the managed APIs' hosts."""
+    """The gateway's proxy sees the models, its database (in the cluster, or RDS's
+    ServiceEntry hosts), the data stores (Redis: with ElastiCache, its ServiceEntry's
+    hosts, since the gateway shares the session store), istiod and the managed APIs'
+    hosts."""
     hosts = [f"./{h}" for h in gateway.external_hosts]
-    hosts += [
-        f"./{h}"
-        for e in managed_egress_of_stores(stores)
-        if e.name == ELASTICACHE_ENTRY
-        for h in e.hosts
-    ]
-    hosts += [
-        f"./{gateway_database.host(ns.agents)}",
-        f"{ns.models}/*",
-        f"{ns.data}/*",
-        f"{ISTIO_NAMESPACE}/*",
-    ]
+    hosts += [f"./{h}" for e in gateway_managed_egress(stores) for h in e.hosts]
+    if gateway.in_cluster_database:
+        hosts.append(f"./{gateway_database.host(ns.agents)}")
+    hosts += [f"{ns.models}/*", f"{ns.data}/*", f"{ISTIO_NAMESPACE}/*"]
     return {
         "workloadSelector": {"labels": gateway_proxy.selector_labels()},
         "egress": [{"hosts": hosts}],
@@ -695,21 +719,26 @@ def gateway_resources(
             f"{gateway_proxy.NAME}-callers",
             gateway_callers_policy(agents, ns),
         ),
-        MeshResource(
-            SECURITY,
-            "AuthorizationPolicy",
-            ns.agents,
-            f"{gateway_database.NAME}-callers",
-            gateway_database_policy(ns),
-        ),
+    ]
+    if gateway.in_cluster_database:
+        out.append(
+            MeshResource(
+                SECURITY,
+                "AuthorizationPolicy",
+                ns.agents,
+                f"{gateway_database.NAME}-callers",
+                gateway_database_policy(ns),
+            )
+        )
+    out.append(
         MeshResource(
             NETWORKING,
             "Sidecar",
             ns.agents,
             gateway_proxy.NAME,
             gateway_sidecar(ns, gateway, stores),
-        ),
-    ]
+        )
+    )
     if gateway.external_hosts:
         out.append(
             MeshResource(
@@ -866,6 +895,8 @@ def mesh_resources(
                 )
             )
     managed = {e.name: e for agent in agents for e in managed_egress(agent, stores)}
+    if gateway is not None:
+        managed.update({e.name: e for e in gateway_managed_egress(stores)})
     for entry in sorted(managed.values(), key=lambda e: e.name):
         out.append(
             MeshResource(
@@ -873,7 +904,7 @@ def mesh_resources(
                 "ServiceEntry",
                 ns.agents,
                 entry.name,
-                external_service(entry.hosts, entry.port, entry.port_name),
+                external_service(entry.hosts, entry.port, entry.port_name, entry.protocol),
             )
         )
     return out

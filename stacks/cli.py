@@ -334,6 +334,25 @@ def _tokens_per_second_from(url: str, window_s: float) -> dict[str, float]:
     return usage_cost.tokens_per_second_from_prometheus(body)
 
 
+def capacity(args: argparse.Namespace) -> int:
+    """What the stack's expected peak needs against what it provides; exit 1 on a shortfall."""
+    from stacks import capacity as sizing  # noqa: PLC0415
+
+    try:
+        config = load_file(args.root.resolve() / "stacks" / f"Pulumi.{args.stack}.yaml")
+    except (ConfigError, OSError) as exc:
+        print(f"error: stack {args.stack}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        measured = sizing.measured_args(args.measured, sizing.replicas_args(args.measured_replicas))
+        report = sizing.plan_capacity(config, args.stack, measured)
+    except sizing.CapacityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(report.to_json() if args.json else report.render(), end="")
+    return EXIT_CHECKS if report.shortfalls else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="swarmstack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -413,7 +432,31 @@ def main(argv: list[str] | None = None) -> int:
         "target's small model, for instance)",
     )
     p_cost.add_argument("--json", action="store_true", help="print JSON")
+    p_cap = sub.add_parser(
+        "capacity",
+        help="replicas, MIG slices, nodes, KEDA thresholds and $/hour the stack's demand "
+        "needs, from a load test's summary.json, against what the stack provides",
+    )
+    p_cap.add_argument("stack", nargs="?", default="pilot", help="stack name (default: pilot)")
+    p_cap.add_argument("--root", type=Path, default=Path("."), help="project root")
+    p_cap.add_argument(
+        "--measured",
+        action="append",
+        default=[],
+        metavar="MODEL=PATH",
+        help="a load test's summary.json of the stack model MODEL (repeatable)",
+    )
+    p_cap.add_argument(
+        "--measured-replicas",
+        action="append",
+        default=[],
+        metavar="MODEL=N",
+        help="replicas of MODEL that served that run (default 1, the local target's)",
+    )
+    p_cap.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
+    if args.command == "capacity":
+        return capacity(args)
     if args.command == "cost":
         return cost(args)
     if args.command == "diff":

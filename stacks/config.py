@@ -26,6 +26,7 @@ from components.compute.mig import MIG_PROFILES, MigLayoutError, mig_resource_na
 from components.data.kafka import KafkaSpec, kafka_problems, zone_spread_problems
 from components.data.qdrant import QdrantSpec, qdrant_problems
 from components.data.redis import RedisSpec, redis_problems
+from components.demand import DemandSpec
 from components.gateway.spec import GatewaySpec, Provider, gateway_problems, used_providers
 from components.observe.alerts import slo_problems
 from components.observe.monitoring import ReceiverType
@@ -204,6 +205,11 @@ class StackConfig(Spec):
         description="The model gateway (LiteLLM's proxy): with it, agents call their models "
         "through it with a key each (budgets, rate limits, allowed models) and models fall "
         "back to others, managed APIs included. Unset: agents call the model Services.",
+    )
+    demand: DemandSpec | None = Field(
+        default=None,
+        description="The expected peak (users, turns per minute, their split across agent "
+        "types) that `swarmstack capacity` sizes the stack against. Declares nothing.",
     )
 
     def pool(self, name: str) -> GpuPoolSpec:
@@ -433,6 +439,7 @@ def cross_component_problems(config: StackConfig, region: str) -> list[Problem]:
     problems += agent_runtime_problems(config)
     problems += gateway_config_problems(config)
     problems += autoscaling_problems(config)
+    problems += demand_problems(config)
     if not problems:  # a quota is checked against the pods of a valid stack
         # Imported here: the quota check renders the stack's pods, and its module reads
         # this one's types.
@@ -650,6 +657,23 @@ def data_plane_problems(config: StackConfig) -> list[Problem]:
             )
             for path, mode in managed
         ]
+    return problems
+
+
+def demand_problems(config: StackConfig) -> list[Problem]:
+    """Each agent type named in `demand.agents` exists, and is named once."""
+    if config.demand is None:
+        return []
+    names = [a.name for a in config.agents]
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for i, share in enumerate(config.demand.agents):
+        path = f"demand.agents[{i}].agent"
+        if share.agent not in names:
+            problems.append(Problem(path, f"{share.agent!r} is not an agent type (one of {names})"))
+        elif share.agent in seen:
+            problems.append(Problem(path, f"{share.agent!r} is listed more than once"))
+        seen.add(share.agent)
     return problems
 
 

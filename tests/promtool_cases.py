@@ -22,6 +22,7 @@ from components.observe.alerts import le_value
 
 QWEN = "Qwen/Qwen2.5-7B-Instruct"
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+QWEN_NAME = "qwen25-7b"  # its `models[].name`, the name the gateway serves it under
 WORKER_TTFT_EDGES = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -480,8 +481,9 @@ COST_INPUT = [
     _running(LLAMA, "llama-a"),
     series("vllm:generation_tokens_total", {**QWEN_POD, "pod": "qwen-a"}, "0+3600x10"),
     series("vllm:prompt_tokens_total", {**QWEN_POD, "pod": "qwen-a"}, "0+2400x10"),
-    series("agent_model_input_tokens_total", {**R, "model": QWEN}, "0+1800x10"),
-    series("agent_model_output_tokens_total", {**R, "model": QWEN}, "0+1200x10"),
+    # The pilot's workers call the gateway, so they name the model by its gateway name.
+    series("agent_model_input_tokens_total", {**R, "model": QWEN_NAME}, "0+1800x10"),
+    series("agent_model_output_tokens_total", {**R, "model": QWEN_NAME}, "0+1200x10"),
     series("agent_turns_total", {**R, "outcome": "done"}, "0+30x10"),
     series("agent_turns_total", {**R, "outcome": "replayed"}, "0+30x10"),
 ]
@@ -516,7 +518,8 @@ EXPR_CASES: list[ExprCase] = [
     ExprCase(
         "$ per million tokens (llama served none: no figure)", COST_INPUT, "10m",
         "round(swarmstack:model_usd_per_token * 1e12)",
-        [({"model": QWEN}, round(QWEN_USD_PER_TOKEN * 1e12))],
+        [({"model": QWEN}, round(QWEN_USD_PER_TOKEN * 1e12)),
+         ({"model": QWEN_NAME}, round(QWEN_USD_PER_TOKEN * 1e12))],
     ),
     _micro("swarmstack:agent_usd_per_hour", {"agent": "researcher"}, RESEARCHER_USD_PER_HOUR),
     _micro(

@@ -638,6 +638,18 @@ def cost_group(config: StackConfig) -> RuleGroup:
             "swarmstack:model_usd_per_hour / 3600 / (swarmstack:model_tokens_per_second > 0)",
         ),
     ]
+    if config.gateway is not None:
+        # Behind the gateway a worker names its model by the gateway's name (`models[].name`),
+        # not vLLM's served id: the same price under that name, so agents' tokens find it.
+        rules += [
+            Recording(
+                "swarmstack:model_usd_per_token",
+                f"swarmstack:model_usd_per_token{{model={_q(model.model)}}}",
+                {"model": model.name},
+            )
+            for model in config.models
+            if model.name != model.model
+        ]
     if config.agents:
         rules += [
             Recording(

@@ -89,6 +89,8 @@ SECRET_KEYS = frozenset(
         *RECEIVER_SECRET_KEYS.values(),
     }
 )
+# The phases a stack can be in: the same composition, validated more strictly in production.
+Phase = Literal["pilot", "production"]
 # Config keys outside this project's namespace that the program reads.
 REGION_KEY = "aws:region"
 
@@ -152,8 +154,9 @@ class DataPlaneSpec(Spec):
 class StackConfig(Spec):
     """Everything a stack is built from: the `swarmstack:` keys of Pulumi.<stack>.yaml."""
 
-    phase: Literal["pilot"] = Field(
-        description="Which composition to build. Only `pilot` is built so far."
+    phase: Phase = Field(
+        description="The stack's phase. Every phase builds the same composition from its "
+        "values; `production` runs every policy of the pack as mandatory."
     )
     cost_labels: CostLabels = Field(description="Cost-attribution labels and tags.")
     cluster: ClusterSpec = Field(description="The cluster and its network.")

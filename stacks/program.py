@@ -1,4 +1,7 @@
-"""The swarmstack Pulumi program: load and check the stack's config, then build its phase."""
+"""The swarmstack Pulumi program: load and check the stack's config, then build the composition.
+
+Every phase runs the same `stacks.composition.build`; the phase only changes what the
+config accepts (stacks/config.py) and the policy levels (policies/pack.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import pulumi
 from pulumi.runtime.config import get_config, is_config_secret
 
 from components.gateway.keys import MIN_SEED_CHARS, salt_key_problems
-from stacks import pilot
+from stacks import composition
 from stacks.config import (
     GATEWAY_AGENT_KEY_SEED,
     GATEWAY_SALT_KEY,
@@ -23,9 +26,6 @@ from stacks.config import (
 )
 from stacks.mode import Mode, current_mode
 from stacks.placeholders import documentation_values
-
-Phase = Callable[[StackConfig, str, "pulumi.Output[str] | None"], None]
-PHASES: dict[str, Phase] = {"pilot": pilot.build}
 
 
 def _secret_problems(config: StackConfig) -> list[Problem]:
@@ -105,4 +105,4 @@ def main() -> None:
         raise pulumi.RunError(str(exc)) from None
     for problem in [*placeholders, *gateway_problems]:
         pulumi.log.warn(f"{problem} (`pulumi up` refuses it)")
-    PHASES[config.phase](config, region, hf_token)
+    composition.build(config, region, hf_token)

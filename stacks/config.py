@@ -13,11 +13,11 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import yaml
 from pulumi.runtime import config as runtime_config
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from components.agents.spec import AgentSpec, agent_problems, events_agents
@@ -90,6 +90,17 @@ SECRET_KEYS = frozenset(
         *RECEIVER_SECRET_KEYS.values(),
     }
 )
+# The phases a stack can be in: the same composition, validated more strictly in production.
+Phase = Literal["pilot", "production"]
+# What a production stack gets where its file leaves a key out (the pilot keeps each field's
+# own default): sections of the stack config by their keys in Pulumi.<stack>.yaml.
+PHASE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "production": {"cluster": {"availabilityZones": 3, "natGateways": "perAz"}},
+}
+# Production's floors (phase_problems).
+PRODUCTION_MIN_ZONES = 3
+PRODUCTION_MIN_REPLICAS = 2
+PRODUCTION_KAFKA_REPLICATION = 3
 # Config keys outside this project's namespace that the program reads.
 REGION_KEY = "aws:region"
 
@@ -153,8 +164,11 @@ class DataPlaneSpec(Spec):
 class StackConfig(Spec):
     """Everything a stack is built from: the `swarmstack:` keys of Pulumi.<stack>.yaml."""
 
-    phase: Literal["pilot"] = Field(
-        description="Which composition to build. Only `pilot` is built so far."
+    phase: Phase = Field(
+        description="The stack's phase. Every phase builds the same composition from its "
+        "values; `production` validates them more strictly (at least 3 AZs, a NAT gateway "
+        "per AZ, at least 2 replicas of every agent type and interactive model, Kafka "
+        "replicated 3 times across 3 AZs) and runs every policy of the pack as mandatory."
     )
     cost_labels: CostLabels = Field(description="Cost-attribution labels and tags.")
     cluster: ClusterSpec = Field(description="The cluster and its network.")
@@ -211,6 +225,24 @@ class StackConfig(Spec):
         description="The expected peak (users, turns per minute, their split across agent "
         "types) that `swarmstack capacity` sizes the stack against. Declares nothing.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _phase_defaults(cls, data: Any) -> Any:
+        """Production's defaults where the stack file leaves a key out (PHASE_DEFAULTS)."""
+        if not isinstance(data, dict):
+            return data
+        raw = cast(dict[str, Any], data)
+        phase = raw.get("phase")
+        defaults = PHASE_DEFAULTS.get(phase) if isinstance(phase, str) else None
+        if defaults is None:
+            return raw
+        merged = dict(raw)
+        for section, values in defaults.items():
+            given = merged.get(section)
+            if isinstance(given, dict):
+                merged[section] = {**values, **cast(dict[str, Any], given)}
+        return merged
 
     def pool(self, name: str) -> GpuPoolSpec:
         return next(p for p in self.gpu_pools if p.name == name)
@@ -440,12 +472,127 @@ def cross_component_problems(config: StackConfig, region: str) -> list[Problem]:
     problems += gateway_config_problems(config)
     problems += autoscaling_problems(config)
     problems += demand_problems(config)
+    problems += phase_problems(config)
     if not problems:  # a quota is checked against the pods of a valid stack
         # Imported here: the quota check renders the stack's pods, and its module reads
         # this one's types.
         from stacks.quotas import quota_problems  # noqa: PLC0415
 
         problems += quota_problems(config)
+    return problems
+
+
+def phase_problems(config: StackConfig) -> list[Problem]:
+    """What the production phase asks beyond the pilot; each problem names the pilot-grade
+    value it refuses and the floor. A pilot stack has none of these rules."""
+    if config.phase != "production":
+        return []
+    problems: list[Problem] = []
+    cluster = config.cluster
+    zones = cluster_zones(config)
+    if zones < PRODUCTION_MIN_ZONES:
+        path = (
+            "cluster.availabilityZones"
+            if cluster.mode == "eks"
+            else "cluster.network.privateSubnetIds"
+        )
+        problems.append(
+            Problem(
+                path,
+                f"{zones} AZs: phase 'production' needs at least {PRODUCTION_MIN_ZONES}, so "
+                "that losing one AZ leaves Kafka a quorum of replicas and every workload a "
+                "replica",
+            )
+        )
+    if cluster.mode == "eks" and cluster.nat_gateways != "perAz":
+        problems.append(
+            Problem(
+                "cluster.natGateways",
+                f"{cluster.nat_gateways!r}: phase 'production' needs 'perAz' (one NAT gateway "
+                "per AZ): with a single one, losing its AZ cuts every private subnet's "
+                "egress",
+            )
+        )
+    floor = PRODUCTION_MIN_REPLICAS
+    for i, agent in enumerate(config.agents):
+        if agent.replicas.min < floor:
+            problems.append(
+                Problem(
+                    f"agents[{i}].replicas.min",
+                    f"{agent.replicas.min} for agent {agent.name!r}: phase 'production' needs "
+                    f"at least {floor} replicas of every agent type (one may be drained or "
+                    "lost with its AZ while the other works)",
+                )
+            )
+    for i, model in enumerate(config.models):
+        if model.slo.tier == "interactive" and model.replicas.min < floor:
+            problems.append(
+                Problem(
+                    f"models[{i}].replicas.min",
+                    f"{model.replicas.min} for interactive model {model.name!r}: phase "
+                    f"'production' needs at least {floor} replicas of every interactive "
+                    "model (a batch model may keep fewer)",
+                )
+            )
+    gateway = config.gateway
+    if gateway is not None and gateway.replicas < floor:  # the field's own floor is 2 today
+        problems.append(
+            Problem(
+                "gateway.replicas",
+                f"{gateway.replicas}: phase 'production' needs at least {floor} gateway replicas",
+            )
+        )
+    data = config.data_plane
+    kafka = data.kafka
+    if kafka is not None:
+        rf = kafka.replication_factor
+        if rf < PRODUCTION_KAFKA_REPLICATION:
+            problems.append(
+                Problem(
+                    "dataPlane.kafka.replicationFactor",
+                    f"{rf}: phase 'production' needs {PRODUCTION_KAFKA_REPLICATION} "
+                    "(with minInsyncReplicas 2, acks=all writes survive the loss of one "
+                    "broker or AZ)",
+                )
+            )
+        if kafka.brokers < PRODUCTION_MIN_ZONES:
+            problems.append(
+                Problem(
+                    "dataPlane.kafka.brokers",
+                    f"{kafka.brokers}: phase 'production' needs at least "
+                    f"{PRODUCTION_MIN_ZONES} brokers, one in each of {PRODUCTION_MIN_ZONES} AZs",
+                )
+            )
+        if data.allow_fewer_zones_than_replicas:
+            problems.append(
+                Problem(
+                    "dataPlane.allowFewerZonesThanReplicas",
+                    "true: phase 'production' keeps every Kafka replica of a partition in its "
+                    "own AZ; remove the key",
+                )
+            )
+    return problems
+
+
+def policy_config_problems(phase: Phase, policy_config: Mapping[str, Any]) -> list[Problem]:
+    """A production stack runs every policy mandatory (policies/pack.py, `phase_levels`):
+    its policy config (`--policy-pack-config`) may set a rule's options, never lower its
+    level. Paths are the config's keys (a rule name, or `all`)."""
+    if phase != "production":
+        return []
+    problems: list[Problem] = []
+    for key, entry in policy_config.items():
+        level: object = entry
+        if isinstance(entry, dict):
+            level = cast(dict[str, Any], entry).get("enforcementLevel", "mandatory")
+        if level != "mandatory":
+            problems.append(
+                Problem(
+                    key,
+                    f"{level!r}: phase 'production' runs every policy mandatory; set "
+                    "'mandatory' or remove the level (a rule's options may stay)",
+                )
+            )
     return problems
 
 

@@ -1,6 +1,6 @@
 """The data-plane part of the composition: cert-manager, the three stores, their contract.
 
-Called by the phase's `build` with what the cluster gives; declares only what
+Called by the composition's `build` with what the cluster gives; declares only what
 `dataPlane` configures and returns the connection contract (references only).
 """
 

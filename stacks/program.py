@@ -1,14 +1,19 @@
-"""The swarmstack Pulumi program: load and check the stack's config, then build its phase."""
+"""The swarmstack Pulumi program: load and check the stack's config, then build the composition.
+
+Every phase runs the same `stacks.composition.build`; the phase only changes what the
+config accepts (stacks/config.py) and the policy levels (policies/pack.py)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pulumi
 from pulumi.runtime.config import get_config, is_config_secret
 
 from components.gateway.keys import MIN_SEED_CHARS, salt_key_problems
-from stacks import pilot
+from stacks import composition
 from stacks.config import (
     GATEWAY_AGENT_KEY_SEED,
     GATEWAY_SALT_KEY,
@@ -18,14 +23,15 @@ from stacks.config import (
     Problem,
     StackConfig,
     load,
+    policy_config_problems,
     raw_from_pulumi_config,
     secret_purposes,
 )
 from stacks.mode import Mode, current_mode
 from stacks.placeholders import documentation_values
 
-Phase = Callable[[StackConfig, str, "pulumi.Output[str] | None"], None]
-PHASES: dict[str, Phase] = {"pilot": pilot.build}
+# The stack's `--policy-pack-config` file; production refuses one that lowers a level.
+POLICY_CONFIG_DIR = Path(__file__).resolve().parent.parent / "policies" / "config"
 
 
 def _secret_problems(config: StackConfig) -> list[Problem]:
@@ -91,6 +97,13 @@ def main() -> None:
         config = load(raw, region, source)
         hf_token = pulumi.Config().get_secret(HF_TOKEN_CONFIG_KEY)
         problems = _secret_problems(config)
+        policy_file = POLICY_CONFIG_DIR / f"{pulumi.get_stack()}.json"
+        if policy_file.is_file():
+            shown = f"policies/config/{policy_file.name}"
+            problems += [
+                Problem(f"{shown}: {p.path}", p.message)
+                for p in policy_config_problems(config.phase, json.loads(policy_file.read_text()))
+            ]
         if problems:
             raise ConfigError(problems, source)
         placeholders = documentation_values(config)
@@ -105,4 +118,4 @@ def main() -> None:
         raise pulumi.RunError(str(exc)) from None
     for problem in [*placeholders, *gateway_problems]:
         pulumi.log.warn(f"{problem} (`pulumi up` refuses it)")
-    PHASES[config.phase](config, region, hf_token)
+    composition.build(config, region, hf_token)

@@ -171,9 +171,9 @@ MISTAKES: list[tuple[str, Callable[[Raw], object], str]] = [
         "enforce NetworkPolicies: use v1.14.0 or later",
     ),
     (
-        "phase not built yet",
-        _set("phase", "production"),
-        "phase: 'production' is not valid: Input should be 'pilot'",
+        "a phase that does not exist",
+        _set("phase", "staging"),
+        "phase: 'staging' is not valid: Input should be 'pilot' or 'production'",
     ),
 ]
 

@@ -28,7 +28,7 @@ from pulumi.runtime.proto import analyzer_pb2_grpc
 import components.serving.model_serving as serving
 import policies.rules
 import stacks.cli
-import stacks.pilot
+import stacks.composition
 import stacks.program
 from policies.framework import KEBAB, Rule
 from policies.pack import PHASES, RULES, Phase, phase_levels, rules_by_name, stack_phase
@@ -309,7 +309,7 @@ def test_latest_image_fails_the_plan(
 def test_public_load_balancer_fails_the_plan(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = stacks.pilot.build
+    original = stacks.composition.build
 
     def with_public_service(*args: Any) -> None:
         original(*args)
@@ -320,8 +320,7 @@ def test_public_load_balancer_fails_the_plan(
             opts=pulumi.ResourceOptions(provider=k8s.Provider("direct", kubeconfig="{}")),
         )
 
-    monkeypatch.setattr(stacks.pilot, "build", with_public_service)
-    monkeypatch.setitem(stacks.program.PHASES, "pilot", with_public_service)
+    monkeypatch.setattr(stacks.composition, "build", with_public_service)
     _plan_fails_with(
         tmp_path,
         capsys,

@@ -1,5 +1,11 @@
-"""Pilot phase: one cluster, a system pool, MIG GPU pools, vLLM, the Istio mesh, the agents'
-data plane and the monitoring release for 5-20 agents."""
+"""The one composition every stack is built from: the cluster, its system pool, the MIG GPU
+pools, vLLM, the Istio mesh, the agents' data plane, the gateway, the agents and the
+monitoring release, each as far as the stack's config enables it.
+
+A stack's `phase` never selects code here: it tightens the config's validation and
+defaults (stacks/config.py, `phase_problems`) and the policy pack's levels
+(policies/pack.py, `phase_levels`), so pilot and production declare the same resources
+from different values."""
 
 from __future__ import annotations
 

@@ -1,0 +1,107 @@
+"""The production phase: the pilot's values with `phase: production` are refused, each
+pilot-grade setting by its config path, its value and the floor; its defaults apply where
+the stack file leaves a key out; a policy config may not lower any level."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from stacks.config import ConfigError, load, policy_config_problems
+
+Raw = dict[str, Any]
+
+
+def _production(pilot_raw: Raw) -> Raw:
+    """The pilot raised to every production floor, so one change shows one rule."""
+    raw = copy.deepcopy(pilot_raw)
+    raw["phase"] = "production"
+    raw["cluster"]["natGateways"] = "perAz"
+    raw["gpuPools"][0].update(minSize=2, maxSize=3)  # room for two interactive replicas
+    for agent in raw["agents"]:
+        agent["replicas"]["min"] = max(agent["replicas"]["min"], 2)
+    for model in raw["models"]:
+        if model["slo"]["tier"] == "interactive":
+            model["replicas"]["min"] = 2
+    return raw
+
+
+def _errors(raw: Raw) -> str:
+    with pytest.raises(ConfigError) as info:
+        load(raw, "us-east-1", "stacks/Pulumi.production.yaml")
+    return str(info.value)
+
+
+def test_pilot_raised_to_the_floors_is_a_valid_production_stack(pilot_raw: Raw) -> None:
+    assert load(_production(pilot_raw), "us-east-1", "x").phase == "production"
+
+
+def test_the_pilot_file_as_production_names_every_pilot_grade_value(pilot_raw: Raw) -> None:
+    raw = copy.deepcopy(pilot_raw)
+    raw["phase"] = "production"
+    text = _errors(raw)
+    assert "cluster.natGateways: 'single': phase 'production' needs 'perAz'" in text
+    assert "agents[0].replicas.min: 1 for agent 'researcher': phase 'production' needs at " in text
+    assert "models[0].replicas.min: 1 for interactive model 'qwen25-7b'" in text
+    assert "models[1]" not in text  # a batch model may keep one replica
+
+
+def test_two_zones_are_refused(pilot_raw: Raw) -> None:
+    raw = _production(pilot_raw)
+    raw["cluster"]["availabilityZones"] = 2
+    raw["dataPlane"]["allowFewerZonesThanReplicas"] = True
+    text = _errors(raw)
+    assert "cluster.availabilityZones: 2 AZs: phase 'production' needs at least 3" in text
+    assert "dataPlane.allowFewerZonesThanReplicas: true: phase 'production' keeps" in text
+
+
+def test_kafka_replication_below_three_is_refused(pilot_raw: Raw) -> None:
+    raw = _production(pilot_raw)
+    raw["dataPlane"]["kafka"].update(replicationFactor=2, minInsyncReplicas=1, brokers=2)
+    text = _errors(raw)
+    assert "dataPlane.kafka.replicationFactor: 2: phase 'production' needs 3" in text
+    assert "dataPlane.kafka.brokers: 2: phase 'production' needs at least 3 brokers" in text
+
+
+def test_gateway_keeps_two_replicas(pilot_raw: Raw) -> None:
+    raw = _production(pilot_raw)
+    raw["gateway"]["replicas"] = 1
+    assert "gateway.replicas: 1 is not valid: Input should be greater than or equal to 2" in (
+        _errors(raw)
+    )
+
+
+def test_production_defaults_apply_where_the_file_is_silent(pilot_raw: Raw) -> None:
+    raw = _production(pilot_raw)
+    del raw["cluster"]["availabilityZones"], raw["cluster"]["natGateways"]
+    cluster = load(raw, "us-east-1", "x").cluster
+    assert (cluster.availability_zones, cluster.nat_gateways) == (3, "perAz")
+    pilot = copy.deepcopy(pilot_raw)
+    del pilot["cluster"]["availabilityZones"], pilot["cluster"]["natGateways"]
+    del pilot["dataPlane"]["kafka"]  # 2 AZs cannot hold its 3 replicas
+    pilot["agents"] = [a for a in pilot["agents"] if a["mode"] != "events"]
+    pilot["gateway"]["keys"] = [k for k in pilot["gateway"]["keys"] if k["agent"] != "researcher"]
+    cluster = load(pilot, "us-east-1", "x").cluster
+    assert (cluster.availability_zones, cluster.nat_gateways) == (2, "single")
+
+
+def test_a_policy_config_may_not_lower_a_level_in_production() -> None:
+    config = {
+        "mesh-present": "advisory",
+        "all": "disabled",
+        "gpu-budget": {"enforcementLevel": "mandatory", "maxGpus": 24},
+        "image-digest-pinned": {"enforcementLevel": "advisory"},
+        "no-scale-to-zero-interactive": {"maxGpus": 1},
+    }
+    found = [str(p) for p in policy_config_problems("production", config)]
+    assert found == [
+        "mesh-present: 'advisory': phase 'production' runs every policy mandatory; set "
+        "'mandatory' or remove the level (a rule's options may stay)",
+        "all: 'disabled': phase 'production' runs every policy mandatory; set 'mandatory' or "
+        "remove the level (a rule's options may stay)",
+        "image-digest-pinned: 'advisory': phase 'production' runs every policy mandatory; set "
+        "'mandatory' or remove the level (a rule's options may stay)",
+    ]
+    assert policy_config_problems("pilot", config) == []

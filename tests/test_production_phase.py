@@ -83,6 +83,7 @@ def test_production_defaults_apply_where_the_file_is_silent(pilot_raw: Raw) -> N
     del pilot["dataPlane"]["kafka"]  # 2 AZs cannot hold its 3 replicas
     pilot["agents"] = [a for a in pilot["agents"] if a["mode"] != "events"]
     pilot["gateway"]["keys"] = [k for k in pilot["gateway"]["keys"] if k["agent"] != "researcher"]
+    pilot.pop("demand")  # its shares name the agent left out
     cluster = load(pilot, "us-east-1", "x").cluster
     assert (cluster.availability_zones, cluster.nat_gateways) == (2, "single")
 

@@ -65,6 +65,12 @@ def _add_options(parser: Any) -> None:
     group.add_argument("--prompt-tokens", type=int, default=128)
     group.add_argument("--output-tokens", type=int, default=64)
     group.add_argument("--model-think-max", type=float, default=1.0, help="ModelUser wait, s")
+    group.add_argument(
+        "--api-key-file",
+        default="",
+        help="ModelUser: a file holding the API key sent as `Authorization: Bearer` (the "
+        "model gateway's; in the cluster a mounted Secret, never an argument)",
+    )
 
 
 @events.report_to_master.add_listener
@@ -285,6 +291,10 @@ class ModelUser(HttpUser):
         base = (opts.model_url if opts and opts.model_url else self.host) or ""
         self.base = base.rstrip("/").removesuffix("/v1")
         self.model = opts.model_name if opts and opts.model_name else ""
+        key_file = opts.api_key_file if opts else ""
+        if key_file:
+            key = Path(key_file).read_text().strip()
+            self.client.headers["Authorization"] = f"Bearer {key}"
         if not self.model:
             with self.client.get(
                 f"{self.base}/v1/models", name="GET /v1/models", catch_response=True

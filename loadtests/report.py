@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,37 @@ def format_summary(summary: Summary) -> list[str]:
         f"  output: {summary.output_tokens} tokens, {summary.output_tokens_per_s:.1f} tokens/s; "
         f"{summary.requests_per_s:.2f} requests/s",
     ]
+
+
+# --------------------------------------------------------------------------- in the log
+
+# What `python -m loadtests.run --print-reports` prints around each report, so that the
+# in-cluster master's log carries them (loadtests/incluster.py reads `kubectl logs`).
+BEGIN = "----- swarmstack-loadtest begin {name} -----"
+END = "----- swarmstack-loadtest end {name} -----"
+PRINTED_REPORTS = ("summary.json", "locust_stats.csv", "locust_failures.csv")
+
+
+def reports_from_log(log: str) -> dict[str, str]:
+    """The files the master printed between the markers, by name."""
+    found: dict[str, str] = {}
+    lines = log.splitlines()
+    for name in PRINTED_REPORTS:
+        begin, end = BEGIN.format(name=name), END.format(name=name)
+        if begin not in lines:
+            continue
+        start = lines.index(begin) + 1
+        stop = lines.index(end, start) if end in lines[start:] else len(lines)
+        found[name] = "\n".join(lines[start:stop]) + "\n"
+    return found
+
+
+def print_reports(out: Path) -> None:
+    """What the master does last: each report between markers, for `kubectl logs`."""
+    for name in PRINTED_REPORTS:
+        path = out / name
+        if path.is_file():
+            print(BEGIN.format(name=name))
+            print(path.read_text().rstrip("\n"))
+            print(END.format(name=name))
+    sys.stdout.flush()

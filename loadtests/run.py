@@ -49,12 +49,20 @@ from pathlib import Path
 from types import FrameType
 
 from loadtests.metrics import RequestSample, Summary, summarize, summarize_by_kind
-from loadtests.report import format_by_kind, format_summary, plot_percentiles, write_summary
+from loadtests.report import (
+    format_by_kind,
+    format_summary,
+    plot_percentiles,
+    print_reports,
+    write_summary,
+)
 from loadtests.slo import Slo, SloError, Verdict, evaluate, parse_overrides, resolve
+from loadtests.stack_outputs import OutputsError, read_outputs, target_from_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 EXIT_PASS, EXIT_SLO, EXIT_RUN = 0, 1, 2
+WORKERS_WAIT_S = 180  # distributed: how long the master waits for its workers to connect
 USER_CLASSES = ("AgentSessionUser", "ModelUser")
 
 
@@ -76,6 +84,8 @@ class RunConfig:
     locust_options: list[str] = field(default_factory=list[str])  # passed through as they are
     # What the verdict measures (summary.json `path`); default: `locust -> <host>`.
     path: str = ""
+    # The objectives themselves (read from stack outputs), in place of `slo`.
+    slo_value: Slo | None = None
 
 
 @dataclass
@@ -136,7 +146,10 @@ def locust_argv(config: RunConfig) -> list[str]:
     if config.processes:
         argv += ["--processes", str(config.processes)]
     if config.master:
-        argv += ["--master", "--expect-workers", str(config.expect_workers)]
+        argv += [
+            "--master", "--expect-workers", str(config.expect_workers),
+            "--expect-workers-max-wait", str(WORKERS_WAIT_S),
+        ]  # fmt: skip
     if config.processes or config.master:
         argv += ["--master-bind-host", config.master_bind_host]
     return [*argv, *config.locust_options, *config.user_classes]
@@ -187,7 +200,10 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
 def execute(config: RunConfig) -> RunOutcome:
     """Run Locust bounded in time, then summarize, judge and write the reports."""
     try:
-        slo = resolve(config.slo, config.slo_overrides)
+        if config.slo_value is not None:
+            slo = config.slo_value.with_overrides(config.slo_overrides)
+        else:
+            slo = resolve(config.slo, config.slo_overrides)
     except SloError as exc:
         return RunOutcome(EXIT_RUN, message=f"error: {exc}")
     config.out.mkdir(parents=True, exist_ok=True)
@@ -195,6 +211,8 @@ def execute(config: RunConfig) -> RunOutcome:
     samples_path.unlink(missing_ok=True)
     log_path = config.out / "locust.log"
     bound = config.duration_s + config.stop_timeout_s + 60
+    if config.master:
+        bound += WORKERS_WAIT_S  # the load starts once the workers are there
     started = time.monotonic()
     code = run_locust(locust_argv(config), timeout_s=bound, log_path=log_path)
     elapsed = time.monotonic() - started
@@ -252,7 +270,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-t", "--duration", type=int, default=60, help="seconds of load")
     p.add_argument("--stop-timeout", type=int, default=60, help="s for in-flight turns")
     p.add_argument("--user-class", action="append", choices=USER_CLASSES, dest="user_classes")
-    p.add_argument("--slo", default="local", help="profile name or stack:<stack>[/<model>]")
+    p.add_argument(
+        "--slo", help="profile name or stack:<stack>[/<model>] (default: local, or the outputs')"
+    )
+    p.add_argument(
+        "--outputs",
+        metavar="FILE",
+        help="`pulumi stack output --json` of a deployed stack (a file, or - for stdin): the "
+        "target is its gateway (ModelUser), the SLO its `slos` of --model",
+    )
+    p.add_argument("--model", help="with --outputs: the gateway model (default: first with an SLO)")
+    p.add_argument(
+        "--api-key-file", help="ModelUser: file holding the API key (the gateway's), sent as Bearer"
+    )
+    p.add_argument(
+        "--print-reports",
+        action="store_true",
+        help="print summary.json and Locust's CSVs between markers at the end (the in-cluster "
+        "master: its log carries them, loadtests/incluster.py)",
+    )
     p.add_argument("--slo-set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", type=Path, default=Path("out/loadtest"))
     p.add_argument("--processes", type=int, default=0, help="fork N local Locust workers")
@@ -272,6 +308,59 @@ def _terminate_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # unwinds through run_locust's finally, which stops Locust
 
 
+class ArgumentError(ValueError):
+    pass
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The run the command line asks for; with `--outputs`, target and SLO from the stack."""
+    try:
+        overrides = parse_overrides(args.slo_set)
+    except SloError as exc:
+        raise ArgumentError(str(exc)) from None
+    host: str | None = args.host
+    user_classes = tuple(args.user_classes or ())
+    options = list(args.locust_options)
+    slo_value: Slo | None = None
+    path = ""
+    if args.outputs:
+        if args.slo:
+            raise ArgumentError("--slo and --outputs both name the SLO: give one")
+        try:
+            target = target_from_outputs(read_outputs(args.outputs), args.model)
+        except OutputsError as exc:
+            raise ArgumentError(str(exc)) from None
+        host = host or target.host
+        user_classes = user_classes or ("ModelUser",)
+        options += ["--model-name", target.model]
+        slo_value = target.slo
+        path = f"locust -> model gateway {target.base_url} (model {target.model})"
+    elif args.model:
+        raise ArgumentError("--model needs --outputs (or pass `-- --model-name NAME`)")
+    if args.api_key_file:
+        options += ["--api-key-file", str(args.api_key_file)]
+    if not host:
+        raise ArgumentError("--host is required (or --outputs)")
+    return RunConfig(
+        host=host,
+        out=args.out,
+        users=args.users,
+        spawn_rate=args.spawn_rate,
+        duration_s=args.duration,
+        stop_timeout_s=args.stop_timeout,
+        user_classes=user_classes or ("AgentSessionUser",),
+        slo=args.slo or "local",
+        slo_overrides=overrides,
+        processes=args.processes,
+        master=args.master,
+        master_bind_host=args.master_bind_host,
+        expect_workers=args.expect_workers,
+        locust_options=options,
+        path=path,
+        slo_value=slo_value,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate_on_sigterm)
@@ -283,30 +372,11 @@ def main(argv: list[str] | None = None) -> int:
         ]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         return subprocess.call(worker, env=env)
-    if not args.host:
-        print("error: --host is required", file=sys.stderr)
-        return EXIT_RUN
     try:
-        overrides = parse_overrides(args.slo_set)
-    except SloError as exc:
+        config = config_from_args(args)
+    except ArgumentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_RUN
-    config = RunConfig(
-        host=args.host,
-        out=args.out,
-        users=args.users,
-        spawn_rate=args.spawn_rate,
-        duration_s=args.duration,
-        stop_timeout_s=args.stop_timeout,
-        user_classes=tuple(args.user_classes or ("AgentSessionUser",)),
-        slo=args.slo,
-        slo_overrides=overrides,
-        processes=args.processes,
-        master=args.master,
-        master_bind_host=args.master_bind_host,
-        expect_workers=args.expect_workers,
-        locust_options=list(args.locust_options),
-    )
     try:
         outcome = execute(config)
     except KeyboardInterrupt:
@@ -314,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     for line in outcome.lines():
         print(line)
+    if args.print_reports:
+        print_reports(config.out)
     return outcome.exit_code
 
 

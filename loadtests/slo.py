@@ -6,6 +6,8 @@ Where the objectives come from (`resolve`):
   config (`stacks.config.load`) and takes `models[].slo` (ttftP99Ms, itlP99Ms, e2eP99S) of
   the named model, or the first model when none is named. The error-rate objective comes
   from `defaults.errorRate` in `slo_profiles.yaml` (the stack config has none).
+- `outputs` (`loadtests/stack_outputs.py`): the `slos` output of a deployed stack, as
+  `pulumi stack output --json` prints it (`--outputs` of `loadtests.run`).
 - `<profile>` (e.g. `local`) is a profile of `loadtests/slo_profiles.yaml`, sized for
   targets that are not a GPU stack: `local` is the 2-core CPU local target.
 
@@ -24,7 +26,6 @@ from typing import Any
 import yaml
 
 from loadtests.metrics import RequestObjectives, RequestSample, Summary, goodput
-from stacks.config import ConfigError, load
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES_FILE = Path(__file__).resolve().parent / "slo_profiles.yaml"
@@ -97,6 +98,9 @@ def from_profile(name: str, path: Path = PROFILES_FILE) -> Slo:
 
 def from_stack(stack: str, model: str | None = None, root: Path = ROOT) -> Slo:
     """The SLO of one model of a stack, through the stack's typed config."""
+    # Imported here: the load-test image runs from stack outputs and carries no stack code.
+    from stacks.config import ConfigError, load  # noqa: PLC0415 (kept out of the image)
+
     path = root / "stacks" / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         raise SloError(f"no stack file {path}")

@@ -19,6 +19,7 @@ import pulumi
 from policies.framework import Level
 from policies.pack import stack_phase
 from stacks import cost as usage_cost
+from stacks import loadtest
 from stacks.config import (
     HF_TOKEN_CONFIG_KEY,
     ConfigError,
@@ -454,7 +455,15 @@ def main(argv: list[str] | None = None) -> int:
         help="replicas of MODEL that served that run (default 1, the local target's)",
     )
     p_cap.add_argument("--json", action="store_true", help="print JSON")
+    p_load = sub.add_parser(
+        "loadtest-manifests",
+        help="the in-cluster load test's Jobs, Service and policies from the stack's outputs, "
+        "checked like the plan's manifests (apply them, or `python -m loadtests.incluster run`)",
+    )
+    loadtest.add_options(p_load)
     args = parser.parse_args(argv)
+    if args.command == "loadtest-manifests":
+        return loadtest.manifests_command(args)
     if args.command == "capacity":
         return capacity(args)
     if args.command == "cost":

@@ -240,6 +240,7 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
     )
 
     pulumi.export("phase", config.phase)
+    pulumi.export("costLabels", config.cost_labels.as_labels())
     if cluster.eks is not None:
         pulumi.export("clusterName", cluster.eks.cluster_name)
         pulumi.export("kubeconfig", cluster.eks.kubeconfig)

@@ -229,6 +229,11 @@ def build_gateway(
             "readinessUrl": gateway_proxy.readiness_url(config.namespaces.agents),
             "models": [m.name for m in config.models]
             + [m.name for m in config.gateway.managed_models],
+            # Where a load test runs in the cluster and what its policies open
+            # (loadtests/stack_outputs.py, loadtests/incluster.py).
+            "namespace": config.namespaces.agents,
+            "port": gateway_proxy.PORT,
+            "podSelector": gateway_proxy.selector_labels(),
         },
     )
     return gateway

@@ -465,7 +465,7 @@ def run_in_cluster(
             (out / name).write_text(text)
         summary = reports.get("summary.json")
         if summary is not None:
-            passed = bool(json.loads(summary).get("verdict", {}).get("passed"))
+            passed = bool(json.loads(summary).get("slo", {}).get("passed"))  # write_summary's
             code = 0 if passed else 1
         for line in logs.stdout.splitlines():
             if line.startswith(("SLO verdict", "  ok ", "  FAIL", "SLO FAILED")):

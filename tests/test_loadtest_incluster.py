@@ -16,6 +16,8 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,10 @@ from loadtests.incluster import (
     run_in_cluster,
     runner_args,
 )
-from loadtests.report import BEGIN, END, print_reports, reports_from_log
+from loadtests.metrics import RequestSample, summarize
+from loadtests.report import BEGIN, END, print_reports, reports_from_log, write_summary
 from loadtests.run import ArgumentError, RunConfig, config_from_args, locust_argv, parser
+from loadtests.slo import evaluate
 from loadtests.stack_outputs import OutputsError, read_outputs, target_from_outputs
 from stacks.cli import main as swarmstack
 from stacks.loadtest import check_manifests
@@ -299,8 +303,12 @@ def test_a_broken_manifest_fails_the_schema_check_and_the_pod_rules(
     master = container(job(manifests, "master"))
     master["securityContext"] = {"runAsNonRoot": False, "runAsUser": 0}
     master["resource"] = master.pop("resources")  # a typo the schema refuses
+    (authz,) = by_kind(manifests, "AuthorizationPolicy")
+    authz["spec"]["action"] = "PERMIT"
     verdict = check_manifests(manifests, phase="pilot", policy_config={})
     text = "\n".join(verdict.blocking)
+    assert "AuthorizationPolicy swarmstack-agents/loadtest-to-gateway" in text
+    assert "/spec/action: must be one of" in text  # Istio's CRD schema
     assert "Job swarmstack-agents/loadtest-master" in text
     assert "resource" in text and "schema" in text
     rules = {v.rule for v in verdict.violations if v.level == "mandatory"}
@@ -355,7 +363,7 @@ def test_the_cli_prints_checked_manifests_and_refuses_an_unknown_registry(
 def test_the_reports_the_master_prints_are_read_back_from_its_log(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    summary = {"verdict": {"passed": False}, "requests": 12}
+    summary = {"slo": {"passed": False}, "requests": 12}
     (tmp_path / "summary.json").write_text(json.dumps(summary) + "\n")
     (tmp_path / "locust_stats.csv").write_text("Type,Name\nSTREAM,TTFT\n")
     print_reports(tmp_path)
@@ -367,12 +375,14 @@ def test_the_reports_the_master_prints_are_read_back_from_its_log(
     assert "locust_failures.csv" not in reports
 
 
+@pytest.mark.parametrize(("passed", "code"), [(True, 0), (False, 1)])
 def test_run_in_cluster_applies_waits_fetches_and_deletes(
-    outputs: dict[str, Any], tmp_path: Path
+    outputs: dict[str, Any], tmp_path: Path, passed: bool, code: int
 ) -> None:
-    """Against a stand-in kubectl that records its calls and plays a finished master."""
+    """Against a stand-in kubectl that records its calls and plays a finished master whose
+    summary.json is the runner's own (`write_summary`: the verdict under `slo`)."""
     calls = tmp_path / "calls.txt"
-    summary = json.dumps({"verdict": {"passed": True}})
+    summary = json.dumps(_summary(passed))
     log = "\n".join([
         "SLO verdict (stack outputs, model qwen25-7b (slos.qwen25-7b)): PASS",
         BEGIN.format(name="summary.json"), summary, END.format(name="summary.json"),
@@ -391,9 +401,9 @@ def test_run_in_cluster_applies_waits_fetches_and_deletes(
     s = spec()
     manifests = render_manifests(outputs, s)
     out = tmp_path / "reports"
-    code = run_in_cluster(manifests, s, "swarmstack-agents", out, kubectl=str(kubectl), poll_s=0)
-    assert code == 0
-    assert json.loads((out / "summary.json").read_text()) == {"verdict": {"passed": True}}
+    got = run_in_cluster(manifests, s, "swarmstack-agents", out, kubectl=str(kubectl), poll_s=0)
+    assert got == code
+    assert json.loads((out / "summary.json").read_text()) == _summary(passed)
     lines = calls.read_text().splitlines()
     assert lines[0] == "apply -f -"
     assert lines[1].startswith("get job/loadtest-master -n swarmstack-agents")
@@ -401,6 +411,29 @@ def test_run_in_cluster_applies_waits_fetches_and_deletes(
     assert lines[3] == "delete --ignore-not-found -f -"
     applied = list(yaml.safe_load_all((tmp_path / "apply.yaml").read_text()))
     assert applied == manifests
+
+
+def _summary(passed: bool) -> dict[str, Any]:
+    """A summary.json as the runner writes it, from one sample judged against the pilot's
+    qwen25-7b SLO (500 ms TTFT): 0.1 s passes, 0.9 s fails."""
+    ttft = 0.1 if passed else 0.9
+    sample = RequestSample(
+        kind="model",
+        started_at=0.0,
+        e2e_s=ttft + 0.1,
+        ttft_s=ttft,
+        chunk_offsets_s=(ttft, ttft + 0.01, ttft + 0.02),
+        output_tokens=3,
+        ok=True,
+        error=None,
+    )
+    slo = target_from_outputs(read_outputs(OUTPUTS)).slo
+    summary = summarize([sample])
+    path = Path(tempfile.mkdtemp()) / "summary.json"
+    write_summary(summary, evaluate(summary, [sample], slo), path)
+    doc: dict[str, Any] = json.loads(path.read_text())
+    assert doc["slo"]["passed"] is passed
+    return doc
 
 
 def test_the_runner_imports_no_stack_code_as_in_the_image() -> None:
@@ -434,3 +467,21 @@ def test_incluster_main_names_a_bad_outputs_file(
     )
     assert code == 2
     assert f"{bad}: not JSON" in capsys.readouterr().err
+
+
+def test_the_image_runs_the_runner_with_the_pins_the_tests_run() -> None:
+    dockerfile = ROOT / "images" / "loadtest" / "Dockerfile"
+    steps = [line for line in dockerfile.read_text().splitlines() if line.startswith("ENTRYPOINT")]
+    assert steps == ['ENTRYPOINT ["python", "-m", "loadtests.run"]']
+    pins = dict(
+        line.split("==")
+        for line in (ROOT / "images" / "loadtest" / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    serve = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["serve"]
+    for requirement in serve:
+        name, _, version = requirement.partition("==")
+        if name in ("locust", "matplotlib"):
+            assert pins[name] == version, (name, pins.get(name), version)

@@ -14,7 +14,7 @@ gateway's namespace:
   `activeDeadlineSeconds` (that bound + `STARTUP_MARGIN_S` for scheduling, the image pull
   and the workers' connection), with `backoffLimit: 0` (a failed run is not repeated) and
   `ttlSecondsAfterFinished` (the finished Jobs and their pods are deleted);
-- a headless Service for the master's port, a ServiceAccount without a token, the outputs
+- a ClusterIP Service for the master's port, a ServiceAccount without a token, the outputs
   the runner reads in a ConfigMap (only `NEEDED` of them: no secret), the API key from an
   existing Secret mounted as a file (`--api-key-secret`; it is never in an argument, the
   environment or a rendered manifest);
@@ -391,8 +391,11 @@ def render_manifests(outputs: Mapping[str, Any], spec: RunSpec) -> list[dict[str
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": meta(master_service(spec)),
+            # A ClusterIP, not headless: the name resolves from the start, so a worker that
+            # starts before the master only waits for its connection (ZeroMQ retries)
+            # instead of failing on a name that does not resolve yet.
             "spec": {
-                "clusterIP": "None",
+                "type": "ClusterIP",
                 "selector": _selector(spec, "master")["matchLabels"],
                 "ports": [
                     {

@@ -17,6 +17,11 @@ It prints TTFT/ITL/TPOT/E2E p50/p90/p99, the SLO verdict and where the reports a
 Exit status: 0 when every SLO holds, 1 when one fails (each failed SLO is named with its
 measured value and target), 2 when the run itself failed (Locust crashed, no samples).
 
+Against a deployed stack, `--outputs FILE` (or `-`: stdin) reads `pulumi stack output
+--json`: the target is the stack's model gateway (ModelUser, `--model`, `--api-key-file`),
+the SLO its `slos` entry (loadtests/stack_outputs.py); the stack can also run this inside
+the cluster (loadtests/incluster.py, `swarmstack loadtest-manifests`).
+
 SLOs (`--slo`): a profile of `loadtests/slo_profiles.yaml` (`local`) or
 `stack:<stack>[/<model>]`, which reads models[].slo of `stacks/Pulumi.<stack>.yaml`
 through the stack's typed config; `--slo-set ttftP99Ms=500` overrides one objective.

@@ -42,6 +42,7 @@ from components.data.certs import (
 )
 from components.data.network import ManagedNetwork
 from components.data.stateful import declare_stateful_store
+from components.pod_security import restricted_container, restricted_pod
 from components.specs import CostLabels, Spec
 
 Engine = Literal["redis", "valkey"]
@@ -372,13 +373,7 @@ def labels(spec: RedisSpec, cost_labels: CostLabels) -> dict[str, str]:
     }
 
 
-_CONTAINER_SECURITY: dict[str, Any] = {
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "privileged": False,
-    "capabilities": {"drop": ["ALL"]},
-}
+_CONTAINER_SECURITY = restricted_container()
 
 
 def _ping_probe(cli: str, period_s: int, failures: int) -> dict[str, Any]:
@@ -501,14 +496,9 @@ def pod_template(
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 30,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": RUN_AS,
-                "runAsGroup": RUN_AS,
-                "fsGroup": RUN_AS,
-                "fsGroupChangePolicy": "OnRootMismatch",
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": restricted_pod(
+                RUN_AS, fs_group=RUN_AS, fs_group_on_root_mismatch=True
+            ),
             "containers": containers,
             "volumes": volumes,
         },

@@ -84,6 +84,7 @@ from components.agents.spec import (
 )
 from components.gateway import database as gateway_database
 from components.gateway import proxy as gateway_proxy
+from components.pod_security import runtime_default_seccomp
 from components.serving.model_serving import canary_selector_labels
 from components.serving.model_serving import selector_labels as selector_labels_of_model
 from components.specs import (
@@ -205,7 +206,7 @@ def istio_values(spec: MeshSpec) -> dict[ChartName, dict[str, Any]]:
             "cniBinDir": "/opt/cni/bin",
             "cniConfDir": "/etc/cni/net.d",
             "ambient": {"enabled": False},
-            "seccompProfile": {"type": "RuntimeDefault"},
+            "seccompProfile": runtime_default_seccomp(),
         },
     }
 

@@ -40,7 +40,7 @@ from components.data.certs import (
     IssuerRef,
     store_certificate,
 )
-from components.data.network import ManagedNetwork
+from components.data.network import ManagedNetwork, place_node_only_store
 from components.data.stateful import declare_stateful_store
 from components.pod_security import restricted_container, restricted_pod
 from components.specs import CostLabels, Spec
@@ -742,28 +742,15 @@ class SessionStore(pulumi.ComponentResource):
         ec = spec.elasticache
         tags = aws_tags(args.cost_labels.as_labels(), component="session-store")
         child = pulumi.ResourceOptions(parent=self)
-        subnets = aws.elasticache.SubnetGroup(
-            f"{name}-subnets",
-            description="Private subnets of the session store",
-            subnet_ids=network.private_subnet_ids,
-            tags=tags,
-            opts=child,
-        )
-        group = aws.ec2.SecurityGroup(
-            f"{name}-sg",
-            vpc_id=network.vpc_id,
-            description="Session store: Redis protocol from the cluster's nodes only",
-            tags=tags,
-            opts=child,
-        )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-from-nodes",
-            security_group_id=group.id,
-            description="Redis (TLS) from the EKS nodes",
-            ip_protocol="tcp",
-            from_port=PORT,
-            to_port=PORT,
-            referenced_security_group_id=network.node_security_group_id,
+        placement = place_node_only_store(
+            name,
+            network,
+            service="elasticache",
+            port=PORT,
+            subnet_group_name=None,
+            subnets_description="Private subnets of the session store",
+            group_description="Session store: Redis protocol from the cluster's nodes only",
+            rule_description="Redis (TLS) from the EKS nodes",
             tags=tags,
             opts=child,
         )
@@ -798,8 +785,8 @@ class SessionStore(pulumi.ComponentResource):
             kms_key_id=network.kms_key_arn,
             auth_token=password,
             parameter_group_name=parameters.name,
-            subnet_group_name=subnets.name,
-            security_group_ids=[group.id],
+            subnet_group_name=placement.subnet_group_name,
+            security_group_ids=[placement.security_group_id],
             snapshot_retention_limit=ec.snapshot_retention_days,
             snapshot_window=ec.snapshot_window,
             maintenance_window=ec.maintenance_window,

@@ -74,6 +74,7 @@ from components.traffic.tenancy import (
 )
 
 NAME = "model-gateway"
+CONTAINER = "proxy"  # the proxy pod's container
 COMPONENT = "model-gateway"  # app.kubernetes.io/component of the proxy pods
 KEY_JOB_ACCOUNT = f"{NAME}-keys"
 KEY_JOB_COMPONENT = "gateway-keys"
@@ -235,7 +236,7 @@ def pod_template(
     memory = f"{spec.resources.memory_mib}Mi"
     ca_volumes = _redis_ca_volume(redis)
     container: dict[str, Any] = {
-        "name": "proxy",
+        "name": CONTAINER,
         "image": spec.image.reference,
         "imagePullPolicy": "IfNotPresent",
         "args": proxy_args(f"{CONFIG_DIR}/{CONFIG_FILE}"),

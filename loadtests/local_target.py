@@ -13,8 +13,8 @@
    Deployment renders, and the local differences `loadtests.local_worker` lists: it calls
    its model through the gateway, as in the cluster) and
    Prometheus (Debian's, with the pilot's rendered rule file,
-   scraping vLLM, the worker and the exporter every second as the pilot workloads they
-   stand for: `loadtests.stand_in`),
+   scraping vLLM, the worker, the gateway's proxy and the exporter every second as the
+   pilot workloads they stand for: `loadtests.stand_in`),
    all on 127.0.0.1 in a fresh work directory;
 3. runs a bounded Locust run of `AgentSessionUser`s against the worker
    (`loadtests.run`): the SLO verdict is of the whole agent path, Locust -> worker ->
@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 vllm=f"127.0.0.1:{vllm.port}",
                 worker=f"127.0.0.1:{worker.port}",
                 redis_exporter=f"127.0.0.1:{exporter.port}",
+                gateway=f"127.0.0.1:{gateway.proxy.port}",
             ),
             render_rule_file(stand_in.config),
             workdir=workdir / "prometheus",
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         started.append(prometheus)
         step(
             f"Prometheus at {prometheus.url} (pilot rules; vLLM as {stand_in.model.name}, "
-            f"worker as {stand_in.agent}, Redis through redis_exporter)",
+            f"worker as {stand_in.agent}, the gateway's /metrics, Redis through redis_exporter)",
             t0,
         )
 

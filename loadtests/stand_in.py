@@ -27,6 +27,10 @@ PodMonitors on Istio's merged metrics port (`stacks/observability.py`): `model-s
 `namespaces.agents`, container `worker`) give `job` `<namespace>/<monitor>`, `endpoint`
 the port number, and no `service` (a PodMonitor's targets have none).
 
+The gateway's LiteLLM proxy (when the local target runs it) is scraped with the labels of
+the stack's `model-gateway` PodMonitor, taken from the monitor the stack renders
+(`stacks.observability.monitor_targets`).
+
 The pilot's other model has no local process: its series do not exist here.
 """
 
@@ -36,11 +40,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.data import redis as redis_store
+from components.gateway import proxy as gateway_proxy
+from components.gateway.proxy_config import METRICS_PATH as GATEWAY_METRICS_PATH
 from components.specs import ModelSpec
 from components.traffic.istio_chart import MERGED_METRICS_PORT
 from loadtests.prometheus import LabelRename, ScrapeTarget
 from loadtests.services import MODEL_NAME
 from stacks.config import StackConfig, load_file
+from stacks.observability import monitor_targets
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = "pilot"
@@ -105,13 +112,44 @@ class StandIn:
             endpoint="metrics",
         )
 
-    def targets(self, *, vllm: str, worker: str, redis_exporter: str) -> list[ScrapeTarget]:
-        """Every local process the local Prometheus scrapes (host:port each)."""
-        return [
+    def gateway_target(self, address: str) -> ScrapeTarget:
+        """The gateway's LiteLLM proxy, labelled from the monitor the stack renders for it
+        (`stacks.observability.monitor_targets`, a PodMonitor on the merged metrics port):
+        locally the proxy's own /metrics stands for what the sidecar merges."""
+        monitor = next(
+            (t for t in monitor_targets(self.config) if t.name == gateway_proxy.NAME), None
+        )
+        if monitor is None:
+            raise ValueError(
+                f"stacks/Pulumi.{STACK}.yaml: the stack renders no {gateway_proxy.NAME} "
+                "monitor (no gateway is configured)"
+            )
+        (endpoint,) = monitor.endpoints
+        port = endpoint.port if endpoint.port_number is None else str(endpoint.port_number)
+        return ScrapeTarget(
+            job=f"{monitor.namespace}/{monitor.name}",
+            address=address,
+            namespace=monitor.namespace,
+            service=None,
+            pod=f"{gateway_proxy.NAME}-{LOCAL_POD_SUFFIX}",
+            container=gateway_proxy.CONTAINER,
+            endpoint=port,
+            metrics_path=GATEWAY_METRICS_PATH,
+        )
+
+    def targets(
+        self, *, vllm: str, worker: str, redis_exporter: str, gateway: str | None = None
+    ) -> list[ScrapeTarget]:
+        """Every local process the local Prometheus scrapes (host:port each); the gateway
+        when the local target runs one."""
+        found = [
             self.vllm_target(vllm),
             self.worker_target(worker),
             self.redis_exporter_target(redis_exporter),
         ]
+        if gateway is not None:
+            found.append(self.gateway_target(gateway))
+        return found
 
     def price_as(self) -> dict[str, str]:
         """`swarmstack cost --price-as`: the served name priced as the stand-in model."""

@@ -448,7 +448,9 @@ def test_models_admit_only_the_gateway_and_the_gateway_admits_the_agents(
         [f"cluster.local/ns/{ns.agents}/sa/agent-{a.name}" for a in pilot.agents]
         + [f"cluster.local/ns/{ns.agents}/sa/model-gateway-keys"]
     )
-    assert gateway["rules"][0]["to"] == [{"operation": {"ports": ["4000"]}}]
+    assert gateway["rules"][0]["to"] == [
+        {"operation": {"ports": ["4000"], "notPaths": ["/metrics", "/metrics/*"]}}
+    ]
     db = of(docs, "AuthorizationPolicy", "model-gateway-db-callers")["spec"]
     assert db["rules"][0]["from"][0]["source"]["principals"] == [
         f"cluster.local/ns/{ns.agents}/sa/model-gateway"

@@ -345,6 +345,14 @@ def test_the_stack_models_get_the_workers_session_header_and_managed_models_do_n
     assert not SESSION_HEADER.startswith("x-litellm")  # the proxy's own headers
 
 
+def test_the_metrics_endpoint_answers_the_istio_agent_without_a_key(pilot_raw: Raw) -> None:
+    """The merged metrics port's agent scrapes /metrics with no credentials; LiteLLM's
+    default would answer it 401, leaving the gateway without series."""
+    rendered = render(loaded(pilot_raw))
+    assert rendered["litellm_settings"]["callbacks"] == ["prometheus"]
+    assert rendered["litellm_settings"]["require_auth_for_metrics_endpoint"] is False
+
+
 def test_a_gateway_of_managed_models_only_forwards_no_client_header() -> None:
     """An empty list means every model to LiteLLM: with no vLLM model none is rendered."""
     spec = GatewaySpec.model_validate(

@@ -283,6 +283,16 @@ def test_only_the_gateway_calls_model_servers(pilot_plan: Plan) -> None:
     assert rule["to"] == [{"operation": {"ports": ["8000"]}}]
 
 
+def test_gateway_callers_reach_every_path_of_its_port_but_the_metrics(pilot_plan: Plan) -> None:
+    """The proxy serves /metrics without a key (for the Istio agent's merged scrape, which
+    does not pass this policy): its callers are not admitted to it on the API port."""
+    policy = _of(pilot_plan, "AuthorizationPolicy")["model-gateway-callers"]
+    [rule] = policy.body["spec"]["rules"]
+    assert rule["to"] == [
+        {"operation": {"ports": ["4000"], "notPaths": ["/metrics", "/metrics/*"]}}
+    ]
+
+
 def test_without_a_gateway_only_agent_service_accounts_call_model_servers(
     pilot_raw: dict[str, Any],
 ) -> None:

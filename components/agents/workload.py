@@ -56,6 +56,7 @@ from components.agents.spec import (
 from components.compute.irsa import ROLE_ANNOTATION, Irsa, irsa_role
 from components.compute.nodes import aws_tags
 from components.data.contract import MountedFile, SecretRef, WorkerWiring
+from components.pod_security import restricted_container, restricted_pod
 from components.specs import CostLabels, ImageRef
 from components.traffic.istio_chart import merged_metrics_container_port
 from components.traffic.tenancy import MODEL_PORT
@@ -283,13 +284,7 @@ def pod_template(
             "failureThreshold": 4,
         },
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "privileged": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": restricted_container(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *secret_mounts],
     }
     spec: dict[str, Any] = {
@@ -298,13 +293,7 @@ def pod_template(
         "automountServiceAccountToken": False,
         "priorityClassName": PRIORITY_CLASSES[agent.tier][0],
         "terminationGracePeriodSeconds": termination_grace_period_s(agent.grace_period_s),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "fsGroup": RUN_AS_USER,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod(RUN_AS_USER, fs_group=RUN_AS_USER),
         "topologySpreadConstraints": _spread(agent),
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}, *secret_volumes],

@@ -36,6 +36,7 @@ from components.data.certs import IssuerRef, certificate, server_certificate_spe
 from components.data.msk_pricing import MSK_BROKER_TYPES
 from components.data.network import ManagedNetwork
 from components.data.strimzi_schema import StrimziResourceError, check_strimzi_resource
+from components.pod_security import restricted_container, restricted_pod
 from components.specs import CostLabels, DnsLabel, ImageRef, Spec
 
 # --- Versions (checked against the Strimzi 1.2.0 tag and the MSK version table) ----------
@@ -586,18 +587,8 @@ def worker_environment(connection: KafkaConnection, agent: str) -> dict[str, Any
 
 # --- Strimzi custom resources --------------------------------------------------------------
 
-RESTRICTED_POD_SECURITY: dict[str, Any] = {
-    "runAsNonRoot": True,
-    "fsGroup": STRIMZI_FS_GROUP,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-RESTRICTED_CONTAINER_SECURITY: dict[str, Any] = {
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
+RESTRICTED_POD_SECURITY = restricted_pod(None, fs_group=STRIMZI_FS_GROUP)
+RESTRICTED_CONTAINER_SECURITY = restricted_container(state_unprivileged=False, seccomp=True)
 
 
 def _pod_template(labels: Mapping[str, str]) -> dict[str, Any]:
@@ -1429,12 +1420,7 @@ def topic_job_spec(
                 "restartPolicy": "OnFailure",
                 "serviceAccountName": service_account,
                 "automountServiceAccountToken": False,
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": 10001,
-                    "runAsGroup": 10001,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
+                "securityContext": restricted_pod(10001),
                 "containers": [
                     {
                         "name": "topics",

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
+import pulumi_aws as aws
 
 from components.observe.selection import PROMETHEUS_POD_LABELS
 
@@ -25,6 +26,62 @@ class ManagedNetwork:
     node_security_group_id: pulumi.Input[str]
     # Customer-managed key for encryption at rest (brokers, replication groups, logs).
     kms_key_arn: pulumi.Input[str]
+
+
+@dataclass(frozen=True)
+class StorePlacement:
+    """The subnet group and security group a managed store is created in."""
+
+    subnet_group_name: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+
+
+def place_node_only_store(
+    name: str,
+    network: ManagedNetwork,
+    *,
+    service: Literal["rds", "elasticache"],
+    port: int,
+    subnet_group_name: str | None,
+    subnets_description: str,
+    group_description: str,
+    rule_description: str,
+    tags: Mapping[str, str],
+    opts: pulumi.ResourceOptions,
+) -> StorePlacement:
+    """A subnet group of the service over the private subnets (no route from the internet)
+    and a security group whose only ingress is `port`/tcp from the cluster's node security
+    group (with the VPC CNI, the pods' source too). Children `<name>-subnets`, `<name>-sg`
+    and `<name>-from-nodes`; `subnet_group_name` None lets AWS name the subnet group."""
+    tag_map = dict(tags)
+    subnet_group = aws.rds.SubnetGroup if service == "rds" else aws.elasticache.SubnetGroup
+    subnets = subnet_group(
+        f"{name}-subnets",
+        name=subnet_group_name,
+        description=subnets_description,
+        subnet_ids=list(network.private_subnet_ids),
+        tags=tag_map,
+        opts=opts,
+    )
+    group = aws.ec2.SecurityGroup(
+        f"{name}-sg",
+        vpc_id=network.vpc_id,
+        description=group_description,
+        tags=tag_map,
+        opts=opts,
+    )
+    aws.vpc.SecurityGroupIngressRule(
+        f"{name}-from-nodes",
+        security_group_id=group.id,
+        description=rule_description,
+        ip_protocol="tcp",
+        from_port=port,
+        to_port=port,
+        referenced_security_group_id=network.node_security_group_id,
+        tags=tag_map,
+        opts=opts,
+    )
+    return StorePlacement(subnet_group_name=subnets.name, security_group_id=group.id)
 
 
 # --------------------------------------------------------------------------- NetworkPolicies

@@ -43,6 +43,7 @@ from components.data.certs import (
 )
 from components.data.redis import DEFAULT_STORAGE_CLASS, SecretFile, SecretKeyRef
 from components.data.stateful import declare_stateful_store
+from components.pod_security import restricted_container, restricted_pod
 from components.specs import CostLabels, Spec
 
 QDRANT_VERSION = "v1.19.0"
@@ -275,21 +276,8 @@ def labels(cost_labels: CostLabels) -> dict[str, str]:
     }
 
 
-_CONTAINER_SECURITY: dict[str, Any] = {
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "privileged": False,
-    "capabilities": {"drop": ["ALL"]},
-}
-_POD_SECURITY: dict[str, Any] = {
-    "runAsNonRoot": True,
-    "runAsUser": RUN_AS,
-    "runAsGroup": RUN_AS,
-    "fsGroup": RUN_AS,
-    "fsGroupChangePolicy": "OnRootMismatch",
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
+_CONTAINER_SECURITY = restricted_container()
+_POD_SECURITY = restricted_pod(RUN_AS, fs_group=RUN_AS, fs_group_on_root_mismatch=True)
 
 
 def _key_env(name: str, key: str) -> dict[str, Any]:

@@ -40,8 +40,9 @@ from components.data.certs import (
     IssuerRef,
     store_certificate,
 )
-from components.data.network import ManagedNetwork
+from components.data.network import ManagedNetwork, place_node_only_store
 from components.data.stateful import declare_stateful_store
+from components.pod_security import restricted_container, restricted_pod
 from components.specs import CostLabels, Spec
 
 Engine = Literal["redis", "valkey"]
@@ -372,13 +373,7 @@ def labels(spec: RedisSpec, cost_labels: CostLabels) -> dict[str, str]:
     }
 
 
-_CONTAINER_SECURITY: dict[str, Any] = {
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "privileged": False,
-    "capabilities": {"drop": ["ALL"]},
-}
+_CONTAINER_SECURITY = restricted_container()
 
 
 def _ping_probe(cli: str, period_s: int, failures: int) -> dict[str, Any]:
@@ -501,14 +496,9 @@ def pod_template(
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 30,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": RUN_AS,
-                "runAsGroup": RUN_AS,
-                "fsGroup": RUN_AS,
-                "fsGroupChangePolicy": "OnRootMismatch",
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": restricted_pod(
+                RUN_AS, fs_group=RUN_AS, fs_group_on_root_mismatch=True
+            ),
             "containers": containers,
             "volumes": volumes,
         },
@@ -752,28 +742,15 @@ class SessionStore(pulumi.ComponentResource):
         ec = spec.elasticache
         tags = aws_tags(args.cost_labels.as_labels(), component="session-store")
         child = pulumi.ResourceOptions(parent=self)
-        subnets = aws.elasticache.SubnetGroup(
-            f"{name}-subnets",
-            description="Private subnets of the session store",
-            subnet_ids=network.private_subnet_ids,
-            tags=tags,
-            opts=child,
-        )
-        group = aws.ec2.SecurityGroup(
-            f"{name}-sg",
-            vpc_id=network.vpc_id,
-            description="Session store: Redis protocol from the cluster's nodes only",
-            tags=tags,
-            opts=child,
-        )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-from-nodes",
-            security_group_id=group.id,
-            description="Redis (TLS) from the EKS nodes",
-            ip_protocol="tcp",
-            from_port=PORT,
-            to_port=PORT,
-            referenced_security_group_id=network.node_security_group_id,
+        placement = place_node_only_store(
+            name,
+            network,
+            service="elasticache",
+            port=PORT,
+            subnet_group_name=None,
+            subnets_description="Private subnets of the session store",
+            group_description="Session store: Redis protocol from the cluster's nodes only",
+            rule_description="Redis (TLS) from the EKS nodes",
             tags=tags,
             opts=child,
         )
@@ -808,8 +785,8 @@ class SessionStore(pulumi.ComponentResource):
             kms_key_id=network.kms_key_arn,
             auth_token=password,
             parameter_group_name=parameters.name,
-            subnet_group_name=subnets.name,
-            security_group_ids=[group.id],
+            subnet_group_name=placement.subnet_group_name,
+            security_group_ids=[placement.security_group_id],
             snapshot_retention_limit=ec.snapshot_retention_days,
             snapshot_window=ec.snapshot_window,
             maintenance_window=ec.maintenance_window,

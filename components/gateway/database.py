@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 from components.gateway.spec import GatewayDatabase
+from components.pod_security import restricted_container, restricted_pod
 from components.specs import CostLabels
 from components.traffic.istio_chart import merged_metrics_container_port
 
@@ -45,13 +46,7 @@ EXPORTER_IMAGE = "quay.io/prometheuscommunity/postgres-exporter:v0.17.1"
 EXPORTER_PORT = 9187
 
 
-_CONTAINER_SECURITY: dict[str, Any] = {
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "privileged": False,
-    "capabilities": {"drop": ["ALL"]},
-}
+_CONTAINER_SECURITY = restricted_container()
 
 
 def selector_labels() -> dict[str, str]:
@@ -93,14 +88,9 @@ def pod_template(
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 60,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": RUN_AS,
-                "runAsGroup": RUN_AS,
-                "fsGroup": RUN_AS,
-                "fsGroupChangePolicy": "OnRootMismatch",
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": restricted_pod(
+                RUN_AS, fs_group=RUN_AS, fs_group_on_root_mismatch=True
+            ),
             "containers": [
                 {
                     "name": "postgres",

@@ -63,6 +63,7 @@ from components.gateway.proxy_config import (
     SALT_KEY_ENV,
 )
 from components.gateway.spec import GatewaySpec, Provider, provider_key_env, used_providers
+from components.pod_security import restricted_container, restricted_pod
 from components.specs import CostLabels, Namespaces
 from components.traffic.istio_chart import MERGED_METRICS_PORT, merged_metrics_container_port
 from components.traffic.tenancy import (
@@ -73,6 +74,7 @@ from components.traffic.tenancy import (
 )
 
 NAME = "model-gateway"
+CONTAINER = "proxy"  # the proxy pod's container
 COMPONENT = "model-gateway"  # app.kubernetes.io/component of the proxy pods
 KEY_JOB_ACCOUNT = f"{NAME}-keys"
 KEY_JOB_COMPONENT = "gateway-keys"
@@ -182,20 +184,8 @@ def proxy_environment(
     return env
 
 
-_CONTAINER_SECURITY: dict[str, Any] = {
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "privileged": False,
-    "capabilities": {"drop": ["ALL"]},
-}
-_POD_SECURITY: dict[str, Any] = {
-    "runAsNonRoot": True,
-    "runAsUser": RUN_AS,
-    "runAsGroup": RUN_AS,
-    "fsGroup": RUN_AS,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
+_CONTAINER_SECURITY = restricted_container()
+_POD_SECURITY = restricted_pod(RUN_AS, fs_group=RUN_AS)
 # Where the image writes at run time (see the module docstring).
 _SCRATCH_VOLUMES = [
     {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
@@ -246,7 +236,7 @@ def pod_template(
     memory = f"{spec.resources.memory_mib}Mi"
     ca_volumes = _redis_ca_volume(redis)
     container: dict[str, Any] = {
-        "name": "proxy",
+        "name": CONTAINER,
         "image": spec.image.reference,
         "imagePullPolicy": "IfNotPresent",
         "args": proxy_args(f"{CONFIG_DIR}/{CONFIG_FILE}"),

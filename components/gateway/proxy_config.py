@@ -41,7 +41,13 @@ Every key below was read against LiteLLM's own source at `LITELLM_VERSION`:
   provider does not take is dropped, not an error), `request_timeout` (the default of a
   call with no deployment timeout), `turn_off_message_logging` (prompts stay out of logs
   and callbacks), `json_logs`, and `callbacks: [prometheus]`, which mounts `/metrics` on
-  the proxy's own port.
+  the proxy's own port. `require_auth_for_metrics_endpoint: false`: this LiteLLM release
+  answers `/metrics` without a key with 401 by default (its
+  proxy/middleware/prometheus_auth_middleware.py), and the Istio agent that merges the
+  app's metrics into the scraped port asks from inside the pod with no credentials, so
+  the gateway's series would be missing. Callers of the API port cannot read `/metrics`
+  instead: the mesh's AuthorizationPolicy admits them on every path but that one
+  (components/traffic/mesh.py `gateway_callers_policy`).
 - Session affinity: `litellm_settings.model_group_settings` (`ModelGroupSettings` in
   litellm/types/router.py) `.forward_client_headers_to_llm_api` lists the model groups
   whose calls carry the client's headers to the model: for those, the proxy copies every
@@ -228,6 +234,7 @@ def render_proxy_config(
             "turn_off_message_logging": True,
             "json_logs": True,
             "callbacks": ["prometheus"],
+            "require_auth_for_metrics_endpoint": False,
         },
         "general_settings": general,
     }

@@ -36,7 +36,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.compute.nodes import aws_tags
-from components.data.network import ManagedNetwork
+from components.data.network import ManagedNetwork, place_node_only_store
 from components.gateway.database import DATABASE, PORT, USER
 from components.gateway.spec import RDS_PARAMETER_FAMILY, RdsDatabase
 from components.specs import CostLabels
@@ -84,29 +84,15 @@ class GatewayRds(pulumi.ComponentResource):
         spec, network = args.spec, args.network
         tags = aws_tags(args.cost_labels.as_labels(), component=COMPONENT)
         child = pulumi.ResourceOptions(parent=self)
-        subnets = aws.rds.SubnetGroup(
-            f"{name}-subnets",
-            name=f"{args.identifier}-subnets",
-            description="Private subnets of the gateway's Postgres",
-            subnet_ids=list(network.private_subnet_ids),
-            tags=tags,
-            opts=child,
-        )
-        group = aws.ec2.SecurityGroup(
-            f"{name}-sg",
-            vpc_id=network.vpc_id,
-            description="Gateway Postgres: 5432 from the cluster's nodes only",
-            tags=tags,
-            opts=child,
-        )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-from-nodes",
-            security_group_id=group.id,
-            description="Postgres (TLS) from the EKS nodes and pods",
-            ip_protocol="tcp",
-            from_port=PORT,
-            to_port=PORT,
-            referenced_security_group_id=network.node_security_group_id,
+        placement = place_node_only_store(
+            name,
+            network,
+            service="rds",
+            port=PORT,
+            subnet_group_name=f"{args.identifier}-subnets",
+            subnets_description="Private subnets of the gateway's Postgres",
+            group_description="Gateway Postgres: 5432 from the cluster's nodes only",
+            rule_description="Postgres (TLS) from the EKS nodes and pods",
             tags=tags,
             opts=child,
         )
@@ -138,8 +124,8 @@ class GatewayRds(pulumi.ComponentResource):
             username=USER,
             password=pulumi.Output.secret(args.password),
             port=PORT,
-            db_subnet_group_name=subnets.name,
-            vpc_security_group_ids=[group.id],
+            db_subnet_group_name=placement.subnet_group_name,
+            vpc_security_group_ids=[placement.security_group_id],
             publicly_accessible=False,
             parameter_group_name=params.name,
             multi_az=spec.multi_az,

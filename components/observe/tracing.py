@@ -45,6 +45,7 @@ import pulumi_kubernetes as k8s
 import yaml
 from pydantic import Field, model_validator
 
+from components.pod_security import restricted_container, restricted_pod
 from components.specs import CostLabels, ImageRef, Spec
 
 COLLECTOR_RELEASE = "0.159.0"
@@ -362,13 +363,7 @@ def pod_template(spec: TracingSpec, cost_labels: CostLabels) -> dict[str, Any]:
             "timeoutSeconds": 5,
             "failureThreshold": 4,
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "privileged": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": restricted_container(),
         "volumeMounts": mounts,
     }
     return {
@@ -379,13 +374,7 @@ def pod_template(spec: TracingSpec, cost_labels: CostLabels) -> dict[str, Any]:
         "spec": {
             "automountServiceAccountToken": False,
             "terminationGracePeriodSeconds": 30,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": RUN_AS_USER,
-                "runAsGroup": RUN_AS_USER,
-                "fsGroup": RUN_AS_USER,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": restricted_pod(RUN_AS_USER, fs_group=RUN_AS_USER),
             "topologySpreadConstraints": [
                 {
                     "maxSkew": 1,

@@ -23,6 +23,7 @@ import pulumi_kubernetes as k8s
 
 from components.compute.irsa import ROLE_ANNOTATION, Irsa, irsa_role
 from components.compute.nodes import aws_tags
+from components.pod_security import restricted_container, restricted_pod
 from components.scale import cluster_autoscaler_chart as chart
 from components.specs import CostLabels
 
@@ -106,17 +107,10 @@ def cluster_autoscaler_values(
         },
         "additionalLabels": labels,
         "podLabels": labels,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 65534,
-            "runAsGroup": 65534,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "containerSecurityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": restricted_pod(65534),
+        "containerSecurityContext": restricted_container(
+            restate_non_root=False, state_unprivileged=False
+        ),
         "resources": {
             "requests": {"cpu": "100m", "memory": "600Mi"},
             "limits": {"memory": "600Mi"},

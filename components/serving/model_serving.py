@@ -35,6 +35,7 @@ import pulumi_kubernetes as k8s
 
 from components.compute.irsa import ROLE_ANNOTATION, Irsa, irsa_role
 from components.compute.nodes import GPU_TAINT, POOL_LABEL, aws_tags
+from components.pod_security import restricted_container, restricted_pod
 from components.serving.vllm import (
     SERVER_MODULE,
     ServerArgs,
@@ -256,13 +257,7 @@ def pod_template(
             "timeoutSeconds": 5,
             "failureThreshold": 4,
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "privileged": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": restricted_container(),
         "volumeMounts": mounts,
     }
     return {
@@ -275,13 +270,7 @@ def pod_template(
             "automountServiceAccountToken": False,
             # In-flight generations get the model's P99 end-to-end time to finish.
             "terminationGracePeriodSeconds": spec.slo.e2e_p99_s + 15,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": RUN_AS_USER,
-                "runAsGroup": RUN_AS_USER,
-                "fsGroup": RUN_AS_USER,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": restricted_pod(RUN_AS_USER, fs_group=RUN_AS_USER),
             "nodeSelector": {POOL_LABEL: placement.pool},
             "tolerations": [
                 {

@@ -84,6 +84,7 @@ from components.agents.spec import (
 )
 from components.gateway import database as gateway_database
 from components.gateway import proxy as gateway_proxy
+from components.pod_security import runtime_default_seccomp
 from components.serving.model_serving import canary_selector_labels
 from components.serving.model_serving import selector_labels as selector_labels_of_model
 from components.specs import (
@@ -205,7 +206,7 @@ def istio_values(spec: MeshSpec) -> dict[ChartName, dict[str, Any]]:
             "cniBinDir": "/opt/cni/bin",
             "cniConfDir": "/etc/cni/net.d",
             "ambient": {"enabled": False},
-            "seccompProfile": {"type": "RuntimeDefault"},
+            "seccompProfile": runtime_default_seccomp(),
         },
     }
 
@@ -644,16 +645,27 @@ def gateway_destination_rule(ns: Namespaces) -> dict[str, Any]:
 
 
 def gateway_callers_policy(agents: Sequence[AgentSpec], ns: Namespaces) -> dict[str, Any]:
-    """AuthorizationPolicy: the gateway accepts the agent types and its key Job, on its port."""
+    """AuthorizationPolicy: the gateway accepts the agent types and its key Job, on its port,
+    on every path but its metrics: the proxy serves `/metrics` without a key (for the Istio
+    agent, which scrapes it inside the pod, past this policy), so no caller reads them
+    through the API port; Prometheus reads them on the merged metrics port."""
     principals = [agent_principal(a, ns.agents) for a in agents]
     principals.append(account_principal(gateway_proxy.KEY_JOB_ACCOUNT, ns.agents))
+    metrics = gateway_proxy.METRICS_PATH
     return {
         "selector": {"matchLabels": gateway_proxy.selector_labels()},
         "action": "ALLOW",
         "rules": [
             {
                 "from": [{"source": {"principals": principals}}],
-                "to": [{"operation": {"ports": [str(gateway_proxy.PORT)]}}],
+                "to": [
+                    {
+                        "operation": {
+                            "ports": [str(gateway_proxy.PORT)],
+                            "notPaths": [metrics, f"{metrics}/*"],
+                        }
+                    }
+                ],
             }
         ],
     }

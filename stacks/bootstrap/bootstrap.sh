@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Creates what the workflows' Pulumi runs need, once per AWS account: the S3 state backend,
-# the KMS key that encrypts stack secrets, GitHub's OIDC provider, and two roles the
-# workflows assume (no stored keys). Safe to run again: it creates only what is missing.
+# Creates what the workflows' Pulumi runs need, once per AWS account: the S3 state backend
+# (TLS only), the KMS key that encrypts stack secrets, GitHub's OIDC provider, and two
+# roles the workflows assume (no stored keys). Safe to run again: it creates only what is
+# missing and puts every policy back as this folder writes it.
 #
 #   GITHUB_REPO=owner/name stacks/bootstrap/bootstrap.sh
 #
 # A script rather than a Pulumi program: the backend holds every stack's state, so it cannot
 # hold its own; each call below is an idempotent AWS CLI call, reviewable line by line.
 set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 : "${GITHUB_REPO:?set GITHUB_REPO=owner/name}"
 REGION=${AWS_REGION:-us-east-1}
@@ -45,6 +48,41 @@ KEY_ARN="arn:aws:kms:$REGION:$ACCOUNT:key/$KEY_ID"
 aws s3api put-bucket-encryption --bucket "$BUCKET" --server-side-encryption-configuration \
   "{\"Rules\":[{\"ApplyServerSideEncryptionByDefault\":{\"SSEAlgorithm\":\"aws:kms\",\"KMSMasterKeyID\":\"$KEY_ARN\"},\"BucketKeyEnabled\":true}]}"
 
+render() { # a policy document of this folder with this account's names filled in
+  local doc
+  doc=$(<"$HERE/$1")
+  doc=${doc//@ACCOUNT@/"$ACCOUNT"}
+  doc=${doc//@REGION@/"$REGION"}
+  doc=${doc//@BUCKET@/"$BUCKET"}
+  doc=${doc//@KEY_ARN@/"$KEY_ARN"}
+  doc=${doc//@ALIAS@/"$ALIAS"}
+  printf '%s' "$doc"
+}
+
+validate() { # IAM Access Analyzer's policy check: an error stops the run, a security
+  # warning is shown (it may be one the policy accepts on purpose, such as a role/* it
+  # scopes by tag and condition instead)
+  local type=$1 doc=$2 findings
+  shift 2
+  findings=$(aws accessanalyzer validate-policy --region "$REGION" --policy-type "$type" "$@" \
+    --policy-document "$doc" --output text \
+    --query "findings[?findingType=='ERROR' || findingType=='SECURITY_WARNING'].[findingType,issueCode,learnMoreLink]")
+  if [ -z "$findings" ] || [ "$findings" = None ]; then
+    return 0
+  fi
+  echo "IAM Access Analyzer on the $type:" >&2
+  echo "$findings" >&2
+  if grep -q '^ERROR' <<<"$findings"; then
+    echo "IAM Access Analyzer refuses the policy: nothing was changed by it" >&2
+    exit 1
+  fi
+}
+
+# Every request to the state bucket over plain HTTP is refused, whoever makes it.
+BUCKET_POLICY=$(render state-bucket-policy.json)
+validate RESOURCE_POLICY "$BUCKET_POLICY" --validate-policy-resource-type AWS::S3::Bucket
+aws s3api put-bucket-policy --bucket "$BUCKET" --policy "$BUCKET_POLICY"
+
 echo "GitHub OIDC provider"
 if ! aws iam get-open-id-connect-provider --open-id-connect-provider-arn "$OIDC_ARN" >/dev/null 2>&1; then
   aws iam create-open-id-connect-provider --url "https://$OIDC_HOST" \
@@ -73,9 +111,31 @@ ensure_role() {
 
 # Deploys: only jobs running in one of the repository's GitHub environments (up.yml).
 ensure_role "$DEPLOY_ROLE" "[\"repo:$GITHUB_REPO:environment:*\"]"
-# The stack creates IAM roles, a VPC, EKS and more: narrow this for your account.
-aws iam attach-role-policy --role-name "$DEPLOY_ROLE" \
-  --policy-arn arn:aws:iam::aws:policy/AdministratorAccess
+# What the stacks declare and nothing else (deploy-policy.json):
+# - EC2 (VPC, subnets, routes, NAT, endpoints, security groups, launch templates), EKS,
+#   ECR, CloudWatch Logs, RDS, ElastiCache and MSK, in the stack region only;
+# - KMS keys and IAM roles and policies it creates itself (tagged managed-by=swarmstack,
+#   as every stack resource is): it cannot touch a role or key it did not create, this
+#   role and the state key included; roles are passed to EKS only, and the only managed
+#   policies it may attach are the EKS ones the cluster uses;
+# - the clusters' OIDC providers and the service-linked roles of those services;
+# - never loosening, deleting or re-keying the state bucket and its key (explicit denies).
+# What it cannot narrow: the regional services are allowed whole (their resource names
+# come from Pulumi or stack config, and many of their calls take no resource or tag
+# condition); a role that writes its roles' inline policies (the IRSA policies come from
+# stack config) can give them any permission, so the stack code and config the workflow
+# runs are trusted (a permissions boundary on every created role would close that; the
+# stacks set none); and every stack of the account shares this one role.
+DEPLOY_POLICY=$(render deploy-policy.json)
+validate IDENTITY_POLICY "$DEPLOY_POLICY"
+aws iam put-role-policy --role-name "$DEPLOY_ROLE" --policy-name swarmstack-deploy \
+  --policy-document "$DEPLOY_POLICY"
+# An earlier version of this script attached AdministratorAccess: take it away again.
+ADMIN_ARN=arn:aws:iam::aws:policy/AdministratorAccess
+if [ -n "$(aws iam list-attached-role-policies --role-name "$DEPLOY_ROLE" --output text \
+  --query "AttachedPolicies[?PolicyArn=='$ADMIN_ARN'].PolicyArn")" ]; then
+  aws iam detach-role-policy --role-name "$DEPLOY_ROLE" --policy-arn "$ADMIN_ARN"
+fi
 # Previews and drift checks: pull requests of this repository and the main branch.
 ensure_role "$READ_ROLE" \
   "[\"repo:$GITHUB_REPO:pull_request\",\"repo:$GITHUB_REPO:ref:refs/heads/main\"]"

@@ -22,6 +22,7 @@ from stacks import cost as usage_cost
 from stacks.config import (
     HF_TOKEN_CONFIG_KEY,
     ConfigError,
+    file_region,
     load,
     load_file,
     raw_from_config,
@@ -414,6 +415,38 @@ def capacity(args: argparse.Namespace) -> int:
     return EXIT_CHECKS if report.shortfalls else 0
 
 
+def images(args: argparse.Namespace) -> int:
+    """Every image the stack runs and its mirror (stacks/images.py); exit 2 without a mirror."""
+    from stacks import images as mirror_images  # noqa: PLC0415
+
+    try:
+        config = load_file(args.root.resolve() / "stacks" / f"Pulumi.{args.stack}.yaml")
+    except (ConfigError, OSError) as exc:
+        print(f"error: stack {args.stack}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    mirror = config.images.mirror
+    if mirror is None:
+        print(
+            f"error: stack {args.stack}: images.mirror is not set, so its images run from "
+            "their upstream registries (set images.mirror.prefix to mirror them)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    region = file_region(args.root.resolve() / "stacks" / f"Pulumi.{args.stack}.yaml")
+    planned = mirror_images.mirror_plan(config, mirror, args.account, region)
+    if args.format == "tsv":
+        # One copy a line: source, mirrored reference, ECR repository name (for scripts).
+        for image in mirror_images.copies(planned):
+            print(f"{image.source}\t{image.reference}\t{image.repository_name}")
+        return 0
+    width = max(len(i.path) for i in planned)
+    print(f"# stack {args.stack}: images -> the account's ECR mirror (prefix {mirror.prefix})")
+    for image in planned:
+        target = image.reference if image.copy else f"{image.reference} (already in ECR)"
+        print(f"{image.path:<{width}}  {image.upstream.reference} -> {target}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="swarmstack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -515,7 +548,27 @@ def main(argv: list[str] | None = None) -> int:
         help="replicas of MODEL that served that run (default 1, the local target's)",
     )
     p_cap.add_argument("--json", action="store_true", help="print JSON")
+    p_img = sub.add_parser(
+        "images",
+        help="every image of a stack and its copy in the account's ECR mirror (images.mirror)",
+    )
+    p_img.add_argument("stack", nargs="?", default="pilot", help="stack name (default: pilot)")
+    p_img.add_argument("--root", type=Path, default=Path("."), help="project root")
+    p_img.add_argument(
+        "--account",
+        default="<account>",
+        help="the AWS account id of the mirror (e.g. from `aws sts get-caller-identity`)",
+    )
+    p_img.add_argument(
+        "--format",
+        choices=["text", "tsv"],
+        default="text",
+        help="text: every image by config path; tsv: each distinct copy as `source "
+        "mirror repository-name`, for stacks/bootstrap/mirror-images.sh",
+    )
     args = parser.parse_args(argv)
+    if args.command == "images":
+        return images(args)
     if args.command == "capacity":
         return capacity(args)
     if args.command == "cost":

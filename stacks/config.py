@@ -106,6 +106,27 @@ PRODUCTION_KAFKA_REPLICATION = 3
 REGION_KEY = "aws:region"
 
 
+# An ECR repository name (its grammar in the ECR API reference), as a prefix of the mirror's.
+EcrPrefix = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$",
+        max_length=100,
+    ),
+]
+
+
+class ImageMirror(Spec):
+    """The stack's copy of every upstream image, in its own account's ECR (stacks/images.py)."""
+
+    prefix: EcrPrefix = Field(
+        description="ECR repository prefix of the mirror: `docker.io/vllm/vllm-openai:v0.32.0` "
+        "runs as `<account>.dkr.ecr.<region>.amazonaws.com/<prefix>/docker.io/vllm/vllm-openai"
+        ":v0.32.0@sha256:...`, the digest read from ECR before anything is declared. Copy the "
+        "images first (`swarmstack images <stack>`, stacks/bootstrap/mirror-images.sh)."
+    )
+
+
 class Images(Spec):
     vllm: ImageRef = Field(description="vLLM OpenAI-compatible server image.")
     agent_worker: ImageRef | None = Field(
@@ -113,6 +134,12 @@ class Images(Spec):
         description="The agent worker image (`images/agent-worker`, pushed to your registry "
         "as the README describes). The image of every agent type that names none of its "
         "own, and of the Job that creates the topics with `dataPlane.kafka.mode: msk`.",
+    )
+    mirror: ImageMirror | None = Field(
+        default=None,
+        description="Run every image of the stack from the account's ECR mirror, pinned by "
+        "digest (required in phase production). Unset: images run from their upstream "
+        "registries by tag.",
     )
 
 
@@ -381,6 +408,13 @@ def load(raw: dict[str, Any], region: str, source: str) -> StackConfig:
     return config
 
 
+def file_region(path: Path) -> str:
+    """The `aws:region` a `Pulumi.<stack>.yaml` sets ("" when it sets none)."""
+    text: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
+    doc: dict[str, Any] = text.get("config") or {}
+    return str(doc.get(REGION_KEY, ""))
+
+
 def load_file(path: Path) -> StackConfig:
     """A `Pulumi.<stack>.yaml` as the program would see it (secrets left out), validated."""
     text: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
@@ -521,6 +555,15 @@ def phase_problems(config: StackConfig) -> list[Problem]:
                 f"{cluster.nat_gateways!r}: phase 'production' needs 'perAz' (one NAT gateway "
                 "per AZ): with a single one, losing its AZ cuts every private subnet's "
                 "egress",
+            )
+        )
+    if config.images.mirror is None:
+        problems.append(
+            Problem(
+                "images.mirror",
+                "not set: phase 'production' runs every image from the account's ECR mirror, "
+                "pinned by digest (policy image-digest-pinned is mandatory); set "
+                "images.mirror.prefix and copy the images (`swarmstack images <stack>`)",
             )
         )
     floor = PRODUCTION_MIN_REPLICAS

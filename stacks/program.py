@@ -30,6 +30,7 @@ from stacks.config import (
     secret_purposes,
 )
 from stacks.global_config import is_global, load_global
+from stacks.images import account_id, pin_images
 from stacks.mode import Mode, current_mode
 from stacks.placeholders import documentation_values
 
@@ -137,6 +138,15 @@ def main() -> None:
         gateway_problems = gateway_secret_problems(config, mode)
         if gateway_problems and mode == "up":
             raise ConfigError(gateway_problems, source, "`pulumi up` refuses the gateway's secrets")
+        if config.images.mirror is not None:
+            # Digests are read before anything is declared: the preview shows what runs.
+            config = pin_images(
+                config,
+                account=account_id(),
+                region=region,
+                stack=pulumi.get_stack(),
+                source=source,
+            )
     except ConfigError as exc:
         raise pulumi.RunError(str(exc)) from None
     for problem in [*placeholders, *gateway_problems]:

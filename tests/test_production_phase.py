@@ -19,6 +19,7 @@ def _production(pilot_raw: Raw) -> Raw:
     raw = copy.deepcopy(pilot_raw)
     raw["phase"] = "production"
     raw["cluster"]["natGateways"] = "perAz"
+    raw["images"]["mirror"] = {"prefix": "mirror"}
     raw["gpuPools"][0].update(minSize=2, maxSize=3)  # room for two interactive replicas
     for agent in raw["agents"]:
         agent["replicas"]["min"] = max(agent["replicas"]["min"], 2)
@@ -63,6 +64,15 @@ def test_kafka_replication_below_three_is_refused(pilot_raw: Raw) -> None:
     text = _errors(raw)
     assert "dataPlane.kafka.replicationFactor: 2: phase 'production' needs 3" in text
     assert "dataPlane.kafka.brokers: 2: phase 'production' needs at least 3 brokers" in text
+
+
+def test_production_requires_the_image_mirror(pilot_raw: Raw) -> None:
+    raw = _production(pilot_raw)
+    del raw["images"]["mirror"]
+    assert (
+        "images.mirror: not set: phase 'production' runs every image from the account's ECR "
+        "mirror, pinned by digest (policy image-digest-pinned is mandatory)"
+    ) in _errors(raw)
 
 
 def test_gateway_keeps_two_replicas(pilot_raw: Raw) -> None:

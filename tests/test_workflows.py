@@ -145,9 +145,10 @@ def test_preview_runs_only_with_credentials_and_not_for_forks() -> None:
     assert pulumi["with"]["policyPackConfigs"] == "policies/config/${{ matrix.stack }}.json"
 
 
-def test_the_bootstrap_script_passes_shellcheck() -> None:
+@pytest.mark.parametrize("name", ["bootstrap.sh", "mirror-images.sh"])
+def test_the_bootstrap_scripts_pass_shellcheck(name: str) -> None:
     if shutil.which("shellcheck") is None:
         pytest.fail("shellcheck is not installed: `make system-deps` installs it")
-    script = ROOT / "stacks" / "bootstrap" / "bootstrap.sh"
+    script = ROOT / "stacks" / "bootstrap" / name
     run = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stdout

@@ -43,11 +43,12 @@ from components.data.certs import (
 )
 from components.data.redis import DEFAULT_STORAGE_CLASS, SecretFile, SecretKeyRef
 from components.data.stateful import declare_stateful_store
-from components.specs import CostLabels, Spec
+from components.specs import CostLabels, ImageRef, Spec
 
 QDRANT_VERSION = "v1.19.0"
-IMAGE = f"docker.io/qdrant/qdrant:{QDRANT_VERSION}-unprivileged"
-AWS_CLI_IMAGE = "docker.io/amazon/aws-cli:2.37.5"
+IMAGE_REPOSITORY = "docker.io/qdrant/qdrant"
+AWS_CLI_REPOSITORY = "docker.io/amazon/aws-cli"
+AWS_CLI_TAG = "2.37.5"
 NAME = "vector-store"
 HEADLESS = f"{NAME}-headless"
 HTTP_PORT = 6333
@@ -81,6 +82,10 @@ class SnapshotSpec(Spec):
     bucket: str = Field(
         pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$", description="S3 bucket name."
     )
+    image: ImageRef = Field(
+        default_factory=lambda: ImageRef(repository=AWS_CLI_REPOSITORY, tag=AWS_CLI_TAG),
+        description="The snapshot job's image (the AWS CLI, which uploads to S3).",
+    )
     prefix: str = Field(
         default="qdrant",
         pattern=r"^[A-Za-z0-9!_.*'()\-]+(/[A-Za-z0-9!_.*'()\-]+)*$",
@@ -106,6 +111,13 @@ class CollectionSpec(Spec):
 class QdrantSpec(Spec):
     """The vector store the agents retrieve from."""
 
+    image: ImageRef = Field(
+        default_factory=lambda: ImageRef(
+            repository=IMAGE_REPOSITORY, tag=f"{QDRANT_VERSION}-unprivileged"
+        ),
+        description=f"The Qdrant image: the non-root build of {QDRANT_VERSION}, the release "
+        "the rendered config was written for.",
+    )
     replicas: int = Field(default=3, ge=1, le=9, description="Qdrant peers (cluster mode).")
     shards: int = Field(default=3, ge=1, le=64, description="Shards per collection.")
     replication_factor: int = Field(
@@ -325,7 +337,7 @@ def statefulset_spec(spec: QdrantSpec, namespace: str, cost_labels: CostLabels) 
 
     container: dict[str, Any] = {
         "name": "qdrant",
-        "image": IMAGE,
+        "image": spec.image.reference,
         "imagePullPolicy": "IfNotPresent",
         "command": ["sh", "-c", start_script(namespace, spec.tls)],
         "env": [
@@ -448,7 +460,7 @@ def snapshot_cronjob_spec(
                         "containers": [
                             {
                                 "name": "snapshot",
-                                "image": AWS_CLI_IMAGE,
+                                "image": spec.snapshots.image.reference,
                                 "imagePullPolicy": "IfNotPresent",
                                 "command": ["sh", "-c", snapshot_script(spec, namespace)],
                                 "env": [{"name": "HOME", "value": "/tmp"}],

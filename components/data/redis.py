@@ -42,7 +42,7 @@ from components.data.certs import (
 )
 from components.data.network import ManagedNetwork
 from components.data.stateful import declare_stateful_store
-from components.specs import CostLabels, Spec
+from components.specs import CostLabels, ImageRef, Spec
 
 Engine = Literal["redis", "valkey"]
 MaxmemoryPolicy = Literal[
@@ -80,7 +80,8 @@ ElastiCacheNodeType = Literal[
     "cache.r7g.xlarge",
     "cache.r7g.2xlarge",
 ]
-EXPORTER_IMAGE = "docker.io/oliver006/redis_exporter:v1.88.0"
+EXPORTER_REPOSITORY = "docker.io/oliver006/redis_exporter"
+EXPORTER_TAG = "v1.88.0"
 
 NAME = "session-store"
 PORT = 6379
@@ -179,6 +180,15 @@ class RedisSpec(Spec):
         "`noeviction` refuses writes instead of dropping sessions.",
     )
     tls: bool = Field(default=True, description="Serve TLS only (no plaintext port).")
+    image: ImageRef | None = Field(
+        default=None,
+        description="The server image (mode inCluster); unset: the engine's official image "
+        "at the pinned patch release of `version` (valkey 8.1 -> docker.io/valkey/valkey:8.1.10).",
+    )
+    exporter_image: ImageRef = Field(
+        default_factory=lambda: ImageRef(repository=EXPORTER_REPOSITORY, tag=EXPORTER_TAG),
+        description="The redis_exporter sidecar's image (mode inCluster).",
+    )
     elasticache: ElastiCacheSpec = Field(
         default_factory=ElastiCacheSpec, description="ElastiCache settings (mode: elasticache)."
     )
@@ -228,8 +238,15 @@ def redis_problems(spec: RedisSpec) -> list[tuple[str, str]]:
     return problems
 
 
+def server_image(spec: RedisSpec) -> ImageRef:
+    """`image`, or the engine's official image at the pinned patch of `version`."""
+    if spec.image is not None:
+        return spec.image
+    return ImageRef(repository=IMAGES[spec.engine], tag=ENGINE_VERSIONS[spec.engine][spec.version])
+
+
 def image(spec: RedisSpec) -> str:
-    return f"{IMAGES[spec.engine]}:{ENGINE_VERSIONS[spec.engine][spec.version]}"
+    return server_image(spec).reference
 
 
 def maxmemory_bytes(spec: RedisSpec) -> int:
@@ -474,7 +491,7 @@ def pod_template(
     containers.append(
         {
             "name": "exporter",
-            "image": EXPORTER_IMAGE,
+            "image": spec.exporter_image.reference,
             "imagePullPolicy": "IfNotPresent",
             # The password is a file of the mounted auth Secret, never an environment value.
             "args": [

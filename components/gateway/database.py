@@ -41,7 +41,6 @@ PASSWORD_DIR = "/etc/postgres-auth"
 PASSWORD_KEY = "password"
 STORAGE_CLASS = "gp3"  # the encrypted class components/compute/cluster.py declares
 COMPONENT = "gateway-database"
-EXPORTER_IMAGE = "quay.io/prometheuscommunity/postgres-exporter:v0.17.1"
 EXPORTER_PORT = 9187
 
 
@@ -133,7 +132,7 @@ def pod_template(
                 },
                 {
                     "name": "exporter",
-                    "image": EXPORTER_IMAGE,
+                    "image": spec.exporter_image.reference,
                     "imagePullPolicy": "IfNotPresent",
                     "env": [
                         {

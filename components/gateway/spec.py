@@ -28,6 +28,8 @@ LITELLM_VERSION = "1.110.2"
 IMAGE_REPOSITORY = "ghcr.io/berriai/litellm-non_root"
 POSTGRES_REPOSITORY = "docker.io/library/postgres"
 POSTGRES_TAG = "17.6"
+POSTGRES_EXPORTER_REPOSITORY = "quay.io/prometheuscommunity/postgres-exporter"
+POSTGRES_EXPORTER_TAG = "v0.17.1"
 
 # The providers a managed model may name (LiteLLM's model prefix), with the API host each
 # one calls when `apiBase` is not set; the mesh lets only the gateway reach these hosts.
@@ -276,6 +278,12 @@ class GatewayDatabase(Spec):
     image: ImageRef = Field(
         default_factory=lambda: ImageRef(repository=POSTGRES_REPOSITORY, tag=POSTGRES_TAG),
         description="The Postgres image (official image, pinned; mode inCluster).",
+    )
+    exporter_image: ImageRef = Field(
+        default_factory=lambda: ImageRef(
+            repository=POSTGRES_EXPORTER_REPOSITORY, tag=POSTGRES_EXPORTER_TAG
+        ),
+        description="The Prometheus postgres-exporter sidecar's image (mode inCluster).",
     )
     storage_gib: int = Field(
         default=10, ge=1, le=16000, description="Data volume, GiB (mode inCluster)."

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Generator
@@ -143,6 +144,30 @@ def _availability_zones(args: dict[str, Any], region: str) -> dict[str, Any]:
     return {"names": names, "zoneIds": [f"use1-az{i + 1}" for i in range(6)], "state": "available"}
 
 
+def planned_image_digest(repository_name: str, tag: str) -> str:
+    """The digest the plan answers for an ECR image: sha256 of `<repository>:<tag>`, so the
+    same mirror and tag always plan the same digest (ECR's own is read by the preview)."""
+    return "sha256:" + hashlib.sha256(f"{repository_name}:{tag}".encode()).hexdigest()
+
+
+def _ecr_image(args: dict[str, Any], region: str) -> dict[str, Any]:
+    repository = str(args.get("repositoryName"))
+    tag = str(args.get("imageTag"))
+    registry = str(args.get("registryId") or ACCOUNT_ID)
+    where = str(args.get("region") or region)
+    digest = planned_image_digest(repository, tag)
+    return {
+        "id": f"{repository}@{digest}",
+        "imageDigest": digest,
+        "imageTag": tag,
+        "imageTags": [tag],
+        "imageUri": f"{registry}.dkr.ecr.{where}.amazonaws.com/{repository}@{digest}",
+        "registryId": registry,
+        "repositoryName": repository,
+        "region": where,
+    }
+
+
 LOOKUPS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
     "aws:index/getAvailabilityZones:getAvailabilityZones": _availability_zones,
     "aws:index/getCallerIdentity:getCallerIdentity": lambda _a, _r: {
@@ -155,6 +180,7 @@ LOOKUPS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
         "partition": "aws",
         "dnsSuffix": "amazonaws.com",
     },
+    "aws:ecr/getImage:getImage": _ecr_image,
     "aws:ssm/getParameter:getParameter": lambda a, _r: {
         "name": a.get("name"),
         "value": "ami-0planned0000000000",

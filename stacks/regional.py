@@ -22,6 +22,7 @@ from components.traffic.regional_edge import (
     regional_output,
 )
 from stacks.config import StackConfig
+from stacks.images import image_slots
 
 REGIONAL_OUTPUT = "regional"
 # An ECR image reference: <account>.dkr.ecr.<region>.amazonaws.com/<repository>.
@@ -29,15 +30,13 @@ ECR_IMAGE = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com/(.+)$
 
 
 def ecr_repositories(config: StackConfig) -> list[str]:
-    """The ECR repositories (without the registry) the stack's images come from: what the
-    global stack replicates from the primary region's registry to the others."""
-    refs = [config.images.vllm, config.images.agent_worker]
-    refs += [a.image for a in config.agents if a.image is not None]
+    """The ECR repositories (without the registry) the stack's images run from: with
+    `images.mirror` (which production requires) every image's mirror and the worker's own
+    repository. The global stack replicates them from the primary's registry to the other
+    regions, whose mirrors are these copies."""
     found: set[str] = set()
-    for ref in refs:
-        if ref is None:
-            continue
-        match = ECR_IMAGE.match(ref.repository)
+    for slot in image_slots(config):
+        match = ECR_IMAGE.match(slot.image.repository)
         if match:
             found.add(match.group(3))
     return sorted(found)

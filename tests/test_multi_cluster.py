@@ -178,9 +178,27 @@ def test_images_replicate_from_the_primary_registry(planned: Path) -> None:
         {"filter": r, "filterType": "PREFIX_MATCH"}
         for r in _outputs(planned, "scale-east")["regional"]["imageRepositories"]
     ]
-    west = load_file(STACKS / "Pulumi.scale-west.yaml")
-    assert west.images.agent_worker is not None
-    assert ".dkr.ecr.us-west-2." in west.images.agent_worker.repository
+    # Every image scale-west runs is its region's copy of a replicated repository.
+    replicated = {f["filter"] for f in rule["repositoryFilters"]}
+    west_images = {
+        c["image"]
+        for p in sorted((planned / "scale-west" / "manifests").glob("*.yaml"))
+        for c in _containers(yaml.safe_load(p.read_text()))
+    }
+    assert west_images
+    for image in west_images:
+        host, _, rest = image.partition("/")
+        assert host == "111122223333.dkr.ecr.us-west-2.amazonaws.com", image
+        assert "@sha256:" in rest, image
+        assert rest.split(":", 1)[0] in replicated, image
+
+
+def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = doc.get("spec") or {}
+    if doc.get("kind") == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    pod = (spec.get("template") or {}).get("spec") or {}
+    return [*pod.get("containers", []), *pod.get("initContainers", [])]
 
 
 # --------------------------------------------------------------------------- errors

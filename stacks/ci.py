@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from stacks.stack_refs import dependents
+from stacks.stack_refs import GLOBAL_CONFIG_KEY, dependents
 
 STACK_FILE = re.compile(r"^stacks/Pulumi\.([A-Za-z0-9_.-]+)\.yaml$")
 POLICY_CONFIG = re.compile(r"^policies/config/([A-Za-z0-9_.-]+)\.json$")
@@ -51,8 +51,15 @@ def changed_stacks(
         elif _is_code(path):
             return list(available)
     touched &= set(available)
-    if root is not None:
-        touched |= dependents(root / "stacks", available, touched)
+    if root is not None and touched:
+        try:
+            touched |= dependents(root / "stacks", available, touched)
+        except ImportError:  # no PyYAML: every stack that references others, to be safe
+            touched |= {
+                s
+                for s in available
+                if GLOBAL_CONFIG_KEY in (root / "stacks" / f"Pulumi.{s}.yaml").read_text()
+            }
     return sorted(touched)
 
 

@@ -69,10 +69,10 @@ class GlobalKafka(Spec):
 
     tasks: Literal["activePassive", "activeActive"] = Field(
         default="activePassive",
-        description="`activePassive`: each region consumes only its own tasks topics; the "
-        "primary's are replicated to every secondary (as `<primary>.<topic>`, consumed only "
-        "on failover). `activeActive` is refused: the result ledger is regional, so a task "
-        "consumed in two regions would run twice.",
+        description="`activePassive`: each region consumes only its own tasks topics; "
+        "the primary's are replicated to every secondary (prefixed with the source "
+        "cluster's alias, read only on failover). `activeActive` is refused: the result "
+        "ledger is regional, so a task consumed in two regions would run twice.",
     )
     compression: Literal["NONE", "GZIP", "SNAPPY", "LZ4", "ZSTD"] = Field(
         default="LZ4", description="Compression of the records the replicators write."

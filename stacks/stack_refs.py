@@ -12,8 +12,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
-import yaml
-
 PROJECT = "swarmstack"
 GLOBAL_CONFIG_KEY = f"{PROJECT}:global"
 
@@ -46,6 +44,10 @@ def target_stack(reference: str) -> str:
 
 
 def file_references(stack_file: Path) -> list[tuple[str, str]]:
+    # Imported here: the workflows run stacks/ci.py with the runner's python3, which may
+    # lack PyYAML (ci.py then falls back, see `changed_stacks`).
+    import yaml  # noqa: PLC0415
+
     doc: dict[str, Any] = yaml.safe_load(stack_file.read_text()) or {}
     config = cast(dict[str, Any], doc.get("config") or {})
     return referenced_stacks({"global": config.get(GLOBAL_CONFIG_KEY)})

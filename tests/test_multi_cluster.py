@@ -423,3 +423,19 @@ def test_a_change_to_a_region_replans_the_global_stack() -> None:
     ]
     assert changed_stacks(["stacks/Pulumi.scale-global.yaml"], available, ROOT) == ["scale-global"]
     assert changed_stacks(["stacks/Pulumi.pilot.yaml"], available, ROOT) == ["pilot"]
+
+
+def test_without_pyyaml_every_referencing_stack_is_replanned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stacks import ci  # noqa: PLC0415
+
+    def no_yaml(*_: object) -> set[str]:
+        raise ImportError("No module named 'yaml'")
+
+    monkeypatch.setattr(ci, "dependents", no_yaml)
+    available = stacks(ROOT)
+    assert ci.changed_stacks(["stacks/Pulumi.scale-west.yaml"], available, ROOT) == [
+        "scale-global",
+        "scale-west",
+    ]

@@ -402,10 +402,14 @@ def test_regional_cost_rules_and_dashboard_carry_the_region() -> None:
     assert all("region" not in dict(r.labels) for r in cost_group(pilot).rules)
 
 
-def test_multi_cluster_demand_is_50_agents_and_1000_users() -> None:
+def test_multi_cluster_demand_is_50_agents_and_1000_users(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     configs = [load_file(STACKS / f"Pulumi.{s}.yaml") for s in REGIONS]
     assert sum(c.demand.users for c in configs if c.demand) >= 1000
     assert sum(a.replicas.max for c in configs for a in c.agents) >= 50
+    for stack in REGIONS:  # each region carries its share of the peak
+        assert main(["capacity", stack, "--root", str(ROOT)]) == 0, capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- CI

@@ -196,7 +196,8 @@ class StackConfig(Spec):
         description="The stack's phase. Every phase builds the same composition from its "
         "values; `production` validates them more strictly (at least 3 AZs, a NAT gateway "
         "per AZ, at least 2 replicas of every agent type and interactive model, Kafka "
-        "replicated 3 times across 3 AZs) and runs every policy of the pack as mandatory."
+        "replicated 3 times across 3 AZs, every image from the ECR mirror) and runs every "
+        "policy of the pack as mandatory."
     )
     cost_labels: CostLabels = Field(description="Cost-attribution labels and tags.")
     cluster: ClusterSpec = Field(description="The cluster and its network.")

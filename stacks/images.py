@@ -234,14 +234,16 @@ def pin_images(
         try:
             digest = lookup(image)
         except Exception as exc:  # the invoke's error: the provider's message, one line
-            problems.append(
-                Problem(
-                    image.path,
+            why = _first_line(exc)
+            if image.copy:
+                message = (
                     f"{image.upstream.reference} is not in the mirror: ECR has no "
-                    f"{image.reference} ({_first_line(exc)}); {image.command()} "
-                    f"(`swarmstack images {stack}` lists every copy)",
+                    f"{image.reference} ({why}); {image.command()} "
+                    f"(`swarmstack images {stack}` lists every copy)"
                 )
-            )
+            else:
+                message = f"ECR has no {image.reference} ({why}); {image.command()}"
+            problems.append(Problem(image.path, message))
             continue
         if not DIGEST.match(digest):
             problems.append(

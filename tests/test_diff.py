@@ -4,7 +4,8 @@ The variants are real config changes, planned once per session: the shipped pilo
 change (an agent's minimum replicas and the GPU pool's maximum), a rename (the cluster's
 name, which every AWS name derives from) and a policy-config change (one rule disabled,
 one budget tightened), as a pull request would make them. Golden comments live in
-tests/diff_golden/ (`pytest tests/test_diff.py --update-golden` rewrites them).
+tests/diff_golden/ (`pytest tests/test_diff.py --update-golden` rewrites them), with the
+comment between the shipped pilot and production plans.
 """
 
 from __future__ import annotations
@@ -131,6 +132,35 @@ def test_comment_matches_golden(
     text = _diff_cli(plans["base"], head, tmp_path / "comment.md")
     assert capsys.readouterr().out == text  # stdout and --output carry the same comment
     _check_golden(variant, text, request)
+
+
+@pytest.fixture(scope="session")
+def production_plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("production-plan")
+    assert main(["plan", "production", "--root", str(ROOT), "--out", str(out)]) == 0
+    return out / "production"
+
+
+def test_pilot_to_production_comment_matches_golden(
+    plans: dict[str, Path], production_plan: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The two shipped stacks, as if the pilot became production: resources are matched
+    across the stacks by URN without the stack name."""
+    output = tmp_path / "comment.md"
+    argv = ["diff", str(plans["base"]), str(production_plan), "--output", str(output)]
+    assert main([*argv, "--base-label", "pilot", "--head-label", "production"]) == 0
+    text = output.read_text()
+    assert len(text) < COMMENT_LIMIT
+    assert "plans of two stacks are compared (pilot -> production)" in text
+    assert REDACTED not in text
+    assert "  - `stringData.pagerduty-routing-key`: added (secret)" in text
+    for added in ("aws:msk/cluster:Cluster", "aws:elasticache/replicationGroup:ReplicationGroup"):
+        assert f"#### `{added}` (1 add)" in text
+    assert "#### `aws:ec2/natGateway:NatGateway` (1 change, 2 add)" in text
+    assert "- - **remove** `Kafka swarmstack-data/events`" in text  # Strimzi gives way to MSK
+    assert "Resolved (15):" in text  # the pilot's advisory digest findings, none added
+    assert "Added (" not in text
+    _check_golden("pilot-production", text, request)
 
 
 def test_identical_plans_say_no_changes(plans: dict[str, Path], tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Golden snapshot of the pilot plan: any change to what the stack declares shows up here.
+"""Golden snapshots of the pilot and production plans: any change to what a stack declares
+shows up here.
 
 Update deliberately with `make golden` (pytest tests/test_golden.py --update-golden, then
 the diff is shown) and review the diff like any other change; `make generate` never
@@ -25,7 +26,7 @@ def _files(folder: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("stack", ["pilot"])
+@pytest.mark.parametrize("stack", ["pilot", "production"])
 def test_plan_matches_golden(stack: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     assert main(["plan", stack, "--root", str(ROOT), "--out", str(tmp_path)]) == 0
     produced = _files(tmp_path / stack)

@@ -233,3 +233,23 @@ def test_mirror_plan_keeps_an_ecr_image_in_its_registry(pilot_raw: Raw) -> None:
         "swarm-pilot/agent-worker",
         False,
     )
+
+
+def test_an_ecr_image_that_is_missing_says_to_push_it(pilot_raw: Raw) -> None:
+    config = load(_with_mirror(pilot_raw), "us-east-1", "x")
+
+    def nothing(_image: MirroredImage) -> str:
+        raise Exception("invoke of aws:ecr/getImage:getImage failed: RepositoryNotFoundException")
+
+    with pytest.raises(ConfigError) as info:
+        pin_images(
+            config, account=ACCOUNT_ID, region="us-east-1", stack="pilot", source="x",
+            lookup=nothing,
+        )  # fmt: skip
+    text = str(info.value)
+    assert text.count("is not in the mirror") == len(image_slots(config)) - 1 == 9
+    assert (
+        f"images.agentWorker: ECR has no {REGISTRY}/swarm-pilot/agent-worker:0.1.0 (invoke of "
+        "aws:ecr/getImage:getImage failed: RepositoryNotFoundException); build and push "
+        f"{REGISTRY}/swarm-pilot/agent-worker:0.1.0 (README, Agent worker)"
+    ) in text

@@ -5,11 +5,20 @@ the stack file leaves a key out; a policy config may not lower any level."""
 from __future__ import annotations
 
 import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 
-from stacks.config import ConfigError, load, policy_config_problems
+from components.compute.instances import INSTANCE_TYPES
+from policies.pack import RULES
+from stacks import program
+from stacks.cli import main as cli
+from stacks.config import ConfigError, load, load_file, policy_config_problems
+from stacks.plan.runner import ProgramInput, read_program_input, run_program
 
 Raw = dict[str, Any]
 
@@ -116,3 +125,88 @@ def test_a_policy_config_may_not_lower_a_level_in_production() -> None:
         "'mandatory' or remove the level (a rule's options may stay)",
     ]
     assert policy_config_problems("pilot", config) == []
+
+
+# --- The real production stack: it plans clean, and one pilot-grade value fails it --------
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCTION_FILE = ROOT / "stacks" / "Pulumi.production.yaml"
+PRODUCTION_POLICY = ROOT / "policies" / "config" / "production.json"
+
+
+def test_the_production_stack_plans_with_every_policy_mandatory_and_none_violated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(["plan", "production", "--root", str(ROOT), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Policies (pack swarmstack): 0 mandatory violations, 0 advisory finding(s)" in out
+    assert f"applied: {len(RULES)} mandatory\n" in out
+    assert json.loads((tmp_path / "production" / "policy.json").read_text()) == []
+    config = load_file(PRODUCTION_FILE)
+    assert config.phase == "production"
+    assert (config.cluster.availability_zones, config.cluster.nat_gateways) == (3, "perAz")
+    data, gateway = config.data_plane, config.gateway
+    assert data.kafka is not None and data.kafka.mode == "msk"
+    assert data.kafka.msk is not None and data.kafka.msk.client_auth == "iam"
+    assert data.redis is not None and data.redis.mode == "elasticache"
+    assert gateway is not None and gateway.database.mode == "rds" and gateway.replicas >= 2
+    assert {p.instance_type.split(".")[0] for p in config.gpu_pools} <= {"p4de", "p5"}
+    assert all(p.mig is not None for p in config.gpu_pools)
+    assert config.images.mirror is not None
+    receivers = config.observability.monitoring.alertmanager.receivers
+    assert {r.type for r in receivers} == {"pagerduty", "slack"}
+
+
+def _production_input(section: str, change: Callable[[Raw], None]) -> ProgramInput:
+    inp = read_program_input(ROOT, "production")
+    key = f"swarmstack:{section}"
+    value = json.loads(inp.config[key])
+    change(value)
+    inp.config[key] = json.dumps(value)
+    return inp
+
+
+def _refusal(inp: ProgramInput) -> str:
+    with pytest.raises(pulumi.RunError) as info:
+        run_program(inp)
+    return str(info.value)
+
+
+def test_two_zones_fail_the_production_plan() -> None:
+    def two_zones(cluster: Raw) -> None:
+        cluster["availabilityZones"] = 2
+
+    text = _refusal(_production_input("cluster", two_zones))
+    assert "stacks/Pulumi.production.yaml" in text
+    assert "cluster.availabilityZones: 2 AZs: phase 'production' needs at least 3" in text
+
+
+def test_one_nat_gateway_fails_the_production_plan() -> None:
+    def one_nat(cluster: Raw) -> None:
+        cluster["natGateways"] = "single"
+
+    text = _refusal(_production_input("cluster", one_nat))
+    assert "cluster.natGateways: 'single': phase 'production' needs 'perAz'" in text
+
+
+def test_an_advisory_level_in_the_production_policy_config_fails_the_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = json.loads(PRODUCTION_POLICY.read_text())
+    lowered = {**shipped, "image-digest-pinned": "advisory"}
+    (tmp_path / "production.json").write_text(json.dumps(lowered))
+    monkeypatch.setattr(program, "POLICY_CONFIG_DIR", tmp_path)
+    text = _refusal(read_program_input(ROOT, "production"))
+    assert (
+        "policies/config/production.json: image-digest-pinned: 'advisory': phase 'production' "
+        "runs every policy mandatory"
+    ) in text
+
+
+def test_the_shipped_production_policy_config_only_sets_options() -> None:
+    shipped = json.loads(PRODUCTION_POLICY.read_text())
+    assert policy_config_problems("production", shipped) == []
+    assert shipped == {"gpu-budget": {"enforcementLevel": "mandatory", "maxGpus": 4}}
+    config = load_file(PRODUCTION_FILE)
+    gpus_at_max = sum(p.max_size * INSTANCE_TYPES[p.instance_type].gpus for p in config.gpu_pools)
+    assert gpus_at_max == shipped["gpu-budget"]["maxGpus"]  # the budget is what it needs

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +52,33 @@ class PlanFolder:
     indexed: bool
     policy: list[dict[str, str]]
     summary: dict[str, Any]
+
+    @property
+    def stack(self) -> str | None:
+        """The stack the plan's URNs name (None without an index)."""
+        for key in self.resources:
+            found = URN_STACK.match(key)
+            if found is not None:
+                return found.group(1)
+        return None
+
+
+# `urn:pulumi:<stack>::<project>::<type>::<name>`: the stack part.
+URN_STACK = re.compile(r"^urn:pulumi:([^:]+)::")
+
+
+def without_stack(urn: str) -> str:
+    """A URN with its stack left out, so two stacks' resources match by what they are."""
+    return URN_STACK.sub("urn:pulumi:::", urn, count=1)
+
+
+def _across_stacks(plan: PlanFolder) -> PlanFolder:
+    resources = {
+        without_stack(k): Resource(without_stack(k), r.type, r.label, r.props)
+        for k, r in plan.resources.items()
+    }
+    policy = [{**f, "resource": without_stack(f.get("resource", ""))} for f in plan.policy]
+    return PlanFolder(plan.path, resources, plan.indexed, policy, plan.summary)
 
 
 @dataclass(frozen=True)
@@ -265,6 +293,12 @@ def diff_plans(base: PlanFolder, head: PlanFolder) -> PlanDiff:
         # Keys must agree: match both by type and name when either plan has no index.
         base = load_plan(base.path, by_urn=False)
         head = load_plan(head.path, by_urn=False)
+    if base.indexed and base.stack != head.stack:
+        notes.append(
+            f"plans of two stacks are compared ({base.stack} -> {head.stack}): resources are "
+            "matched by URN without the stack name, as if one stack became the other"
+        )
+        base, head = _across_stacks(base), _across_stacks(head)
     if not base.indexed:
         notes.append(
             "a plan without index.json (written by an older swarmstack) is compared: "

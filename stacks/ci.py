@@ -1,8 +1,9 @@
 """Which stacks a change touches, for the pull-request and deploy workflows.
 
 A change to `stacks/Pulumi.<stack>.yaml` or `policies/config/<stack>.json` touches that
-stack; a change to anything the program, the plan or the policy pack reads touches every
-stack; documentation, tests, workflows, load tests and benchmarks touch none.
+stack and every stack that references it (StackReference, stacks/stack_refs.py); a change
+to anything the program, the plan or the policy pack reads touches every stack;
+documentation, tests, workflows, load tests and benchmarks touch none.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+
+from stacks.stack_refs import GLOBAL_CONFIG_KEY, dependents
 
 STACK_FILE = re.compile(r"^stacks/Pulumi\.([A-Za-z0-9_.-]+)\.yaml$")
 POLICY_CONFIG = re.compile(r"^policies/config/([A-Za-z0-9_.-]+)\.json$")
@@ -34,7 +37,12 @@ def _is_code(path: str) -> bool:
     return not (path.endswith(".md") and "/" not in path)  # README.md and friends
 
 
-def changed_stacks(paths: Iterable[str], available: list[str]) -> list[str]:
+def changed_stacks(
+    paths: Iterable[str], available: list[str], root: Path | None = None
+) -> list[str]:
+    """The stacks the changed paths touch, and (given the checkout's `root`) every stack
+    that reads one of them through a StackReference: a change to a region re-plans the
+    global stack, whose plan is fed from the region's planned outputs."""
     touched: set[str] = set()
     for path in paths:
         match = STACK_FILE.match(path) or POLICY_CONFIG.match(path)
@@ -42,7 +50,17 @@ def changed_stacks(paths: Iterable[str], available: list[str]) -> list[str]:
             touched.add(match.group(1))
         elif _is_code(path):
             return list(available)
-    return sorted(touched & set(available))
+    touched &= set(available)
+    if root is not None and touched:
+        try:
+            touched |= dependents(root / "stacks", available, touched)
+        except ImportError:  # no PyYAML: every stack that references others, to be safe
+            touched |= {
+                s
+                for s in available
+                if GLOBAL_CONFIG_KEY in (root / "stacks" / f"Pulumi.{s}.yaml").read_text()
+            }
+    return sorted(touched)
 
 
 def _changed_paths(root: Path, base: str, head: str) -> list[str] | None:
@@ -78,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         names = available
     else:
         paths = _changed_paths(args.root, args.base, args.head)
-        names = available if paths is None else changed_stacks(paths, available)
+        names = available if paths is None else changed_stacks(paths, available, args.root)
     print(json.dumps(names) if args.json else "\n".join(names))
     return 0
 

@@ -29,6 +29,7 @@ from stacks.config import (
     raw_from_config,
     secret_purposes,
 )
+from stacks.global_config import is_global, load_global
 from stacks.plan.checks import run_checks
 from stacks.plan.diff import PlanFolderError, diff_plans, load_plan, render_markdown
 from stacks.plan.model import Plan
@@ -43,10 +44,12 @@ from stacks.plan.policy import (
     report_markdown,
     unknown_rules,
 )
+from stacks.plan.recorder import Capture, PlannedOutputs
 from stacks.plan.runner import PlanInputError, ProgramInput, read_program_input, run_program
 from stacks.plan.summary import summarize
 from stacks.plan.writer import describe_written, write_plan
 from stacks.reference import generate
+from stacks.stack_refs import StackReferenceError, plan_order
 
 POLICY_CONFIG_DIR = Path("policies/config")
 EXIT_CONFIG = 2
@@ -78,28 +81,86 @@ def secret_warnings(inp: ProgramInput, purposes: dict[str, str], source: str) ->
 
 
 def plan(stack: str, root: Path, out: Path, unset: list[str] | None = None) -> int:
+    """Plan `stack`, after every stack it references (StackReference), in dependency
+    order: each referenced stack is planned (and written to `out/<stack>`) first, and its
+    planned outputs answer the references of the stacks after it."""
+    try:
+        order = plan_order(root / "stacks", stack)
+    except StackReferenceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except FileNotFoundError:
+        order = [stack]  # no such stack: plan_one says which exist
+    for name in order if len(order) > 1 else []:
+        problem = _global_config_problem(root, name)
+        if problem:  # before planning what it references
+            print(f"error: {problem}", file=sys.stderr)
+            return EXIT_CONFIG
+    planned: dict[str, PlannedOutputs] = {}
+    if len(order) > 1:
+        print(f"Planning {' -> '.join(order)} (dependency order)")
+    for name in order[:-1]:
+        code, capture = plan_one(name, root, out, references=planned)
+        if capture is None:
+            print(
+                f"error: stack {stack} references stack {name}, whose plan failed (above); "
+                f"{out / stack} is unchanged",
+                file=sys.stderr,
+            )
+            return code
+        planned[name] = capture.planned_outputs()
+    code, _ = plan_one(stack, root, out, unset, references=planned)
+    return code
+
+
+def _global_config_problem(root: Path, stack: str) -> str | None:
+    """A global stack's config errors, found before its references are planned."""
+    try:
+        inp = read_program_input(root, stack)
+    except PlanInputError as exc:
+        return str(exc)
+    raw, _ = raw_from_config(inp.config)
+    if not is_global(raw):
+        return None
+    try:
+        load_global(raw, str(inp.stack_file.relative_to(root)))
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def plan_one(
+    stack: str,
+    root: Path,
+    out: Path,
+    unset: list[str] | None = None,
+    references: dict[str, PlannedOutputs] | None = None,
+) -> tuple[int, Capture | None]:
+    """One stack's plan; its StackReferences read `references`. Returns the exit code and,
+    when the plan was written, what the program declared and exported."""
     try:
         inp = read_program_input(root, stack, unset or [])
     except PlanInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return EXIT_CONFIG, None
     try:
-        capture = run_program(inp)
+        capture = run_program(inp, references)
     except pulumi.RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         print(
             f"plan stopped before declaring anything; {out / stack} is unchanged", file=sys.stderr
         )
-        return EXIT_CONFIG
+        return EXIT_CONFIG, None
     model = Plan.from_capture(capture)
     findings = run_checks(model)
     errors = [f for f in findings if f.severity == "error"]
     warnings = [f"[program] {w}" for w in capture.warnings]
     warnings += [str(f) for f in findings if f.severity == "warning"]
     raw, region = raw_from_config(inp.config)
-    config = load(raw, region, str(inp.stack_file))  # the program has validated it
     source = str(inp.stack_file.relative_to(root))
-    warnings += secret_warnings(inp, secret_purposes(config), source)
+    if not is_global(raw):  # a global stack reads no secret
+        config = load(raw, region, str(inp.stack_file))  # the program has validated it
+        warnings += secret_warnings(inp, secret_purposes(config), source)
     summary = summarize(model, stack, warnings)
     policy_file = root / POLICY_CONFIG_DIR / f"{stack}.json"
     shown_file = str(POLICY_CONFIG_DIR / f"{stack}.json")
@@ -117,7 +178,7 @@ def plan(stack: str, root: Path, out: Path, unset: list[str] | None = None) -> i
         violations = evaluate(capture.registrations, policy_config, defaults=levels.defaults)
     except PolicyConfigError as exc:
         print(f"error: policy config {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return EXIT_CONFIG, None
     mandatory = [v for v in violations if v.level == "mandatory"]
     if errors or mandatory:
         if errors:
@@ -133,7 +194,7 @@ def plan(stack: str, root: Path, out: Path, unset: list[str] | None = None) -> i
             for v in mandatory:
                 print(f"  {v}\n    fix: {v.remediation}", file=sys.stderr)
         print(f"{out / stack} is unchanged", file=sys.stderr)
-        return EXIT_CHECKS
+        return EXIT_CHECKS, None
     destination = out / stack
     written = write_plan(
         model,
@@ -149,7 +210,7 @@ def plan(stack: str, root: Path, out: Path, unset: list[str] | None = None) -> i
     print(summary.render(), end="")
     print(policy_summary(violations, levels, effective), end="")
     print(f"\nWrote {destination}: {describe_written(model, written)}")
-    return 0
+    return 0, capture
 
 
 def policy_summary(violations: list[Violation], levels: Levels, effective: dict[str, Level]) -> str:

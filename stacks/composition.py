@@ -21,6 +21,7 @@ from components.compute.gpu_node_pool import (
     GpuOperatorArgs,
 )
 from components.compute.irsa import Irsa
+from components.data.kafka import EventBus
 from components.observe.dashboards import DashboardInputs, Dashboards, DashboardsArgs
 from components.observe.rules_component import build_alert_rules
 from components.serving.model_serving import (
@@ -45,6 +46,7 @@ from stacks.observability import (
     tracing_network_policies,
 )
 from stacks.quotas import stack_quotas
+from stacks.regional import build_regional
 
 HF_TOKEN_SECRET = "huggingface-token"
 
@@ -137,6 +139,7 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
         monitoring_namespace=tenancy.monitoring_namespace,
         on_cluster=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[tenancy]),
     )
+    buses: list[EventBus] = []
     contract = build_data_plane(
         config,
         stack=pulumi.get_stack(),
@@ -145,6 +148,7 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
         irsa=irsa,
         secrets=read_secrets(config),
         on_cluster=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[tenancy]),
+        buses=buses,
     )
 
     hf_secret_name: str | None = None
@@ -238,6 +242,9 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
         DashboardsArgs(DashboardInputs.from_config(config), namespace=config.namespaces.monitoring),
         opts=in_monitoring,
     )
+
+    if config.regional is not None and cluster.eks is not None and buses:
+        build_regional(config, region, cluster.eks, buses[0])
 
     pulumi.export("phase", config.phase)
     pulumi.export("costLabels", config.cost_labels.as_labels())

@@ -45,6 +45,7 @@ from components.specs import (
 )
 from components.traffic.mesh import MeshSpec
 from components.traffic.quotas import TenancySpec
+from components.traffic.regional_edge import RegionalSpec
 from components.traffic.timeouts import TimeoutSpec
 
 PROJECT = "swarmstack"
@@ -253,6 +254,13 @@ class StackConfig(Spec):
         description="The expected peak (users, turns per minute, their split across agent "
         "types) that `swarmstack capacity` sizes the stack against. Declares nothing.",
     )
+    regional: RegionalSpec | None = Field(
+        default=None,
+        description="Set when the stack is one region of a multi-cluster deployment: it "
+        "declares the gateway's internal load balancer and health alarm, and exports what "
+        'the global stack reads (README "Multi-cluster"). Needs phase production, an EKS '
+        "cluster, the gateway and MSK.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -437,9 +445,10 @@ def _schema() -> dict[str, Any]:
     return StackConfig.model_json_schema(by_alias=True)
 
 
-def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
-    """Valid keys of the object at `loc`, read from the config's JSON schema."""
-    schema = _schema()
+def _keys_at(loc: tuple[int | str, ...], schema: dict[str, Any] | None = None) -> list[str]:
+    """Valid keys of the object at `loc`, read from the config's JSON schema (a stack's, or
+    the one given: the global stack's)."""
+    schema = schema if schema is not None else _schema()
     defs: dict[str, Any] = schema.get("$defs", {})
 
     def resolve(node: dict[str, Any]) -> dict[str, Any]:
@@ -470,13 +479,13 @@ def _is_union_tag(loc: tuple[int | str, ...], index: int) -> bool:
     return index > 0 and loc[index - 1] == "weights" and loc[index] in ("s3", "pvc", "huggingface")
 
 
-def _problem(error: ErrorDetails) -> Problem:
+def _problem(error: ErrorDetails, schema: dict[str, Any] | None = None) -> Problem:
     loc = tuple(p for i, p in enumerate(error["loc"]) if not _is_union_tag(error["loc"], i))
     path = render_path(loc)
     value = error.get("input")
     kind = error["type"]
     if kind == "extra_forbidden":
-        valid = ", ".join(_keys_at(tuple(error["loc"][:-1])))
+        valid = ", ".join(_keys_at(tuple(error["loc"][:-1]), schema))
         return Problem(path, f"unknown key (valid keys here: {valid})")
     if kind == "missing":
         return Problem(path, "required key is missing")
@@ -508,6 +517,7 @@ def cross_component_problems(config: StackConfig, region: str) -> list[Problem]:
     problems += autoscaling_problems(config)
     problems += demand_problems(config)
     problems += phase_problems(config)
+    problems += regional_problems(config, region)
     if not problems:  # a quota is checked against the pods of a valid stack
         # Imported here: the quota check renders the stack's pods, and its module reads
         # this one's types.
@@ -615,6 +625,57 @@ def phase_problems(config: StackConfig) -> list[Problem]:
                     "own AZ; remove the key",
                 )
             )
+    return problems
+
+
+def regional_problems(config: StackConfig, region: str) -> list[Problem]:
+    """A region of a multi-cluster deployment is a production stack whose gateway and MSK
+    cluster the global stack routes and replicates to."""
+    if config.regional is None:
+        return []
+    problems: list[Problem] = []
+    if config.regional.region != region:
+        problems.append(
+            Problem(
+                "regional.region",
+                f"{config.regional.region!r} is not the stack's region {REGION_KEY} "
+                f"{region!r}: set them equal",
+            )
+        )
+    if config.phase != "production":
+        problems.append(
+            Problem(
+                "phase",
+                f"{config.phase!r}: a regional stack (`regional` is set) serves other regions' "
+                "traffic on failover, so it needs phase 'production'",
+            )
+        )
+    if config.cluster.mode != "eks":
+        problems.append(
+            Problem(
+                "cluster.mode",
+                f"{config.cluster.mode!r}: a regional stack declares its gateway's load "
+                "balancer in the cluster's VPC: use 'eks'",
+            )
+        )
+    if config.gateway is None:
+        problems.append(
+            Problem(
+                "gateway",
+                "not set: a regional stack's traffic arrives through its gateway (the "
+                "global records point at it)",
+            )
+        )
+    kafka = config.data_plane.kafka
+    if kafka is None or kafka.mode != "msk":
+        shown = "not set" if kafka is None else f"{kafka.mode!r}"
+        problems.append(
+            Problem(
+                "dataPlane.kafka.mode",
+                f"{shown}: a regional stack's tasks and results are replicated to the other "
+                "regions with MSK Replicator, which needs 'msk' (its IAM auth on both clusters)",
+            )
+        )
     return problems
 
 

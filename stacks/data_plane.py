@@ -142,7 +142,10 @@ def build_data_plane(
     irsa: Irsa | None,
     secrets: DataSecrets,
     on_cluster: pulumi.ResourceOptions,
+    buses: list[EventBus] | None = None,
 ) -> DataPlaneContract | None:
+    """The stack's stores and the one contract agents connect through; the event bus is
+    also appended to `buses` when given (a regional stack exports its MSK cluster)."""
     data, ns, labels = config.data_plane, config.namespaces, config.cost_labels
     if data.empty:
         return None
@@ -188,6 +191,8 @@ def build_data_plane(
             opts=after_certs,
         )
         bus_connection = (bus.connection, data.kafka.mode)
+        if buses is not None:
+            buses.append(bus)
 
     sessions = None
     if data.redis is not None:

@@ -8,18 +8,20 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pulumi
 from pulumi.runtime.config import get_config, is_config_secret
 
 from components.gateway.keys import MIN_SEED_CHARS, salt_key_problems
-from stacks import composition
+from stacks import composition, global_composition
 from stacks.config import (
     GATEWAY_AGENT_KEY_SEED,
     GATEWAY_SALT_KEY,
     HF_TOKEN_CONFIG_KEY,
     SECRET_KEYS,
     ConfigError,
+    Phase,
     Problem,
     StackConfig,
     load,
@@ -27,6 +29,7 @@ from stacks.config import (
     raw_from_pulumi_config,
     secret_purposes,
 )
+from stacks.global_config import is_global, load_global
 from stacks.images import account_id, pin_images
 from stacks.mode import Mode, current_mode
 from stacks.placeholders import documentation_values
@@ -86,6 +89,30 @@ def gateway_secret_problems(
     return problems
 
 
+def _policy_file_problems(phase: Phase) -> list[Problem]:
+    policy_file = POLICY_CONFIG_DIR / f"{pulumi.get_stack()}.json"
+    if not policy_file.is_file():
+        return []
+    shown = f"policies/config/{policy_file.name}"
+    return [
+        Problem(f"{shown}: {p.path}", p.message)
+        for p in policy_config_problems(phase, json.loads(policy_file.read_text()))
+    ]
+
+
+def main_global(raw: dict[str, Any], source: str) -> None:
+    """A global stack (config `global`): the regions through StackReferences and what
+    spans them; no cluster, no secrets."""
+    try:
+        config = load_global(raw, source)
+        problems = _policy_file_problems(config.phase)
+        if problems:
+            raise ConfigError(problems, source)
+    except ConfigError as exc:
+        raise pulumi.RunError(str(exc)) from None
+    global_composition.build_global(config)
+
+
 def main() -> None:
     """Validate everything first; only a valid config declares resources.
 
@@ -94,17 +121,13 @@ def main() -> None:
     raw, region = raw_from_pulumi_config()
     source = f"stacks/Pulumi.{pulumi.get_stack()}.yaml"
     mode = current_mode()
+    if is_global(raw):
+        main_global(raw, source)
+        return
     try:
         config = load(raw, region, source)
         hf_token = pulumi.Config().get_secret(HF_TOKEN_CONFIG_KEY)
-        problems = _secret_problems(config)
-        policy_file = POLICY_CONFIG_DIR / f"{pulumi.get_stack()}.json"
-        if policy_file.is_file():
-            shown = f"policies/config/{policy_file.name}"
-            problems += [
-                Problem(f"{shown}: {p.path}", p.message)
-                for p in policy_config_problems(config.phase, json.loads(policy_file.read_text()))
-            ]
+        problems = _secret_problems(config) + _policy_file_problems(config.phase)
         if problems:
             raise ConfigError(problems, source)
         placeholders = documentation_values(config)

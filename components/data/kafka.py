@@ -1057,6 +1057,10 @@ class EventBus(pulumi.ComponentResource):
     connection: KafkaConnection
     topics: list[RenderedTopic]
     iam_policies: dict[str, pulumi.Output[str]]  # agent -> IAM policy JSON (msk)
+    # mode msk: the cluster and its brokers' security group (a multi-region stack exports
+    # both for the global stack's MSK Replicators).
+    msk_cluster: aws.msk.Cluster | None = None
+    msk_security_group: aws.ec2.SecurityGroup | None = None
 
     def __init__(
         self, name: str, args: EventBusArgs, opts: pulumi.ResourceOptions | None = None
@@ -1328,6 +1332,7 @@ class EventBus(pulumi.ComponentResource):
                     iam_policy=policy_json,
                 )
             )
+        self.msk_cluster, self.msk_security_group = cluster, group
         connection = KafkaConnection(
             bootstrap=cluster.bootstrap_brokers_sasl_iam,
             tls=True,

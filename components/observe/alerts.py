@@ -24,7 +24,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
@@ -669,6 +669,13 @@ def cost_group(config: StackConfig) -> RuleGroup:
                 '(rate(agent_turns_total{outcome=~"done|failed"}[5m])) * 3600 > 0)\n'
                 "* 1000",
             ),
+        ]
+    if config.regional is not None:
+        # A region of a multi-cluster deployment: every cost series carries its region.
+        where = {"region": config.regional.region}
+        rules = [
+            replace(r, labels={**r.labels, **where}) if isinstance(r, Recording) else r
+            for r in rules
         ]
     return RuleGroup("swarmstack-cost", tuple(rules))
 

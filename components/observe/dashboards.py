@@ -69,6 +69,9 @@ class DashboardInputs:
     cost_labels: CostLabels
     kafka: KafkaSpec | None = None
     redis: RedisSpec | None = None
+    # A region of a multi-cluster deployment (config `regional.region`): the cost board
+    # says which, and shows $/hour by the `region` label its cost rules carry.
+    region: str | None = None
 
     @staticmethod
     def from_config(config: StackConfig) -> DashboardInputs:
@@ -79,6 +82,7 @@ class DashboardInputs:
             cost_labels=config.cost_labels,
             kafka=config.data_plane.kafka,
             redis=config.data_plane.redis,
+            region=config.regional.region if config.regional is not None else None,
         )
 
 
@@ -665,15 +669,29 @@ def data_plane(inputs: DashboardInputs) -> dash.Dashboard:
 
 
 def cost(inputs: DashboardInputs) -> dash.Dashboard:
-    del inputs
-    return (
-        _board(
-            "cost",
-            "swarmstack / Cost",
-            "GPU pools' $/hour from the stack's prices, turned into $ per token per model and "
-            "$ per agent by the swarmstack-cost recording rules.",
+    title, about = "swarmstack / Cost", ""
+    if inputs.region is not None:
+        title = f"swarmstack / Cost ({inputs.region})"
+        about = (
+            f" Region {inputs.region}: every cost series carries the label region="
+            f"{inputs.region}, so a view over several regions' Prometheus splits by it."
         )
-        .with_row(dash.Row("Infrastructure"))
+    board = _board(
+        "cost",
+        title,
+        "GPU pools' $/hour from the stack's prices, turned into $ per token per model and "
+        f"$ per agent by the swarmstack-cost recording rules.{about}",
+    )
+    if inputs.region is not None:
+        board = board.with_row(dash.Row("Regions")).with_panel(
+            graph(
+                "$/hour by region",
+                [("sum by (region) (swarmstack:pool_usd_per_hour)", "{{region}}")],
+                "currencyUSD",
+            )
+        )
+    return (
+        board.with_row(dash.Row("Infrastructure"))
         .with_panel(
             single("Total $/hour", "sum(swarmstack:pool_usd_per_hour)", "currencyUSD", span=6)
         )

@@ -51,7 +51,7 @@ def run_checks(plan: Plan) -> list[Finding]:
     ]
     if pools:
         findings += check_scheduling(plan.manifests, pools)
-    else:
+    elif plan.manifests:  # a stack without Kubernetes objects (the global one) has none to check
         findings.append(
             Finding(
                 "warning",

@@ -212,11 +212,61 @@ class _WarningCollector(logging.Handler):
         self.messages.append(record.getMessage().strip())
 
 
+# Route 53 hosted zone ids of Network Load Balancers by region (the alias target zone of
+# an NLB's DNS name, AWS's published table); other regions get a planned stand-in.
+NLB_ZONE_IDS = {
+    "us-east-1": "Z26RNL4JYFTOTI",
+    "us-east-2": "ZLMOA37VPKANP",
+    "us-west-1": "Z24FKFUX50B4VW",
+    "us-west-2": "Z18D5FSROUN65G",
+    "eu-west-1": "Z2IFOLAFXWLO4F",
+    "eu-central-1": "Z3F0SRJ5LGBH90",
+}
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
+
+
+@dataclass(frozen=True)
+class PlannedOutputs:
+    """A planned stack's outputs, as a StackReference to it reads them: secret values stay
+    `REDACTED` and are named in `secret`, so the reading stack sees them as secrets."""
+
+    outputs: dict[str, Any]
+    secret: list[str]
+
+
+class UnplannedReferenceError(pulumi.RunError):
+    """The program read a StackReference to a stack this plan has not planned."""
+
+
 class PlanMocks(pulumi_mocks.Mocks):
     """Deterministic ids and outputs: every resource echoes its inputs."""
 
-    def __init__(self, region: str) -> None:
+    def __init__(
+        self,
+        region: str,
+        stack: str = "test",
+        references: dict[str, PlannedOutputs] | None = None,
+    ) -> None:
         self.region = region
+        self.stack = stack
+        self.references = references or {}
+        self.reference_errors: list[str] = []
+
+    def _stack_reference(self, target: str) -> dict[str, Any]:
+        planned = self.references.get(target.rsplit("/", 1)[-1])
+        if planned is None:
+            known = ", ".join(sorted(self.references)) or "none"
+            self.reference_errors.append(
+                f"stack {self.stack} references stack {target}, which this plan has not "
+                f"planned (planned before it: {known}); `swarmstack plan {self.stack}` plans "
+                "the stacks its config references first: name it in global.regions[].stack"
+            )
+            return {"name": target, "outputs": {}, "secretOutputNames": []}
+        return {
+            "name": target,
+            "outputs": planned.outputs,
+            "secretOutputNames": sorted(planned.secret),
+        }
 
     def new_resource(
         self, args: pulumi_mocks.MockResourceArgs
@@ -225,6 +275,21 @@ class PlanMocks(pulumi_mocks.Mocks):
         inputs = cast(dict[str, Any], args.inputs)  # pyright: ignore[reportUnknownMemberType]
         state: dict[str, Any] = dict(inputs)
         rid = f"{args.name}-id"
+        if args.typ == STACK_REFERENCE:  # read, not created: the referenced stack's outputs
+            target = str(args.resource_id or inputs.get("name") or args.name)
+            return target, self._stack_reference(target)
+        region = str(inputs.get("region") or self.region)
+        if args.typ == "aws:lb/loadBalancer:LoadBalancer":
+            lb_name = str(inputs.get("name", args.name))
+            state.update(
+                dnsName=f"{lb_name}-0123456789abcdef.elb.{region}.amazonaws.com",
+                zoneId=NLB_ZONE_IDS.get(region, f"ZPLANNEDNLB{region.upper().replace('-', '')}"),
+                arnSuffix=f"net/{lb_name}/0123456789abcdef",
+            )
+        if args.typ == "aws:lb/targetGroup:TargetGroup":
+            state["arnSuffix"] = f"targetgroup/{inputs.get('name', args.name)}/0123456789abcdef"
+        if args.typ == "aws:route53/zone:Zone":
+            state["zoneId"] = f"ZPLANNED{args.name.upper().replace('-', '')}"[:32]
         if args.typ == "aws:eks/cluster:Cluster":
             state.update(
                 endpoint=f"https://{args.name}.gr7.{self.region}.eks.amazonaws.com",
@@ -237,7 +302,7 @@ class PlanMocks(pulumi_mocks.Mocks):
         if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
             state.setdefault("latestVersion", 1)
         if args.typ.startswith("aws:"):
-            state.setdefault("arn", mock_arn(args.typ, rid, self.region))
+            state.setdefault("arn", mock_arn(args.typ, rid, region))
         if args.typ.startswith("kubernetes:"):
             meta = dict(state.get("metadata") or {})
             meta.setdefault("name", args.name)
@@ -293,6 +358,12 @@ class Capture:
     registrations: list[Registration] = field(default_factory=list[Registration])
     outputs: dict[str, Any] = field(default_factory=dict[str, Any])
     warnings: list[str] = field(default_factory=list[str])
+    # Names of the outputs that are secrets (their values are REDACTED in `outputs`).
+    secret_outputs: list[str] = field(default_factory=list[str])
+
+    def planned_outputs(self) -> PlannedOutputs:
+        """What a StackReference to this stack reads in a later plan."""
+        return PlannedOutputs(dict(self.outputs), list(self.secret_outputs))
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
@@ -328,17 +399,20 @@ def run(
     region: str = "us-east-1",
     preview: bool = False,
     registrations: list[Registration] | None = None,
+    references: dict[str, PlannedOutputs] | None = None,
 ) -> Capture:
     """Run `program` on the mock runtime; return every registration and stack output.
 
     `preview=True` runs it as `pulumi preview` would (`is_dry_run()`), else as `pulumi up`.
     Exceptions raised by the program (including inside `apply`) propagate; pass
-    `registrations` to see what was declared before one.
+    `registrations` to see what was declared before one. `references` answers the
+    program's StackReferences: stack name -> that stack's planned outputs; a reference to
+    any other stack raises UnplannedReferenceError naming both stacks.
     """
     with _fresh_loop():
         pulumi_settings.reset_options()
         pulumi.runtime.set_all_config(config or {}, secret_keys or [])
-        mocks = PlanMocks(region)
+        mocks = PlanMocks(region, stack, references)
         monitor = RecordingMonitor(mocks, registrations)
         logger = logging.getLogger(f"swarmstack.plan.{stack}")
         logger.propagate = False
@@ -352,12 +426,25 @@ def run(
         def body() -> None:
             program()
 
-        _sync_await(run_pulumi_func(body))
+        try:
+            _sync_await(run_pulumi_func(body))
+        except Exception:
+            if mocks.reference_errors:  # the cause, not what failed after it
+                raise UnplannedReferenceError("; ".join(mocks.reference_errors)) from None
+            raise
+        if mocks.reference_errors:
+            raise UnplannedReferenceError("; ".join(mocks.reference_errors))
         root = pulumi.runtime.get_root_resource()
+        secret: list[str] = []
         if root is not None:
             stack_outputs = getattr(root, "outputs", {})  # set by pulumi.export
             outputs = {k: _resolve(v) for k, v in dict(stack_outputs).items()}
-        return Capture(monitor.registrations, outputs, collector.messages)
+            secret = sorted(k for k, v in dict(stack_outputs).items() if _is_secret(v))
+        return Capture(monitor.registrations, outputs, collector.messages, secret)
+
+
+def _is_secret(value: Any) -> bool:
+    return bool(_sync_await(pulumi.Output.from_input(value).is_secret()))
 
 
 def _resolve(value: Any) -> Any:

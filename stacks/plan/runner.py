@@ -24,7 +24,7 @@ import yaml
 
 from stacks.config import PROJECT, REGION_KEY, SECRET_KEYS
 from stacks.mode import offline_plan
-from stacks.plan.recorder import Capture, run
+from stacks.plan.recorder import Capture, PlannedOutputs, run
 
 PLACEHOLDER_PREFIX = "plan-placeholder-secret-"
 
@@ -119,8 +119,9 @@ def read_program_input(root: Path, stack: str, unset: Iterable[str] = ()) -> Pro
     )
 
 
-def run_program(inp: ProgramInput) -> Capture:
-    """Execute the `main` Pulumi.yaml names on the mock runtime and record it."""
+def run_program(inp: ProgramInput, references: dict[str, PlannedOutputs] | None = None) -> Capture:
+    """Execute the `main` Pulumi.yaml names on the mock runtime and record it; its
+    StackReferences read `references` (stack name -> planned outputs)."""
 
     def program() -> None:
         runpy.run_path(str(inp.main), run_name="__main__")
@@ -133,4 +134,5 @@ def run_program(inp: ProgramInput) -> Capture:
             config=inp.config,
             secret_keys=inp.secret_keys,
             region=inp.region,
+            references=references,
         )

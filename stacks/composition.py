@@ -25,8 +25,8 @@ from components.observe.dashboards import DashboardInputs, Dashboards, Dashboard
 from components.observe.rules_component import build_alert_rules
 from components.serving.model_serving import (
     HF_TOKEN_KEY,
-    ModelServing,
     ModelPriorityClasses,
+    ModelServing,
     ModelServingArgs,
 )
 from components.traffic.mesh import Mesh, MeshArgs, mesh_network_policies, mesh_resources

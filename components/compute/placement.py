@@ -135,9 +135,7 @@ class PlacementError(ValueError):
         super().__init__("; ".join(f"{path}: {message}" for path, message in problems))
 
 
-def candidate(
-    model: ModelSpec, pool: GpuPoolSpec, strategy: MigStrategy
-) -> Candidate | str:
+def candidate(model: ModelSpec, pool: GpuPoolSpec, strategy: MigStrategy) -> Candidate | str:
     """The replica of `model` on `pool`, or why the pool cannot hold one."""
     itype = INSTANCE_TYPES[pool.instance_type]
     gpu = itype.gpu
@@ -168,7 +166,9 @@ def candidate(
             f"tensorParallelSize is {model.tensor_parallel_size}"
         )
     table = MIG_PROFILES[gpu.model]
-    layout = sorted(set(pool.mig.profiles), key=lambda n: (table[n].memory_gb, table[n].compute_slices))
+    layout = sorted(
+        set(pool.mig.profiles), key=lambda n: (table[n].memory_gb, table[n].compute_slices)
+    )
     if model.mig_profile is not None:
         if model.mig_profile not in layout:
             return f"its layout {layout} has no {model.mig_profile!r} (migProfile)"
@@ -219,8 +219,9 @@ def plan_placements(
         placed[model.name] = _placement(model, c, pinned=True)
 
     def size(model: ModelSpec) -> float:
+        """The memory of the smallest slice (or set of GPUs) that holds one replica."""
         fits = [c.device_gb for _, c in options[model.name] if isinstance(c, Candidate)]
-        return max(fits, default=0.0)
+        return min(fits, default=0.0)
 
     free = sorted((m for m in models if m.pool is None), key=lambda m: (-size(m), m.name))
     for model in free:

@@ -31,8 +31,8 @@ import yaml
 from pydantic import Field
 
 from components.compute.instances import INSTANCE_TYPES
-from components.compute.placement import plan_placements
 from components.compute.nodes import POOL_LABEL
+from components.compute.placement import plan_placements
 from components.specs import ModelSpec, Spec
 
 if TYPE_CHECKING:

@@ -12,11 +12,11 @@ from components.compute.instances import (
     NAT_GATEWAY_USD_PER_HOUR,
     PRICES_CHECKED_ON,
 )
+from components.compute.nodes import POOL_LABEL
 from components.data.elasticache_pricing import PRICES_AS_OF as ELASTICACHE_PRICES_AS_OF
 from components.data.elasticache_pricing import REDIS_USD_PER_NODE_HOUR, elasticache_hourly_usd
 from components.data.msk_pricing import HOURS_PER_MONTH, MSK_BROKER_TYPES, msk_monthly_usd
 from components.data.msk_pricing import PRICES_AS_OF as MSK_PRICES_AS_OF
-from components.compute.nodes import POOL_LABEL
 from components.serving.model_serving import TRACK_LABEL
 from stacks.plan.model import Plan, as_dict, as_list
 from stacks.plan.recorder import Registration
@@ -225,9 +225,7 @@ def pool_slices(plan: Plan) -> list[PoolSlices]:
         if not pool.gpus_per_node:
             continue
         offers = {r: n for r, n in pool.offers_per_node.items() if n > 0}
-        nodes = max(
-            (-(-needed[(pool.name, r)] // n) for r, n in offers.items()), default=0
-        )
+        nodes = max((-(-needed[(pool.name, r)] // n) for r, n in offers.items()), default=0)
         for resource, per_node in sorted(offers.items()):
             rows.append(
                 PoolSlices(

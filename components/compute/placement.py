@@ -182,7 +182,7 @@ def candidate(model: ModelSpec, pool: GpuPoolSpec, strategy: MigStrategy) -> Can
                 mig_resource_name(name, strategy),
                 1,
                 profile.usable_memory_gb,
-                usd_per_compute_slice_hour(pool) * profile.compute_slices,
+                usd_per_gpu_hour(pool) * profile.compute_slices / _compute_slices_used(pool),
             )
     largest = table[layout[-1]]
     fit = model_memory_fit(model, largest.usable_memory_gb, 1)

@@ -200,6 +200,17 @@ def test_a_model_no_pool_holds_names_its_path_and_every_pool_tried() -> None:
     assert "h100-mig (is partitioned with MIG" in problem
 
 
+def test_a_pinned_model_that_fits_no_slice_of_its_pool_names_the_pool() -> None:
+    raw = multi_pool_raw()
+    raw["models"][2]["pool"] = "h100-mig"
+    raw["models"][2]["architecture"]["parametersB"] = 30.0  # 60 GB of bf16 weights
+    (problem,) = _problems(raw)
+    assert problem.startswith(
+        "models[2].pool: 'llama31-8b' (meta-llama/Llama-3.1-8B-Instruct) does not fit its "
+        "pool 'h100-mig'; tried: h100-mig (no slice of its layout holds it (largest 3g.40gb:"
+    )
+
+
 def test_a_model_that_holds_but_finds_no_room_says_what_is_left() -> None:
     raw = multi_pool_raw()
     raw["models"][2]["replicas"] = {"min": 1, "max": 9}

@@ -274,11 +274,13 @@ def _no_pool(
         f"{pool.name} ({c if isinstance(c, str) else short.get(pool.name, 'not tried')})"
         for pool, c in options
     ]
-    pinned = f"pool {model.pool!r} (pinned)" if model.pool is not None else "no GPU pool"
-    path = f"models[{i}].pool" if model.pool is not None else f"models[{i}]"
+    if model.pool is not None:
+        path, verdict = f"models[{i}].pool", f"does not fit its pool {model.pool!r}"
+    else:
+        path, verdict = f"models[{i}]", "fits no GPU pool"
     return (
         path,
-        f"{model.name!r} ({model.model}) fits {pinned}; tried: {'; '.join(reasons)}. Add a "
+        f"{model.name!r} ({model.model}) {verdict}; tried: {'; '.join(reasons)}. Add a "
         "pool that holds it, raise maxSize, or shorten maxModelLen / quantize the model",
     )
 

@@ -305,6 +305,14 @@ class GpuPoolSpec(Spec):
         description="On-demand capacity reservation (or capacity block) to launch into.",
     )
     mig: MigSpec | None = Field(default=None, description="MIG layout; omit for whole GPUs.")
+    priority: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Placement preference: a model without `pool` goes to the pool of highest "
+        "priority that can hold it (equal priorities: the cheapest per replica), and the "
+        "Cluster Autoscaler's priority expander grows pools in the same order.",
+    )
 
     @model_validator(mode="after")
     def _sizes(self) -> GpuPoolSpec:
@@ -467,9 +475,17 @@ class ModelSpec(Spec):
         pattern=r"^[A-Za-z0-9._\-]+/[A-Za-z0-9._\-]+$",
         description="Model id as served (Hugging Face org/name).",
     )
-    pool: DnsLabel = Field(description="Name of the GPU pool it runs on.")
+    pool: DnsLabel | None = Field(
+        default=None,
+        description="Pin the model to this GPU pool. Unset: the placement planner picks the "
+        "pool (highest `gpuPools[].priority`, then the cheapest replica, with room for "
+        "`replicas.max`) and lets replicas overflow onto every other pool that offers the "
+        "same slice.",
+    )
     mig_profile: str | None = Field(
-        default=None, description="MIG profile of one replica (MIG pools only)."
+        default=None,
+        description="MIG profile of one replica (MIG pools only). Unset: the smallest profile "
+        "of the pool's layout that holds the model at its `maxModelLen`.",
     )
     tensor_parallel_size: int = Field(
         default=1, ge=1, le=8, description="GPUs per replica (1 on MIG pools)."

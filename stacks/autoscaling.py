@@ -16,6 +16,7 @@ import pulumi
 from components.agents.spec import AgentSpec, events_agents
 from components.compute.cluster import ClusterNetworkAndEks
 from components.compute.irsa import Irsa
+from components.compute.placement import expander_priorities
 from components.data import kafka as kafka_store
 from components.data.contract import DataPlaneContract
 from components.data.kafka import KEDA_USER, KafkaConnection
@@ -150,6 +151,7 @@ def build_autoscaling(
                 chart_version=config.autoscaling.cluster_autoscaler_chart_version,
                 irsa=irsa,
                 cost_labels=config.cost_labels,
+                priorities=expander_priorities(config.gpu_pools),
             ),
             opts=on_cluster,
         )

@@ -41,7 +41,7 @@ from typing import Any
 from components.compute.instances import INSTANCE_TYPES
 from components.scale.keda import model_threshold
 from components.specs import ModelSpec
-from stacks.config import StackConfig, accelerator_resource, pool_offers
+from stacks.config import StackConfig, accelerator_resource, placements, pool_offers
 
 TURN_KINDS = ("agent-turn", "tool-turn")
 
@@ -402,10 +402,11 @@ def plan_capacity(
 
     pools: list[PoolNeed] = []
     strategy = config.gpu_operator.mig_strategy
+    placed = placements(config)
     for k, pool in enumerate(config.gpu_pools):
         wanted: Counter[str] = Counter()
         for model in config.models:
-            if model.pool != pool.name:
+            if placed[model.name].pool != pool.name:
                 continue
             resource, count = accelerator_resource(model, config)
             canary = model.canary.replicas if model.canary is not None else 0

@@ -26,16 +26,16 @@ from components.observe.dashboards import DashboardInputs, Dashboards, Dashboard
 from components.observe.rules_component import build_alert_rules
 from components.serving.model_serving import (
     HF_TOKEN_KEY,
+    ModelPriorityClasses,
     ModelServing,
     ModelServingArgs,
-    Placement,
 )
 from components.traffic.mesh import Mesh, MeshArgs, mesh_network_policies, mesh_resources
 from components.traffic.tenancy import Tenancy, TenancyArgs, agent_network_policies
 from components.traffic.timeouts import timeout_chain
 from stacks.agents import build_agents, managed_store_policies, managed_stores
 from stacks.autoscaling import build_autoscaling, scaling_network_policies
-from stacks.config import StackConfig, accelerator_resource
+from stacks.config import StackConfig, serving_placement
 from stacks.data_plane import build_data_plane, managed_network, network_policies, read_secrets
 from stacks.gateway import agent_gateway_selector, build_gateway, gateway_policies, gateway_traffic
 from stacks.observability import (
@@ -169,13 +169,13 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
 
     endpoints: dict[str, pulumi.Output[str]] = {}
     scale_targets: dict[str, list[pulumi.Resource]] = {}
+    priorities = ModelPriorityClasses("model-priorities", labels, opts=on_cluster)
     for model in config.models:
         if irsa is None and model.weights.source == "s3":
             pulumi.log.warn(
                 f"model {model.name} reads weights from S3 but the cluster is not managed here, "
                 "so no IRSA role is created: the pods use the nodes' own AWS identity"
             )
-        resource, count = accelerator_resource(model, config)
         serving = ModelServing(
             f"model-{model.name}",
             ModelServingArgs(
@@ -183,7 +183,7 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
                 namespace=tenancy.models_namespace,
                 namespace_name=config.namespaces.models,
                 image=config.images.vllm,
-                placement=Placement(pool=model.pool, resource=resource, count=count),
+                placement=serving_placement(model, config),
                 cost_labels=labels,
                 irsa=irsa,
                 hf_token_secret=hf_secret_name if model.weights.source == "huggingface" else None,
@@ -191,7 +191,8 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
             ),
             # The injector must run before model pods exist, or they start without a proxy.
             opts=pulumi.ResourceOptions(
-                providers=[cluster.provider], depends_on=[operator, mesh.releases["istiod"]]
+                providers=[cluster.provider],
+                depends_on=[operator, mesh.releases["istiod"], priorities],
             ),
         )
         endpoints[model.name] = serving.endpoint

@@ -22,7 +22,14 @@ from pydantic_core import ErrorDetails
 
 from components.agents.spec import AgentSpec, agent_problems, events_agents
 from components.compute.instances import INSTANCE_TYPES
-from components.compute.mig import MIG_PROFILES, MigLayoutError, mig_resource_name, validate_layout
+from components.compute.mig import MIG_PROFILES, MigLayoutError, validate_layout
+from components.compute.placement import (
+    ModelPlacement,
+    PlacementError,
+    model_memory_fit,
+    plan_placements,
+    pool_offers,
+)
 from components.data.kafka import KafkaSpec, kafka_problems, zone_spread_problems
 from components.data.qdrant import QdrantSpec, qdrant_problems
 from components.data.redis import RedisSpec, redis_problems
@@ -32,7 +39,7 @@ from components.observe.alerts import slo_problems
 from components.observe.monitoring import ReceiverType
 from components.observe.spec import ObservabilitySpec
 from components.scale.keda import AutoscalingSpec
-from components.serving.vllm import MemoryFit, memory_fit
+from components.serving.model_serving import Placement
 from components.specs import (
     ClusterSpec,
     CostLabels,
@@ -509,7 +516,9 @@ def cross_component_problems(config: StackConfig, region: str) -> list[Problem]:
     for i, model in enumerate(config.models):
         problems += _model_problems(i, model, config)
     problems += [Problem(path, message) for path, message in slo_problems(config.models)]
-    if not problems:  # capacity arithmetic needs valid pools and profiles
+    if not problems:  # placement and capacity arithmetic need valid pools and profiles
+        problems += placement_problems(config)
+    if not problems:
         problems += _capacity_problems(config)
     problems += data_plane_problems(config)
     problems += agent_runtime_problems(config)
@@ -980,6 +989,8 @@ def _model_problems(i: int, model: ModelSpec, config: StackConfig) -> list[Probl
                 f"'{model.name}-canary' must stay within 63 characters",
             )
         ]
+    if model.pool is None:
+        return []  # the placement planner picks the pool, or names the pools it tried
     names = [p.name for p in config.gpu_pools]
     if model.pool not in names:
         return [Problem(f"{base}.pool", f"{model.pool!r} is not a GPU pool (one of {names})")]
@@ -1000,13 +1011,7 @@ def _model_problems(i: int, model: ModelSpec, config: StackConfig) -> list[Probl
                 )
             )
         if model.mig_profile is None:
-            return [
-                *problems,
-                Problem(
-                    f"{base}.migProfile",
-                    f"required on MIG pool {pool.name!r} (one of {sorted(set(pool.mig.profiles))})",
-                ),
-            ]
+            return problems  # the planner picks the smallest slice that holds the model
         if model.mig_profile not in pool.mig.profiles:
             return [
                 *problems,
@@ -1051,45 +1056,38 @@ def _model_problems(i: int, model: ModelSpec, config: StackConfig) -> list[Probl
     return problems
 
 
-def model_memory_fit(model: ModelSpec, device_gb: float, devices: int) -> MemoryFit:
-    arch = model.architecture
-    return memory_fit(
-        parameters_b=arch.parameters_b,
-        layers=arch.layers,
-        kv_heads=arch.kv_heads,
-        head_dim=arch.head_dim,
-        dtype=arch.dtype,
-        kv_cache_dtype=model.vllm.kv_cache_dtype,
-        max_model_len=model.vllm.max_model_len,
-        device_usable_gb=device_gb,
-        devices=devices,
-        gpu_memory_utilization=model.vllm.gpu_memory_utilization,
-    )
+def placements(config: StackConfig) -> dict[str, ModelPlacement]:
+    """Every model's pool, slice and overflow pools (components/compute/placement.py);
+    raises PlacementError for a config that `load` would refuse."""
+    return plan_placements(config.models, config.gpu_pools, config.gpu_operator.mig_strategy)
+
+
+def placement_problems(config: StackConfig) -> list[Problem]:
+    try:
+        placements(config)
+    except PlacementError as exc:
+        return [Problem(path, message) for path, message in exc.problems]
+    return []
 
 
 def accelerator_resource(model: ModelSpec, config: StackConfig) -> tuple[str, int]:
     """The extended resource one replica requests, and how many."""
-    if model.mig_profile is not None:
-        return mig_resource_name(model.mig_profile, config.gpu_operator.mig_strategy), 1
-    return "nvidia.com/gpu", model.tensor_parallel_size
+    placed = placements(config)[model.name]
+    return placed.resource, placed.count
 
 
-def pool_offers(
-    pool: GpuPoolSpec, strategy: Literal["single", "mixed"], nodes: int
-) -> Counter[str]:
-    """Extended resources a pool offers with `nodes` nodes."""
-    itype = INSTANCE_TYPES[pool.instance_type]
-    if pool.mig is None:
-        return Counter({"nvidia.com/gpu": itype.gpus * nodes})
-    per_gpu = Counter(mig_resource_name(p, strategy) for p in pool.mig.profiles)
-    return Counter({k: v * itype.gpus * nodes for k, v in per_gpu.items()})
+def serving_placement(model: ModelSpec, config: StackConfig) -> Placement:
+    """What the model's pods are given: its pool, accelerator and overflow pools."""
+    placed = placements(config)[model.name]
+    return Placement(placed.pool, placed.resource, placed.count, placed.overflow)
 
 
 def _capacity_problems(config: StackConfig) -> list[Problem]:
     problems: list[Problem] = []
     strategy = config.gpu_operator.mig_strategy
+    placed = placements(config)
     for pi, pool in enumerate(config.gpu_pools):
-        members = [(i, m) for i, m in enumerate(config.models) if m.pool == pool.name]
+        members = [(i, m) for i, m in enumerate(config.models) if placed[m.name].pool == pool.name]
         if not members:
             continue
         for scale, nodes in (("min", pool.min_size), ("max", pool.max_size)):

@@ -26,7 +26,7 @@ from components.agents.spec import canary_name, workload_name
 from components.compute.sandbox import RUNTIME_CLASS, runtime_class_body
 from components.gateway import database as gateway_database
 from components.gateway import proxy as gateway_proxy
-from components.serving.model_serving import MAX_SURGE, Placement, pod_template
+from components.serving.model_serving import MAX_SURGE, pod_template
 from components.traffic.quotas import (
     Demand,
     WorkloadPods,
@@ -38,7 +38,7 @@ from components.traffic.quotas import (
     surge_pods,
 )
 from stacks.agents import agent_image
-from stacks.config import Problem, StackConfig, accelerator_resource
+from stacks.config import Problem, StackConfig, serving_placement
 
 HF_SECRET = "huggingface-token"  # any name: a Secret volume requests nothing
 
@@ -46,11 +46,10 @@ HF_SECRET = "huggingface-token"  # any name: a Secret volume requests nothing
 def model_workloads(config: StackConfig) -> list[WorkloadPods]:
     workloads: list[WorkloadPods] = []
     for model in config.models:
-        resource, count = accelerator_resource(model, config)
         template = pod_template(
             model,
             image=config.images.vllm,
-            placement=Placement(pool=model.pool, resource=resource, count=count),
+            placement=serving_placement(model, config),
             cost_labels=config.cost_labels,
             service_account=model.name,
             hf_token_secret=HF_SECRET if model.weights.source == "huggingface" else None,

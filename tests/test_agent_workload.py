@@ -164,7 +164,11 @@ def test_without_a_gateway_an_agent_calls_its_model_service_within_its_chain(
 def test_pilot_agents_are_restricted_spread_prioritised_and_probed(
     docs: list[dict[str, Any]], pilot: StackConfig
 ) -> None:
-    classes = {d["metadata"]["name"]: d["value"] for d in docs if d["kind"] == "PriorityClass"}
+    classes = {
+        d["metadata"]["name"]: d["value"]
+        for d in docs
+        if d["kind"] == "PriorityClass" and d["metadata"]["name"].startswith("swarmstack-agent-")
+    }
     assert len(classes) == 2  # created once, whatever the number of agents
     assert classes["swarmstack-agent-interactive"] > classes["swarmstack-agent-batch"]
     for agent in pilot.agents:

@@ -84,7 +84,7 @@ MISTAKES: list[tuple[str, Callable[[Raw], object], str]] = [
         "unknown key",
         _set("gpuPools[0].instanceTyp", "p5.4xlarge"),
         "gpuPools[0].instanceTyp: unknown key (valid keys here: availabilityZone, "
-        "capacityReservationId, diskSizeGib, instanceType, maxSize, mig, minSize, name)",
+        "capacityReservationId, diskSizeGib, instanceType, maxSize, mig, minSize, name, priority)",
     ),
     (
         "wrong type",

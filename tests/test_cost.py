@@ -69,5 +69,8 @@ def test_replica_prices_of_the_pilot() -> None:
     for model in config.models:
         assert model.mig_profile == "3g.40gb"
         assert replica_usd_per_hour(model, config) == pytest.approx(6.88 / 2)
-    whole = config.models[0].model_copy(update={"mig_profile": None, "tensor_parallel_size": 1})
-    assert replica_usd_per_hour(whole, config) == pytest.approx(6.88)
+    # The same pool without MIG: a replica takes (and pays for) the whole GPU.
+    pool = config.gpu_pools[0].model_copy(update={"mig": None})
+    models = [m.model_copy(update={"mig_profile": None}) for m in config.models]
+    whole = config.model_copy(update={"gpu_pools": [pool], "models": models})
+    assert replica_usd_per_hour(whole.models[0], whole) == pytest.approx(6.88)

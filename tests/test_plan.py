@@ -482,6 +482,60 @@ def test_scheduling_and_accelerator_checks() -> None:
     assert "matches no taint of any node pool" in str(check_scheduling([stray], [pool, system])[0])
 
 
+def test_scheduling_check_reads_required_node_affinity() -> None:
+    """A pod placed by node affinity (a model that may overflow onto another pool) is
+    matched against the pools its required terms admit, not every pool it tolerates."""
+    taint = [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+    a100 = NodePool(
+        "a100",
+        "p4de.24xlarge",
+        1,
+        1,
+        {"swarmstack.io/pool": "a100"},
+        taint,
+        Counter({"nvidia.com/mig-1g.10gb": 16}),
+    )
+    h100 = NodePool(
+        "h100",
+        "p5.48xlarge",
+        1,
+        1,
+        {"swarmstack.io/pool": "h100"},
+        taint,
+        Counter({"nvidia.com/gpu": 8}),
+    )
+    toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+    def pod(pools: list[str]) -> Manifest:
+        term = {
+            "matchExpressions": [{"key": "swarmstack.io/pool", "operator": "In", "values": pools}]
+        }
+        return _deployment(
+            {"a": "b"},
+            {"a": "b"},
+            {
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [term]
+                        }
+                    }
+                },
+                "tolerations": [toleration],
+                "containers": [
+                    {"name": "c", "resources": {"limits": {"nvidia.com/mig-1g.10gb": "1"}}}
+                ],
+            },
+        )
+
+    assert check_scheduling([pod(["a100", "h100"])], [a100, h100]) == []
+    # Only the H100 pool admitted: it offers no 1g.10gb slice.
+    (finding,) = check_scheduling([pod(["h100"])], [a100, h100])
+    assert finding.check == "accelerators" and "'h100'" in finding.message
+    (finding,) = check_scheduling([pod(["l4"])], [a100, h100])
+    assert "no node pool accepts it" in finding.message
+
+
 def test_a_check_failure_fails_the_plan_and_keeps_previous_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -31,8 +31,8 @@ import yaml
 from pydantic import Field
 
 from components.compute.instances import INSTANCE_TYPES
-from components.compute.mig import MIG_PROFILES
 from components.compute.nodes import POOL_LABEL
+from components.compute.placement import plan_placements
 from components.specs import ModelSpec, Spec
 
 if TYPE_CHECKING:
@@ -299,17 +299,11 @@ def slo_problems(models: Sequence[ModelSpec]) -> list[tuple[str, str]]:
 
 
 def replica_usd_per_hour(model: ModelSpec, config: StackConfig) -> float:
-    """What one replica of `model` costs per hour at the pool's on-demand price: its whole
+    """What one replica of `model` costs per hour at its pool's on-demand price: its whole
     GPUs, or its MIG slice's share of the GPU (by compute slices of the pool's layout, so
     the slices of a GPU add up to the GPU's price)."""
-    pool = config.pool(model.pool)
-    itype = INSTANCE_TYPES[pool.instance_type]
-    usd_per_gpu = itype.on_demand_usd_per_hour / itype.gpus
-    if pool.mig is None or model.mig_profile is None:
-        return usd_per_gpu * model.tensor_parallel_size
-    profiles = MIG_PROFILES[str(itype.gpu_model)]
-    layout = sum(profiles[p].compute_slices for p in pool.mig.profiles)
-    return usd_per_gpu * profiles[model.mig_profile].compute_slices / layout
+    placed = plan_placements(config.models, config.gpu_pools, config.gpu_operator.mig_strategy)
+    return placed[model.name].usd_per_replica_hour
 
 
 def pool_usd_per_node_hour(pool_name: str, config: StackConfig) -> float:

@@ -15,6 +15,7 @@ instances in, only the groups tagged as this cluster's.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ DESCRIBE_ACTIONS = (
     "ec2:GetInstanceTypesFromInstanceRequirements",
     "eks:DescribeNodegroup",
 )
+EXPANDERS = "priority,least-waste"
 SCALE_ACTIONS = (
     "autoscaling:SetDesiredCapacity",
     "autoscaling:TerminateInstanceInAutoScalingGroup",
@@ -77,8 +79,14 @@ def cluster_autoscaler_values(
     kubernetes_version: str,
     role_arn: pulumi.Input[str],
     cost_labels: CostLabels,
+    priorities: Mapping[int, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
-    """Helm values of the cluster-autoscaler chart at chart.CHART_VERSION."""
+    """Helm values of the cluster-autoscaler chart at chart.CHART_VERSION.
+
+    `priorities`: the priority expander's table (value -> Auto Scaling group name
+    patterns, `components.compute.placement.expander_priorities`); unset: every group at
+    one value, so least-waste alone decides."""
+    table = priorities if priorities is not None else {1: [".*"]}
     tag = chart.IMAGE_TAGS.get(kubernetes_version)
     if tag is None:
         raise ValueError(
@@ -97,11 +105,17 @@ def cluster_autoscaler_values(
                 "annotations": {ROLE_ANNOTATION: role_arn},
             }
         },
+        # The chart renders it as the `cluster-autoscaler-priority-expander` ConfigMap in
+        # the release's namespace, which the autoscaler watches.
+        "expanderPriorities": {
+            str(value): list(patterns) for value, patterns in sorted(table.items())
+        },
         "extraArgs": {
-            # Pools of one instance type each: similar groups share the load, and the
-            # expander picks the group that wastes least of the new node.
+            # Pools of one instance type each: similar groups share the load. Of the groups
+            # a pending pod fits, the priority expander keeps those of the highest value
+            # (the placement order of the GPU pools), and least-waste breaks a tie.
             "balance-similar-node-groups": True,
-            "expander": "least-waste",
+            "expander": EXPANDERS,
             # Model servers keep a cache on emptyDir: it must not pin a node forever.
             "skip-nodes-with-local-storage": False,
         },
@@ -126,6 +140,8 @@ class ClusterAutoscalerArgs:
     chart_version: str
     irsa: Irsa
     cost_labels: CostLabels
+    # The priority expander's table; unset: every group at one value (least-waste decides).
+    priorities: Mapping[int, Sequence[str]] | None = None
 
 
 class ClusterAutoscaler(pulumi.ComponentResource):
@@ -154,6 +170,7 @@ class ClusterAutoscaler(pulumi.ComponentResource):
             kubernetes_version=args.kubernetes_version,
             role_arn=role.arn,
             cost_labels=args.cost_labels,
+            priorities=args.priorities,
         )
         self.release = k8s.helm.v3.Release(
             f"{name}-release",

@@ -23,6 +23,14 @@ Checked at chart 9.59.0 (tag `cluster-autoscaler-chart-9.59.0`, 2026-07-21, the 
   tags) it calls `eks:DescribeNodegroup` and adds the node group's labels, taints and the
   `k8s.io/cluster-autoscaler/node-template/resources/<name>` tags of the node group
   itself, which override the instance type's figures.
+- `expanderPriorities` (`templates/priority-expander-configmap.yaml`): when
+  `extraArgs.expander` is a comma list containing `priority` (`_helpers.tpl`,
+  `cluster-autoscaler.priorityExpanderEnabled`) and the map is not empty, the chart renders
+  ConfigMap `cluster-autoscaler-priority-expander` in the release namespace with
+  `data.priorities` = each key (`| int`) and its list of regexes; `role.yaml` then adds
+  list/watch on config maps and get/update/watch on that one. The expander
+  (`expander/priority`) matches the regexes against node group ids, which for the AWS
+  provider are Auto Scaling group names; a group no regex matches is never chosen.
 """
 
 from __future__ import annotations
@@ -60,6 +68,13 @@ VALUE_KEYS: dict[str, ValueKey] = {
     "rbac.serviceAccount.name": ValueKey("scalar", "name of the ServiceAccount it creates"),
     "rbac.serviceAccount.annotations": ValueKey(
         "map", "annotations of that ServiceAccount (the IRSA role ARN)"
+    ),
+    "expanderPriorities": ValueKey(
+        "map",
+        "the priority expander's table (value -> list of node group id regexes), rendered "
+        "as ConfigMap cluster-autoscaler-priority-expander (data key `priorities`) in the "
+        "release namespace when extraArgs.expander lists `priority`; the chart also grants "
+        "the autoscaler list/watch on it",
     ),
     "extraArgs": ValueKey(
         "map", "more --key=value flags of the autoscaler (merged over the chart's own)"

@@ -161,11 +161,58 @@ def server_args(spec: ModelSpec, otlp_traces_endpoint: str | None = None) -> lis
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a replica runs and what accelerator it takes."""
+    """Where a replica runs and what accelerator it takes; `overflow`: the other pools that
+    offer the same accelerator and hold the model (components/compute/placement.py)."""
 
     pool: str
     resource: str  # nvidia.com/gpu or nvidia.com/mig-<profile>
     count: int
+    overflow: tuple[str, ...] = ()
+
+
+# Interactive models preempt batch ones when no slice is free, never the other way round
+# (the scheduler evicts a batch replica, whose pod then waits for a node the Cluster
+# Autoscaler starts); the agents' classes (components/agents/workload.py) are separate, as
+# model servers and agent workers never compete for the same nodes.
+MODEL_PRIORITY_CLASSES: dict[str, tuple[str, int]] = {
+    "interactive": ("swarmstack-model-interactive", 100_000),
+    "batch": ("swarmstack-model-batch", 10_000),
+}
+# The scheduler's preference for the planned pool over the overflow pools (1-100).
+PLANNED_POOL_WEIGHT = 100
+
+
+def node_placement(placement: Placement) -> dict[str, Any]:
+    """The pod spec's node constraints: the pool's label, or, with overflow pools, a node
+    affinity that requires one of the pools and prefers the planned one."""
+    if not placement.overflow:
+        return {"nodeSelector": {POOL_LABEL: placement.pool}}
+    pools = [placement.pool, *placement.overflow]
+    return {
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": POOL_LABEL, "operator": "In", "values": pools}
+                            ]
+                        }
+                    ]
+                },
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": PLANNED_POOL_WEIGHT,
+                        "preference": {
+                            "matchExpressions": [
+                                {"key": POOL_LABEL, "operator": "In", "values": [placement.pool]}
+                            ]
+                        },
+                    }
+                ],
+            }
+        }
+    }
 
 
 def pod_template(
@@ -271,7 +318,8 @@ def pod_template(
             # In-flight generations get the model's P99 end-to-end time to finish.
             "terminationGracePeriodSeconds": spec.slo.e2e_p99_s + 15,
             "securityContext": restricted_pod(RUN_AS_USER, fs_group=RUN_AS_USER),
-            "nodeSelector": {POOL_LABEL: placement.pool},
+            "priorityClassName": MODEL_PRIORITY_CLASSES[spec.slo.tier][0],
+            **node_placement(placement),
             "tolerations": [
                 {
                     "key": GPU_TAINT.key,
@@ -284,6 +332,33 @@ def pod_template(
             "volumes": volumes,
         },
     }
+
+
+class ModelPriorityClasses(pulumi.ComponentResource):
+    """The model servers' PriorityClasses, declared once per cluster: interactive above
+    batch."""
+
+    names: dict[str, str]
+
+    def __init__(
+        self, name: str, cost_labels: CostLabels, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("swarmstack:serving:PriorityClasses", name, None, opts)
+        self.names = {}
+        for tier, (class_name, value) in MODEL_PRIORITY_CLASSES.items():
+            k8s.scheduling.v1.PriorityClass(
+                f"{name}-{tier}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=class_name, labels=cost_labels.as_labels()
+                ),
+                value=value,
+                global_default=False,
+                preemption_policy="PreemptLowerPriority",
+                description=f"swarmstack {tier} model servers",
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.names[tier] = class_name
+        self.register_outputs({"names": dict(self.names)})
 
 
 def _wire_form(spec: dict[str, Any]) -> Any:

@@ -303,6 +303,37 @@ def _requests(template: dict[str, Any]) -> dict[str, int]:
     return total
 
 
+def _expression_matches(expression: dict[str, Any], labels: dict[str, str]) -> bool:
+    key, operator = str(expression.get("key")), expression.get("operator")
+    values = [str(v) for v in as_list(expression.get("values"))]
+    if operator == "In":
+        return key in labels and labels[key] in values
+    if operator == "NotIn":
+        return key not in labels or labels[key] not in values
+    if operator == "Exists":
+        return key in labels
+    if operator == "DoesNotExist":
+        return key not in labels
+    return False  # Gt/Lt compare integers; no pool label is one
+
+
+def _affinity_admits(pod: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A pod's required node affinity (any term, every expression of it) on a node with
+    `labels`; true when it has none."""
+    required = as_dict(
+        as_dict(as_dict(pod.get("affinity")).get("nodeAffinity")).get(
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        )
+    )
+    terms = [as_dict(t) for t in as_list(required.get("nodeSelectorTerms"))]
+    if not terms:
+        return True
+    return any(
+        all(_expression_matches(as_dict(e), labels) for e in as_list(t.get("matchExpressions")))
+        for t in terms
+    )
+
+
 def check_scheduling(manifests: list[Manifest], pools: list[NodePool]) -> list[Finding]:
     findings: list[Finding] = []
     all_taints = [(p, t) for p in pools for t in p.taints]
@@ -327,7 +358,9 @@ def check_scheduling(manifests: list[Manifest], pools: list[NodePool]) -> list[F
         candidates = [
             p
             for p in pools
-            if _matches(selector, p.labels) and all(_tolerates(tolerations, t) for t in p.taints)
+            if _matches(selector, p.labels)
+            and _affinity_admits(pod, p.labels)
+            and all(_tolerates(tolerations, t) for t in p.taints)
         ]
         if not candidates:
             findings.append(
@@ -335,7 +368,8 @@ def check_scheduling(manifests: list[Manifest], pools: list[NodePool]) -> list[F
                     "error",
                     "scheduling",
                     m.ref,
-                    f"no node pool accepts it: nodeSelector {selector} with tolerations "
+                    f"no node pool accepts it: nodeSelector {selector}, its required node "
+                    "affinity and tolerations "
                     f"{[t.get('key') for t in tolerations]} (pools: "
                     + ", ".join(f"{p.name} {p.labels}" for p in pools)
                     + ")",

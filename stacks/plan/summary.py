@@ -12,11 +12,13 @@ from components.compute.instances import (
     NAT_GATEWAY_USD_PER_HOUR,
     PRICES_CHECKED_ON,
 )
+from components.compute.nodes import POOL_LABEL
 from components.data.elasticache_pricing import PRICES_AS_OF as ELASTICACHE_PRICES_AS_OF
 from components.data.elasticache_pricing import REDIS_USD_PER_NODE_HOUR, elasticache_hourly_usd
 from components.data.msk_pricing import HOURS_PER_MONTH, MSK_BROKER_TYPES, msk_monthly_usd
 from components.data.msk_pricing import PRICES_AS_OF as MSK_PRICES_AS_OF
-from stacks.plan.model import Plan, as_dict
+from components.serving.model_serving import TRACK_LABEL
+from stacks.plan.model import Plan, as_dict, as_list
 from stacks.plan.recorder import Registration
 
 
@@ -39,6 +41,8 @@ class Summary:
     warnings: list[str]
     # Managed data stores (MSK, ElastiCache): resource name -> (what, $/hour); in fixed.
     data_stores: dict[str, tuple[str, float]] = field(default_factory=dict[str, tuple[str, float]])
+    # GPU pools at max scale: what the model servers planned onto each need, and offer.
+    pool_slices: list[PoolSlices] = field(default_factory=list["PoolSlices"])
 
     def as_dict(self) -> dict[str, Any]:
         def scale(s: Scale) -> dict[str, Any]:
@@ -62,6 +66,17 @@ class Summary:
                 name: {"what": what, "usdPerHour": round(usd, 3)}
                 for name, (what, usd) in sorted(self.data_stores.items())
             },
+            "poolSlicesAtMax": [
+                {
+                    "pool": row.pool,
+                    "resource": row.resource,
+                    "needed": row.needed,
+                    "offered": row.offered,
+                    "nodesNeeded": row.nodes_needed,
+                    "maxSize": row.max_size,
+                }
+                for row in self.pool_slices
+            ],
             "pricesCheckedOn": PRICES_CHECKED_ON,
             "warnings": self.warnings,
         }
@@ -94,6 +109,17 @@ class Summary:
             )
             for name, (what, usd) in sorted(self.data_stores.items()):
                 lines.append(f"    {name}: {what}: ${usd:.3f}/h")
+        if self.pool_slices:
+            lines.append("")
+            lines.append(
+                "GPU slices at max scale, by planned pool (model replicas at replicas.max):"
+            )
+            for row in self.pool_slices:
+                label = row.resource.removeprefix("nvidia.com/")
+                lines.append(
+                    f"  {row.pool}: {label} {row.needed} needed / {row.offered} offered; "
+                    f"{row.nodes_needed} of maxSize {row.max_size} node(s) hold them"
+                )
         if self.model_replicas:
             lines.append("")
             lines.append("Model replicas (min-max):")
@@ -137,7 +163,81 @@ def summarize(plan: Plan, stack: str, warnings: list[str]) -> Summary:
                 int(annotations["swarmstack.io/replicas-min"]),
                 int(annotations["swarmstack.io/replicas-max"]),
             )
-    return Summary(stack, counts, minimum, maximum, replicas, fixed, warnings, stores)
+    return Summary(
+        stack, counts, minimum, maximum, replicas, fixed, warnings, stores, pool_slices(plan)
+    )
+
+
+@dataclass(frozen=True)
+class PoolSlices:
+    pool: str
+    resource: str
+    needed: int
+    offered: int
+    nodes_needed: int
+    max_size: int
+
+
+def _planned_pool(pod: dict[str, Any]) -> str | None:
+    """The pool a pod is planned onto: its nodeSelector's, or its preferred affinity's."""
+    selected = as_dict(pod.get("nodeSelector")).get(POOL_LABEL)
+    if selected is not None:
+        return str(selected)
+    affinity = as_dict(as_dict(pod.get("affinity")).get("nodeAffinity"))
+    for term in as_list(affinity.get("preferredDuringSchedulingIgnoredDuringExecution")):
+        for e in as_list(as_dict(as_dict(term).get("preference")).get("matchExpressions")):
+            expression = as_dict(e)
+            if expression.get("key") == POOL_LABEL and expression.get("operator") == "In":
+                values = as_list(expression.get("values"))
+                if values:
+                    return str(values[0])
+    return None
+
+
+def pool_slices(plan: Plan) -> list[PoolSlices]:
+    """Per GPU pool and accelerator: the slices the model Deployments planned onto it take
+    at their maximum replicas (a canary at its replicas), against what `maxSize` nodes
+    offer, and the fewest nodes that hold them."""
+    needed: Counter[tuple[str, str]] = Counter()
+    for m in plan.manifests:
+        template = m.pod_template()
+        if m.kind != "Deployment" or template is None:
+            continue
+        pod = as_dict(template.get("spec"))
+        pool = _planned_pool(pod)
+        if pool is None:
+            continue
+        labels = as_dict(as_dict(template.get("metadata")).get("labels"))
+        annotations = as_dict(m.metadata.get("annotations"))
+        replicas = int(as_dict(m.body.get("spec")).get("replicas") or 0)
+        if labels.get(TRACK_LABEL) != "canary" and "swarmstack.io/replicas-max" in annotations:
+            replicas = int(annotations["swarmstack.io/replicas-max"])
+        requests: Counter[str] = Counter()
+        for c in as_list(pod.get("containers")):
+            limits = as_dict(as_dict(as_dict(c).get("resources")).get("limits"))
+            for key, value in limits.items():
+                if str(key).startswith("nvidia.com/"):
+                    requests[str(key)] += int(value)
+        for resource, count in requests.items():
+            needed[(pool, resource)] += count * replicas
+    rows: list[PoolSlices] = []
+    for pool in plan.node_pools():
+        if not pool.gpus_per_node:
+            continue
+        offers = {r: n for r, n in pool.offers_per_node.items() if n > 0}
+        nodes = max((-(-needed[(pool.name, r)] // n) for r, n in offers.items()), default=0)
+        for resource, per_node in sorted(offers.items()):
+            rows.append(
+                PoolSlices(
+                    pool.name,
+                    resource,
+                    needed[(pool.name, resource)],
+                    per_node * pool.max_size,
+                    nodes,
+                    pool.max_size,
+                )
+            )
+    return rows
 
 
 def _data_store_cost(r: Registration) -> tuple[str, float] | None:

@@ -17,7 +17,7 @@ from components.serving.model_serving import (
     server_args,
 )
 from components.serving.vllm import SERVER_MODULE
-from stacks.config import StackConfig, accelerator_resource, load
+from stacks.config import StackConfig, accelerator_resource, load, serving_placement
 from stacks.plan.recorder import Capture, run
 
 
@@ -37,7 +37,7 @@ def _serve(config: StackConfig, index: int, irsa: bool = True) -> Capture:
                 namespace="swarmstack-models",
                 namespace_name="swarmstack-models",
                 image=config.images.vllm,
-                placement=Placement(model.pool, resource, count),
+                placement=Placement(serving_placement(model, config).pool, resource, count),
                 cost_labels=config.cost_labels,
                 irsa=Irsa(
                     "arn:aws:iam::111122223333:oidc-provider/oidc.example/id/X", "oidc.example/id/X"
@@ -234,7 +234,7 @@ def test_full_gpu_replica_requests_its_tensor_parallel_gpus(pilot_raw: dict[str,
     template = pod_template(
         model,
         image=config.images.vllm,
-        placement=Placement(model.pool, resource, count),
+        placement=Placement(serving_placement(model, config).pool, resource, count),
         cost_labels=config.cost_labels,
         service_account=model.name,
         hf_token_secret=None,
@@ -285,7 +285,9 @@ def test_no_resource_without_the_provider_it_was_given(pilot_raw: dict[str, Any]
                 namespace="ns",
                 namespace_name="ns",
                 image=config.images.vllm,
-                placement=Placement(model.pool, "nvidia.com/mig-3g.40gb", 1),
+                placement=Placement(
+                    serving_placement(model, config).pool, "nvidia.com/mig-3g.40gb", 1
+                ),
                 cost_labels=config.cost_labels,
             ),
             opts=pulumi.ResourceOptions(providers=[provider]),

@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from stacks.config import StackConfig, load_file
+import yaml
+
+from stacks.config import PROJECT, StackConfig, load_file
+from stacks.global_config import GLOBAL_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 VLLM_REQUIREMENTS = ROOT / "loadtests" / "requirements-vllm.txt"
@@ -23,7 +26,15 @@ def stack_name(path: Path) -> str:
     return path.name.removeprefix("Pulumi.").removesuffix(".yaml")
 
 
+def is_global_stack(path: Path) -> bool:
+    """A multi-cluster global stack: it runs no cluster, so it has no StackConfig."""
+    doc = yaml.safe_load(path.read_text()) or {}
+    return f"{PROJECT}:{GLOBAL_KEY}" in (doc.get("config") or {})
+
+
 def stack_configs() -> dict[str, StackConfig]:
-    """Every shipped stack, through the typed config the program loads."""
-    assert STACK_FILES, "no stacks/Pulumi.*.yaml"
-    return {stack_name(path): load_file(path) for path in STACK_FILES}
+    """Every shipped stack that runs a cluster, through the typed config the program
+    loads (the global stack of a multi-cluster deployment has none)."""
+    files = [path for path in STACK_FILES if not is_global_stack(path)]
+    assert files, "no stacks/Pulumi.*.yaml"
+    return {stack_name(path): load_file(path) for path in files}

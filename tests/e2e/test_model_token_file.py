@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from components.serving.model_serving import HF_TOKEN_KEY, Placement, pod_template
+from stacks.config import serving_placement
 from tests.vllm_support import stack_configs
 
 
@@ -22,7 +23,7 @@ def hub_model_pod() -> dict[str, Any]:
     return pod_template(
         model,
         image=config.images.vllm,
-        placement=Placement(model.pool, "nvidia.com/mig-3g.40gb", 1),
+        placement=Placement(serving_placement(model, config).pool, "nvidia.com/mig-3g.40gb", 1),
         cost_labels=config.cost_labels,
         service_account=model.name,
         hf_token_secret="huggingface-token",

@@ -23,6 +23,7 @@ from components.compute.instances import INSTANCE_TYPES
 from components.compute.mig import MIG_PROFILES, MigLayoutError, validate_layout
 from components.specs import CostLabels, GpuOperatorSpec, GpuPoolSpec
 from stacks.config import ConfigError, load
+from tests.vllm_support import cluster_stack_files
 
 ROOT = Path(__file__).resolve().parent.parent
 COST = CostLabels.model_validate({"team": "t", "costCenter": "cc-1", "environment": "pilot"})
@@ -90,13 +91,8 @@ def test_key_paths_stop_at_recorded_maps_and_report_what_was_not_checked() -> No
     ]
 
 
-def stack_files() -> list[Path]:
-    return sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
-
-
 def test_every_stack_pins_the_checked_chart_version() -> None:
-    assert stack_files()
-    for path in stack_files():
+    for path in cluster_stack_files():
         config = yaml.safe_load(path.read_text())["config"]
         assert config["swarmstack:gpuOperator"]["chartVersion"] == CHART_VERSION, path.name
 

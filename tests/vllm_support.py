@@ -32,9 +32,13 @@ def is_global_stack(path: Path) -> bool:
     return f"{PROJECT}:{GLOBAL_KEY}" in (doc.get("config") or {})
 
 
-def stack_configs() -> dict[str, StackConfig]:
-    """Every shipped stack that runs a cluster, through the typed config the program
-    loads (the global stack of a multi-cluster deployment has none)."""
+def cluster_stack_files() -> list[Path]:
+    """Every shipped stack file that runs a cluster (all but a multi-cluster global one)."""
     files = [path for path in STACK_FILES if not is_global_stack(path)]
     assert files, "no stacks/Pulumi.*.yaml"
-    return {stack_name(path): load_file(path) for path in files}
+    return files
+
+
+def stack_configs() -> dict[str, StackConfig]:
+    """Every shipped stack that runs a cluster, through the typed config the program loads."""
+    return {stack_name(path): load_file(path) for path in cluster_stack_files()}

@@ -14,12 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: no display on CI machines
-
-import matplotlib.pyplot as plt
-
 from loadtests.metrics import Distribution, RequestSample, Summary, percentile, windows
 from loadtests.slo import Slo, Verdict
 
@@ -48,7 +42,15 @@ def percentile_series(
 def plot_percentiles(
     samples: Sequence[RequestSample], path: Path, slo: Slo | None = None, width_s: float = 5.0
 ) -> Path:
-    """TTFT and ITL p50/p90/p99 per `width_s` window, SLO targets as dashed lines."""
+    """TTFT and ITL p50/p90/p99 per `width_s` window, SLO targets as dashed lines.
+
+    matplotlib is imported here, not with the module: the CLI's in-cluster load test reads
+    reports through this module, and `make plan` installs no load-test package."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")  # headless: no display on CI machines
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
     series = percentile_series(samples, width_s)
     fig, axes = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     targets = (

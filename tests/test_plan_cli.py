@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
+from importlib.metadata import PackageNotFoundError, distribution, packages_distributions
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +118,64 @@ def test_wrote_line_names_every_file_and_folder_written(tmp_path: Path) -> None:
     # GPU operator, cert-manager, Strimzi, kube-prometheus-stack, KEDA, Cluster Autoscaler,
     # Istio base, istiod and cni
     assert "helm/ (9 Helm releases)" in listed
+
+
+def _dist(requirement: str) -> str:
+    bare = re.split(r"[\s;\[<>=!~]", requirement.strip(), maxsplit=1)[0]
+    return bare.lower().replace("_", "-")
+
+
+def _closure(names: set[str]) -> set[str]:
+    """The distributions `names` install, their dependencies included (extras left out)."""
+    found: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found.add(name)
+        try:
+            requires = distribution(name).requires or []
+        except PackageNotFoundError:
+            continue
+        todo += [_dist(r) for r in requires if "extra ==" not in r]
+    return found
+
+
+def _serve_only_modules() -> list[str]:
+    """Top-level modules of what the `serve` extra installs beyond what `make plan`
+    installs (the project's dependencies and theirs), read from pyproject.toml and the
+    installed metadata."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    base = _closure({_dist(r) for r in project["dependencies"]})
+    serve = _closure({_dist(r) for r in project["optional-dependencies"]["serve"]}) - base
+    modules: set[str] = set()
+    for module, dists in packages_distributions().items():
+        owners = {d.lower().replace("_", "-") for d in dists}
+        if owners & serve and not owners & base and module.isidentifier():
+            modules.add(module)
+    return sorted(modules)
+
+
+def test_plan_runs_without_the_serve_packages(tmp_path: Path) -> None:
+    """`make plan` installs only the project's own dependencies: the CLI and the plan must
+    not import the agent worker's or load tests' packages (matplotlib, locust, redis...)."""
+    blocked = _serve_only_modules()
+    assert {"matplotlib", "locust", "redis"} <= set(blocked), blocked
+    script = (
+        "import sys\n"
+        f"for name in {blocked!r}:\n"
+        "    sys.modules[name] = None  # import of it raises ImportError\n"
+        "from stacks.cli import main\n"
+        f"sys.exit(main(['plan', 'pilot', '--out', {str(tmp_path)!r}]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "pilot" / "summary.json").is_file()

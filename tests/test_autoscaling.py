@@ -796,6 +796,13 @@ def test_the_msk_brokers_admit_the_nodes_kedas_operator_runs_on(production_plan:
     assert not any(
         r.type.endswith("SecurityGroupPolicy") for r in production_plan.capture.registrations
     )
+    # No launch template replaces the EKS cluster security group on the nodes.
+    templates = [
+        r for r in production_plan.capture.registrations if r.type.endswith("LaunchTemplate")
+    ]
+    assert templates and not any(
+        r.inputs.get("vpcSecurityGroupIds") or r.inputs.get("networkInterfaces") for r in templates
+    )
 
 
 def test_an_egress_default_deny_in_kedas_namespace_cuts_the_msk_trigger(

@@ -463,7 +463,8 @@ class KedaArgs:
 
 
 class Keda(pulumi.ComponentResource):
-    """The KEDA operator (namespace and release) and the stack's ScaledObjects."""
+    """The KEDA operator (namespace, release and, for MSK, its IRSA role) and the stack's
+    ScaledObjects."""
 
     release: k8s.helm.v3.Release
 

@@ -16,6 +16,7 @@ import pulumi
 from components.agents.spec import AgentSpec, events_agents
 from components.compute.cluster import ClusterNetworkAndEks
 from components.compute.irsa import Irsa
+from components.compute.nodes import aws_tags
 from components.compute.placement import expander_priorities
 from components.data import kafka as kafka_store
 from components.data.contract import DataPlaneContract
@@ -25,7 +26,9 @@ from components.scale.keda import (
     KAFKA_USERNAME_CONFIG_MAP,
     Keda,
     KedaArgs,
+    KedaOperatorRole,
     agent_scaled_object,
+    kafka_auth_metadata,
     kafka_trigger_authentication,
     keda_network_policies,
     model_scaled_object,
@@ -47,21 +50,49 @@ class ScalingObjects:
 
 
 def contract_bus(contract: DataPlaneContract | None) -> KafkaConnection | None:
-    """The bus of the data plane's connection contract, when it runs in the cluster
-    (Strimzi: SCRAM over TLS, the KafkaUsers' Secrets and the CA bundle in the agents'
-    namespace)."""
+    """The bus of the data plane's connection contract: in the cluster (Strimzi: SCRAM over
+    TLS, the KafkaUsers' Secrets and the CA bundle in the agents' namespace) or MSK (IAM
+    over TLS, the KEDA operator's IRSA role)."""
     bus = contract.event_bus if contract is not None else None
-    if bus is None or bus.mode != "strimzi":
+    return None if bus is None else bus.connection
+
+
+def scaler_reads(bus: KafkaConnection | None, *, irsa: bool = True) -> str | None:
+    """Why KEDA's kafka scaler cannot read `bus` (None: it can); `irsa`: whether the
+    cluster has an OIDC provider for the operator's IAM role (MSK)."""
+    if bus is None:
+        return "the stack has no event bus"
+    if bus.tls and bus.auth == "aws-msk-iam" and not irsa:
+        return (
+            "the kafka scaler signs MSK IAM tokens with an IRSA role, which needs the "
+            "cluster's OIDC provider (cluster.mode: eks)"
+        )
+    if bus.tls and bus.auth in ("scram-sha-512", "aws-msk-iam"):
         return None
-    return bus.connection
+    return (
+        "the kafka scaler is wired for SCRAM-SHA-512 (Strimzi) and IAM (MSK) over TLS only, "
+        f"this bus uses auth {bus.auth} (tls {bus.tls})"
+    )
+
+
+def keda_operator_policy(bus: KafkaConnection, agents: Sequence[AgentSpec]) -> Any:
+    """The KEDA operator's IAM policy JSON (pulumi.Input[str]) on an MSK bus."""
+    return pulumi.Output.from_input(bus.cluster_arn).apply(
+        lambda arn: kafka_store.msk_lag_reader_policy(str(arn), agents)
+    )
 
 
 def scaling_objects(
-    config: StackConfig, agents: Sequence[AgentSpec], bus: KafkaConnection | None
+    config: StackConfig,
+    agents: Sequence[AgentSpec],
+    bus: KafkaConnection | None,
+    *,
+    irsa: bool = True,
 ) -> ScalingObjects:
     """ScaledObjects for every model and for `agents` (the agent types whose Deployments
-    the composition declares), and the TriggerAuthentication the kafka scaler uses on the
-    in-cluster `bus` (see `contract_bus`)."""
+    the composition declares), and the TriggerAuthentication the kafka scaler uses on
+    `bus` (see `contract_bus`): the KafkaUser KEDA_USER on Strimzi, the operator's IAM role
+    on MSK."""
     ns, spec = config.namespaces, config.autoscaling
     labels = config.cost_labels.as_labels()
     chains = {m.name: timeout_chain(m, config.timeouts) for m in config.models}
@@ -75,13 +106,12 @@ def scaling_objects(
             chain=chains[model.name],
             labels=labels,
         )
+    unreadable = scaler_reads(bus, irsa=irsa)
     for agent in agents:
-        if agent.mode == "events" and bus is None:
-            out.skipped.append(
-                f"agent {agent.name}: no ScaledObject, the kafka scaler reads only the "
-                "in-cluster (Strimzi) bus so far"
-            )
+        if agent.mode == "events" and unreadable is not None:
+            out.skipped.append(f"agent {agent.name}: no ScaledObject, {unreadable}")
             continue
+        on_bus = agent.mode == "events" and bus is not None
         out.objects[f"agent-{agent.name}"] = agent_scaled_object(
             agent,
             namespace=ns.agents,
@@ -89,15 +119,17 @@ def scaling_objects(
             spec=spec,
             chains=list(chains.values()),
             labels=labels,
-            bootstrap=str(bus.bootstrap) if bus is not None else None,
+            bootstrap=bus.bootstrap if on_bus and bus is not None else None,
+            kafka_auth=kafka_auth_metadata(bus) if on_bus and bus is not None else None,
         )
-    if bus is not None and any(a.mode == "events" for a in agents):
+    if bus is not None and unreadable is None and any(a.mode == "events" for a in agents):
         out.objects["kafka-auth"] = kafka_trigger_authentication(ns.agents, bus, labels)
-        out.config_maps["kafka-username"] = (
-            ns.agents,
-            KAFKA_USERNAME_CONFIG_MAP,
-            {"username": KEDA_USER},
-        )
+        if bus.auth == "scram-sha-512":
+            out.config_maps["kafka-username"] = (
+                ns.agents,
+                KAFKA_USERNAME_CONFIG_MAP,
+                {"username": KEDA_USER},
+            )
     return out
 
 
@@ -127,9 +159,24 @@ def build_autoscaling(
 ) -> Keda:
     """`targets`: the Deployment (and what it needs) behind each ScaledObject suffix
     (`model-<name>`, `agent-<name>`)."""
-    rendered = scaling_objects(config, agents, contract_bus(contract))
+    bus = contract_bus(contract)
+    rendered = scaling_objects(config, agents, bus, irsa=irsa is not None)
     for note in rendered.skipped:
         pulumi.log.warn(note)
+    operator_role: KedaOperatorRole | None = None
+    if (
+        bus is not None
+        and bus.auth == "aws-msk-iam"
+        and irsa is not None
+        and "kafka-auth" in rendered.objects
+    ):
+        operator_role = KedaOperatorRole(
+            irsa=irsa,
+            policy=keda_operator_policy(bus, agents),
+            description="KEDA's kafka scaler: describe the agents' MSK tasks topics and "
+            "consumer groups (lag only)",
+            tags=aws_tags(config.cost_labels.as_labels(), component="autoscaling"),
+        )
     keda = Keda(
         "keda",
         KedaArgs(
@@ -138,6 +185,7 @@ def build_autoscaling(
             objects=rendered.objects,
             config_maps=rendered.config_maps,
             targets=targets,
+            operator_role=operator_role,
         ),
         opts=on_cluster,
     )

@@ -19,7 +19,15 @@ import yaml
 from components.agents.spec import AgentSpec, kafka_names
 from components.compute.gpu_node_pool import NODE_TEMPLATE_RESOURCES, node_template_tags
 from components.data.certs import CA_BUNDLE_KEY, CA_BUNDLE_SECRET
-from components.data.kafka import KEDA_USER, SecretKeyRef, strimzi_connection
+from components.data.kafka import (
+    KEDA_USER,
+    MSK_IAM_PORT,
+    AgentKafkaAccess,
+    KafkaConnection,
+    SecretKeyRef,
+    msk_lag_reader_policy,
+    strimzi_connection,
+)
 from components.observe.catalogue import unknown_labels, unknown_metrics
 from components.scale import cluster_autoscaler_chart, keda_chart
 from components.scale.cluster_autoscaler import cluster_autoscaler_policy, cluster_autoscaler_values
@@ -67,6 +75,35 @@ def _bus(config: StackConfig) -> Any:
         config.agents,
         users_namespace=ns.agents,
         ca=SecretKeyRef(ns.agents, CA_BUNDLE_SECRET, CA_BUNDLE_KEY),
+    )
+
+
+CLUSTER_ARN = "arn:aws:kafka:us-east-1:111122223333:cluster/events/0b7e-uuid-1"
+
+
+def _msk_bus(config: StackConfig) -> KafkaConnection:
+    """The connection EventBus builds for MSK (IAM over TLS, Amazon's certificates)."""
+    access = tuple(
+        AgentKafkaAccess(
+            agent=a.name,
+            tasks_topic=kafka_names(a).tasks,
+            results_topic=kafka_names(a).results,
+            dead_letter_topic=kafka_names(a).dead_letter,
+            group=kafka_names(a).group,
+            username=None,
+            password=None,
+        )
+        for a in config.agents
+        if a.mode == "events"
+    )
+    return KafkaConnection(
+        bootstrap="b-1.events.abc.c2.kafka.us-east-1.amazonaws.com:9098",
+        tls=True,
+        ca=None,
+        auth="aws-msk-iam",
+        agents=access,
+        region="us-east-1",
+        cluster_arn=CLUSTER_ARN,
     )
 
 
@@ -176,13 +213,27 @@ def test_events_agents_scale_on_consumer_lag_within_the_partitions(pilot: StackC
     )
 
 
-def test_events_agents_on_a_managed_bus_are_left_out_with_a_reason(pilot: StackConfig) -> None:
+def test_events_agents_on_a_bus_the_scaler_cannot_read_are_left_out_with_a_reason(
+    pilot: StackConfig,
+) -> None:
     researcher = next(a for a in pilot.agents if a.name == "researcher")
     rendered = scaling_objects(pilot, [researcher], None)
     assert "agent-researcher" not in rendered.objects
+    assert rendered.skipped == ["agent researcher: no ScaledObject, the stack has no event bus"]
+    plaintext = dataclasses.replace(_bus(pilot), tls=False, auth="none", ca=None)
+    rendered = scaling_objects(pilot, [researcher], plaintext)
+    assert "agent-researcher" not in rendered.objects
+    assert "kafka-auth" not in rendered.objects
     assert rendered.skipped == [
-        "agent researcher: no ScaledObject, the kafka scaler reads only the in-cluster "
-        "(Strimzi) bus so far"
+        "agent researcher: no ScaledObject, the kafka scaler is wired for SCRAM-SHA-512 "
+        "(Strimzi) and IAM (MSK) over TLS only, this bus uses auth none (tls False)"
+    ]
+    # MSK's IAM tokens are signed with the operator's IRSA role: no OIDC provider, no role.
+    rendered = scaling_objects(pilot, [researcher], _msk_bus(pilot), irsa=False)
+    assert "agent-researcher" not in rendered.objects
+    assert rendered.skipped == [
+        "agent researcher: no ScaledObject, the kafka scaler signs MSK IAM tokens with an "
+        "IRSA role, which needs the cluster's OIDC provider (cluster.mode: eks)"
     ]
 
 
@@ -454,7 +505,7 @@ def test_a_kafka_trigger_on_an_unknown_topic_or_authentication_fails(
     so["spec"]["triggers"][0]["metadata"]["topic"] = "nope"
     findings = check_scaled_objects(_with(pilot_plan, "ScaledObject", "qwen25-7b", so))
     assert [f.message for f in findings] == [
-        "kafka trigger topic 'nope' is not a KafkaTopic of the stack",
+        "kafka trigger topic 'nope' is not a KafkaTopic or MSK topic of the stack",
         f"authenticationRef TriggerAuthentication {KEDA_USER} is not declared by the stack "
         "in namespace swarmstack-models",
     ]
@@ -561,3 +612,260 @@ def test_a_source_the_stack_does_not_run_fails(pilot_plan: Plan) -> None:
     [finding] = check_scaled_object_sources(_with(pilot_plan, "ScaledObject", "qwen25-7b", body))
     assert finding.check == "scaling-source"
     assert "source thanos.swarmstack-monitoring.svc:9090 is not a Service" in finding.message
+
+
+# --------------------------------------------------------------------------- MSK (IAM)
+
+
+@pytest.fixture(scope="module")
+def production() -> StackConfig:
+    return load_file(ROOT / "stacks" / "Pulumi.production.yaml")
+
+
+@pytest.fixture(scope="module")
+def production_plan() -> Plan:
+    return Plan.from_capture(run_program(read_program_input(ROOT, "production")))
+
+
+def test_events_agents_on_msk_scale_on_lag_as_the_operators_iam_role(
+    production: StackConfig,
+) -> None:
+    researcher = next(a for a in production.agents if a.name == "researcher")
+    rendered = scaling_objects(production, [researcher], _msk_bus(production))
+    assert rendered.skipped == []
+    so = rendered.objects["agent-researcher"]
+    names = kafka_names(researcher)
+    assert so["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "agent-researcher",
+        # KEDA resolves bootstrapServersFromEnv in this container's environment.
+        "envSourceContainerName": "worker",
+    }
+    [trigger] = so["spec"]["triggers"]
+    assert trigger == {
+        "type": "kafka",
+        "name": "consumer-lag",
+        "metadata": {
+            "bootstrapServersFromEnv": "KAFKA_BOOTSTRAP",
+            "consumerGroup": names.group,
+            "topic": names.tasks,
+            "lagThreshold": str(production.autoscaling.lag_per_worker),
+            "offsetResetPolicy": "earliest",
+            "allowIdleConsumers": "false",
+            "sasl": "oauthbearer",
+            "saslTokenProvider": "aws_msk_iam",
+            "awsRegion": "us-east-1",
+            "tls": "enable",
+        },
+        "authenticationRef": {"name": KEDA_USER},
+    }
+    # The same lag threshold, group, topic and bounds as on the in-cluster bus.
+    strimzi = scaling_objects(production, [researcher], _bus(production))
+    strimzi_so = strimzi.objects["agent-researcher"]
+    [strimzi_trigger] = strimzi_so["spec"]["triggers"]
+    common = ("consumerGroup", "topic", "lagThreshold", "offsetResetPolicy", "allowIdleConsumers")
+    assert {k: trigger["metadata"][k] for k in common} == {
+        k: strimzi_trigger["metadata"][k] for k in common
+    }
+    for key in ("minReplicaCount", "maxReplicaCount", "advanced", "pollingInterval"):
+        assert so["spec"][key] == strimzi_so["spec"][key]
+    # No secret, no user name: the operator's own identity signs the IAM tokens.
+    assert rendered.objects["kafka-auth"]["spec"] == {
+        "podIdentity": {"provider": "aws", "identityOwner": "keda"}
+    }
+    assert rendered.config_maps == {}
+    objects = list(rendered.objects.values())
+    assert keda_problems(objects) == [[] for _ in objects]
+
+
+def test_the_msk_trigger_refuses_a_bus_without_a_region(production: StackConfig) -> None:
+    researcher = next(a for a in production.agents if a.name == "researcher")
+    bus = dataclasses.replace(_msk_bus(production), region=None)
+    with pytest.raises(ValueError, match="signs MSK IAM tokens for a region: none is set"):
+        scaling_objects(production, [researcher], bus)
+
+
+def test_the_operators_msk_policy_describes_the_agents_topics_and_groups_only(
+    production: StackConfig,
+) -> None:
+    second = production.agents[0].model_copy(update={"name": "summarizer"})
+    agents = [*production.agents, second]
+    policy = json.loads(msk_lag_reader_policy(CLUSTER_ARN, agents))
+    topic = "arn:aws:kafka:us-east-1:111122223333:topic/events/0b7e-uuid-1"
+    group = "arn:aws:kafka:us-east-1:111122223333:group/events/0b7e-uuid-1"
+    assert policy["Statement"] == [
+        {
+            "Sid": "Connect",
+            "Effect": "Allow",
+            "Action": ["kafka-cluster:Connect"],
+            "Resource": CLUSTER_ARN,
+        },
+        {
+            "Sid": "DescribeTasksTopics",
+            "Effect": "Allow",
+            "Action": ["kafka-cluster:DescribeTopic"],
+            "Resource": [f"{topic}/researcher.tasks", f"{topic}/summarizer.tasks"],
+        },
+        {
+            "Sid": "DescribeConsumerGroups",
+            "Effect": "Allow",
+            "Action": ["kafka-cluster:DescribeGroup"],
+            "Resource": [f"{group}/researcher.workers", f"{group}/summarizer.workers"],
+        },
+    ]
+    actions = {a for st in policy["Statement"] for a in st["Action"]}
+    assert not actions & {
+        "kafka-cluster:ReadData",
+        "kafka-cluster:WriteData",
+        "kafka-cluster:AlterGroup",
+        "kafka-cluster:DescribeCluster",
+    }
+    resources: list[str] = []
+    for st in policy["Statement"]:
+        found: str | list[str] = st["Resource"]
+        resources += [found] if isinstance(found, str) else found
+    assert "*" not in resources and all("concierge" not in r for r in resources)
+
+
+def _registration(plan: Plan, type_: str, name: str) -> Registration:
+    return next(r for r in plan.capture.registrations if r.type == type_ and r.name == name)
+
+
+def test_production_scales_the_researcher_on_msk_as_an_irsa_role(
+    production_plan: Plan,
+) -> None:
+    so = _scaled(production_plan, "agent-researcher")
+    [trigger] = so.body["spec"]["triggers"]
+    assert trigger["metadata"]["saslTokenProvider"] == "aws_msk_iam"
+    assert trigger["metadata"]["topic"] == "researcher.tasks"
+    [auth] = [m for m in production_plan.manifests if m.kind == "TriggerAuthentication"]
+    assert (auth.namespace, auth.name) == ("swarmstack-agents", KEDA_USER)
+    assert auth.body["spec"] == {"podIdentity": {"provider": "aws", "identityOwner": "keda"}}
+    # No SCRAM user name ConfigMap on MSK.
+    assert not any(m.name == KAFKA_USERNAME_CONFIG_MAP for m in production_plan.manifests)
+    # The operator's service account carries the role, which trusts only that account.
+    role = _registration(production_plan, "aws:iam/role:Role", "keda-operator-role")
+    trust = json.loads(role.inputs["assumeRolePolicy"])
+    [statement] = trust["Statement"]
+    assert (
+        "system:serviceaccount:keda:keda-operator"
+        in statement["Condition"]["StringEquals"].values()
+    )
+    keda = next(r.document() for r in production_plan.releases if r.document()["chart"] == "keda")
+    irsa = keda["values"]["podIdentity"]["aws"]["irsa"]
+    assert irsa["enabled"] is True
+    assert irsa["roleArn"].endswith(":role/keda-operator-role-id")
+    assert keda_chart.unchecked_value_paths(keda["values"]) == []
+    policy = _registration(production_plan, "aws:iam/rolePolicy:RolePolicy", "keda-operator-policy")
+    assert policy.inputs["role"] == "keda-operator-role-id"
+    statements = json.loads(policy.inputs["policy"])["Statement"]
+    assert [s["Action"] for s in statements] == [
+        ["kafka-cluster:Connect"],
+        ["kafka-cluster:DescribeTopic"],
+        ["kafka-cluster:DescribeGroup"],
+    ]
+    cluster_arn = statements[0]["Resource"]
+    assert statements[1]["Resource"] == [
+        cluster_arn.replace(":cluster/", ":topic/") + "/researcher.tasks"
+    ]
+    assert statements[2]["Resource"] == [
+        cluster_arn.replace(":cluster/", ":group/") + "/researcher.workers"
+    ]
+
+
+def test_production_keda_objects_pass_the_plan_checks(production_plan: Plan) -> None:
+    assert check_keda_schemas(production_plan.manifests) == []
+    assert check_scaled_objects(production_plan) == []
+    assert check_scaled_object_sources(production_plan) == []
+
+
+def test_the_msk_brokers_admit_the_nodes_kedas_operator_runs_on(production_plan: Plan) -> None:
+    """The operator's pods take their node's security group (the VPC CNI, no pod security
+    groups): the brokers' group admits it on the IAM port."""
+    group = _registration(
+        production_plan, "aws:ec2/securityGroup:SecurityGroup", "event-bus-brokers"
+    )
+    [rule] = group.inputs["ingress"]
+    assert (rule["fromPort"], rule["toPort"], rule["protocol"]) == (
+        MSK_IAM_PORT,
+        MSK_IAM_PORT,
+        "tcp",
+    )
+    assert len(rule["securityGroups"]) == 1
+    assert not any(
+        r.type.endswith("SecurityGroupPolicy") for r in production_plan.capture.registrations
+    )
+    # No launch template replaces the EKS cluster security group on the nodes.
+    templates = [
+        r for r in production_plan.capture.registrations if r.type.endswith("LaunchTemplate")
+    ]
+    assert templates and not any(
+        r.inputs.get("vpcSecurityGroupIds") or r.inputs.get("networkInterfaces") for r in templates
+    )
+
+
+def test_an_egress_default_deny_in_kedas_namespace_cuts_the_msk_trigger(
+    production_plan: Plan,
+) -> None:
+    closed = _adding_policy(
+        production_plan, "deny-egress", "keda", {"podSelector": {}, "policyTypes": ["Egress"]}
+    )
+    kafka = [
+        f
+        for f in check_scaled_object_sources(closed)
+        if f.resource.startswith("ScaledObject swarmstack-agents/agent-researcher")
+    ]
+    [finding] = kafka
+    assert finding.message.endswith(
+        f"reach its source MSK brokers:{MSK_IAM_PORT} (outside the cluster) on port {MSK_IAM_PORT}"
+    )
+    opened = _adding_policy(
+        closed,
+        "allow-keda-to-msk",
+        "keda",
+        {
+            "podSelector": {"matchLabels": keda_chart.OPERATOR_POD_LABELS},
+            "policyTypes": ["Egress"],
+            "egress": [
+                {
+                    "to": [{"ipBlock": {"cidr": "10.50.0.0/16"}}],
+                    "ports": [{"protocol": "TCP", "port": MSK_IAM_PORT}],
+                }
+            ],
+        },
+    )
+    assert not [f for f in check_scaled_object_sources(opened) if "agent-researcher" in f.resource]
+
+
+def test_a_msk_trigger_on_a_topic_off_the_topic_list_fails(production_plan: Plan) -> None:
+    body = copy.deepcopy(_scaled(production_plan, "agent-researcher").body)
+    body["spec"]["triggers"][0]["metadata"]["topic"] = "researcher.tasks-v2"
+    [finding] = check_scaled_objects(
+        _with(production_plan, "ScaledObject", "agent-researcher", body)
+    )
+    assert finding.message == (
+        "kafka trigger topic 'researcher.tasks-v2' is not a KafkaTopic or MSK topic of the stack"
+    )
+
+
+def test_a_msk_trigger_reading_a_variable_the_worker_lacks_fails(production_plan: Plan) -> None:
+    body = copy.deepcopy(_scaled(production_plan, "agent-researcher").body)
+    body["spec"]["triggers"][0]["metadata"]["bootstrapServersFromEnv"] = "BROKERS"
+    plan = _with(production_plan, "ScaledObject", "agent-researcher", body)
+    [finding] = check_scaled_object_sources(plan)
+    assert finding.check == "scaling-source"
+    assert "source ${BROKERS} (not in the scale target's env)" in finding.message
+
+
+def test_production_plans_without_the_scaled_object_warning_and_no_violations(
+    tmp_path: Path,
+) -> None:
+    from stacks.cli import main  # noqa: PLC0415
+
+    assert main(["plan", "production", "--root", str(ROOT), "--out", str(tmp_path)]) == 0
+    out = tmp_path / "production"
+    assert json.loads((out / "policy.json").read_text()) == []
+    summary = (out / "summary.txt").read_text()
+    assert "no ScaledObject" not in summary
+    assert "kubernetes:keda.sh/v1alpha1:TriggerAuthentication          1" in summary

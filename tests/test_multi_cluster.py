@@ -65,6 +65,35 @@ def test_plan_of_the_global_stack_writes_every_stack_with_no_mandatory_violation
         assert _outputs(planned, stack)["phase"] == "production"
 
 
+def test_each_region_scales_its_events_agents_on_its_own_msk_cluster(planned: Path) -> None:
+    """KEDA reads each region's MSK consumer lag with IAM tokens signed for that region,
+    as that cluster's operator role, which may describe only that cluster's tasks topics
+    and groups; no region is left at replicas.min."""
+    for stack, region in (("scale-east", "us-east-1"), ("scale-west", "us-west-2")):
+        manifests = planned / stack / "manifests"
+        [so_file] = manifests.glob("*-scaledobject-agent-researcher.yaml")
+        [trigger] = yaml.safe_load(so_file.read_text())["spec"]["triggers"]
+        assert trigger["metadata"]["saslTokenProvider"] == "aws_msk_iam", stack
+        assert trigger["metadata"]["awsRegion"] == region, stack
+        [auth_file] = manifests.glob("*-triggerauthentication-keda-lag-reader.yaml")
+        assert yaml.safe_load(auth_file.read_text())["spec"] == {
+            "podIdentity": {"provider": "aws", "identityOwner": "keda"}
+        }
+        [policy] = [
+            r
+            for r in _of_type(planned, stack, "aws:iam/rolePolicy:RolePolicy")
+            if r["name"] == "keda-operator-policy"
+        ]
+        resources = [
+            res
+            for st in json.loads(policy["inputs"]["policy"])["Statement"]
+            for res in ([st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"])
+        ]
+        assert all(f":{region}:" in res for res in resources), (stack, resources)
+        summary = (planned / stack / "summary.txt").read_text()
+        assert "no ScaledObject" not in summary, stack
+
+
 # --------------------------------------------------------------------------- the feed
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,38 @@ def test_unknown_topic_is_reported_as_unknown() -> None:
     assert v.message.startswith(
         "ScaledObject agents/worker (worker-scaler): partition count unknown"
     )
-    assert "no KafkaTopic in the stack declares it" in v.message
+    assert "no KafkaTopic or topic list in the stack declares it" in v.message
+
+
+def topic_list(partitions: int) -> k8s.core.v1.ConfigMap:
+    """The topic list swarmstack's MSK topic Job applies (MSK has no topic resource)."""
+    document = json.dumps(
+        {"topics": [{"name": "requests", "partitions": partitions, "replicationFactor": 3}]}
+    )
+    return k8s.core.v1.ConfigMap(
+        "events-topics",
+        metadata={"name": "events-topics", "namespace": "data"},
+        data={"topics.json": document},
+    )
+
+
+def test_msk_topics_take_their_partitions_from_the_topic_list() -> None:
+    msk = kafka_trigger(servers="b-1.events.kafka.us-east-1.amazonaws.com:9098")
+
+    def within() -> None:
+        topic_list(partitions=6)
+        scaled_object(triggers=[msk], maxReplicaCount=6)
+
+    def beyond() -> None:
+        topic_list(partitions=6)
+        scaled_object(triggers=[msk], maxReplicaCount=8)
+
+    assert messages(within, RULE_KAFKA) == []
+    assert only(beyond, RULE_KAFKA).message == (
+        "ScaledObject agents/worker (worker-scaler): maxReplicaCount 8 exceeds the 6 "
+        "partition(s) of topic requests (ConfigMap data/events-topics (events-topics), "
+        "topics.json): replicas beyond one per partition sit idle"
+    )
 
 
 def test_trigger_without_topic_is_unknown() -> None:
@@ -471,6 +503,15 @@ def test_workloads_other_than_models_and_agents_are_not_judged() -> None:
 def test_pilot_passes_every_scaling_rule() -> None:
     capture = run_program(read_program_input(ROOT, "pilot"))
     assert [str(v) for v in evaluate(capture.registrations, {}, RULES)] == []
+
+
+def test_production_passes_every_scaling_rule_and_judges_its_msk_agent() -> None:
+    capture = run_program(read_program_input(ROOT, "production"))
+    assert [str(v) for v in evaluate(capture.registrations, {}, RULES)] == []
+    found = evaluate(capture.registrations, {RULE_SCALE_DOWN: {"minScaleDownWindowS": 3600}}, RULES)
+    assert "ScaledObject swarmstack-agents/agent-researcher (keda-agent-researcher)" in [
+        v.message.split(":")[0] for v in found if v.rule == RULE_SCALE_DOWN
+    ]
 
 
 def test_the_scaling_rules_see_the_pilots_scaled_objects() -> None:

@@ -61,6 +61,9 @@ from components.specs import CostLabels, ImageRef
 from components.traffic.istio_chart import merged_metrics_container_port
 from components.traffic.tenancy import MODEL_PORT
 
+# The worker's container in the pod template (KEDA reads its environment: envSourceContainerName).
+WORKER_CONTAINER = "worker"
+
 WORKER_PORT_NAME = "http"  # the worker port's name in the Service and the monitors
 RUN_AS_USER = 10001  # the image's `agent` user and group
 PRESTOP_SLEEP_S = 5  # endpoint removal reaches every proxy before SIGTERM
@@ -250,7 +253,7 @@ def pod_template(
     secret_volumes, secret_mounts = _secret_volumes(worker.files)
     probe = {"port": WORKER_PORT_NAME}
     container: dict[str, Any] = {
-        "name": "worker",
+        "name": WORKER_CONTAINER,
         "image": image.reference,
         "imagePullPolicy": "IfNotPresent",
         "command": list(worker.command),

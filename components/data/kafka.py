@@ -517,8 +517,10 @@ class KafkaConnection:
     # enable.idempotence of the producers (off only where the broker cannot, see
     # LOCAL_BROKER_GAPS).
     idempotent: bool = True
-    # MSK: the cluster's AWS region, for which IAM clients sign their OAUTHBEARER tokens.
+    # MSK: the cluster's AWS region, for which IAM clients sign their OAUTHBEARER tokens,
+    # and the cluster's ARN (pulumi.Input[str]), which IAM policies of its clients scope to.
     region: str | None = None
+    cluster_arn: Any = None
 
     def access(self, agent: str) -> AgentKafkaAccess:
         for a in self.agents:
@@ -987,6 +989,35 @@ def msk_agent_policy(cluster_arn: str, agent: AgentSpec) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
 
 
+def msk_lag_reader_policy(cluster_arn: str, agents: Sequence[AgentSpec]) -> str:
+    """IAM policy of KEDA's operator on MSK, the IAM twin of `keda_acls`: connect, and
+    describe each events agent's tasks topic (Metadata, ListOffsets) and consumer group
+    (FindCoordinator, DescribeGroups, OffsetFetch). No ReadData, no WriteData, no AlterGroup,
+    nothing cluster-wide beyond Connect."""
+    names = [kafka_names(a) for a in events_agents(agents)]
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "Connect",
+            "Effect": "Allow",
+            "Action": ["kafka-cluster:Connect"],
+            "Resource": cluster_arn,
+        },
+        {
+            "Sid": "DescribeTasksTopics",
+            "Effect": "Allow",
+            "Action": ["kafka-cluster:DescribeTopic"],
+            "Resource": [msk_topic_arn(cluster_arn, n.tasks) for n in names],
+        },
+        {
+            "Sid": "DescribeConsumerGroups",
+            "Effect": "Allow",
+            "Action": ["kafka-cluster:DescribeGroup"],
+            "Resource": [msk_group_arn(cluster_arn, n.group) for n in names],
+        },
+    ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
+
+
 def msk_topic_admin_policy(cluster_arn: str, topics: Sequence[RenderedTopic]) -> str:
     """IAM policy of the topic Job: create and configure the rendered topics, nothing else."""
     return json.dumps(
@@ -1340,6 +1371,7 @@ class EventBus(pulumi.ComponentResource):
             auth="aws-msk-iam",
             agents=tuple(access),
             region=self._args.region,
+            cluster_arn=cluster.arn,
         )
         self._topic_job(cluster, connection)
         return connection, cluster

@@ -16,6 +16,12 @@ per agent type, each on the signal that says the workload is full.
   through a `TriggerAuthentication` in the agents' namespace: the password from the
   Secret Strimzi writes for that user, the CA from the stack's CA bundle Secret, the
   user name from a ConfigMap (no secret).
+- On MSK (SASL/IAM on 9098) the same trigger signs OAUTHBEARER tokens with AWS credentials
+  (`sasl: oauthbearer`, `saslTokenProvider: aws_msk_iam`, `awsRegion`, `tls: enable`, as
+  the kafka scaler of the chart's KEDA release reads them). Its `TriggerAuthentication` holds
+  no secret: `podIdentity.provider: aws` with `identityOwner: keda`, so the scaler uses the
+  operator's own IRSA role (`podIdentity.aws.irsa.roleArn` of the chart), whose policy
+  (`components.data.kafka.msk_lag_reader_policy`) describes the tasks topics and groups only.
 - HTTP agents scale on the worker's `agent_active_sessions` per pod.
 
 Interactive workloads (interactive models, and http agents until agent types declare a
@@ -35,6 +41,8 @@ import pulumi_kubernetes as k8s
 from pydantic import Field, field_validator
 
 from components.agents.spec import AgentSpec, kafka_names, workload_name
+from components.agents.workload import WORKER_CONTAINER
+from components.compute.irsa import Irsa, irsa_role
 from components.data.kafka import KEDA_USER, KafkaConnection
 from components.observe.selection import MONITORING_RELEASE
 from components.scale import keda_chart
@@ -49,6 +57,10 @@ TURN_MODEL_CALLS = 4
 # fullname being `<release>-kube-prometheus-stack` cut to 26 characters; it serves 9090.
 PROMETHEUS_PORT = 9090
 KAFKA_USERNAME_CONFIG_MAP = f"{KEDA_USER}-username"
+# The worker's environment variable with the bus's bootstrap (kafka_client_environment),
+# and the kafka trigger's key that reads a scale target's variable.
+BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP"
+BOOTSTRAP_FROM_ENV = "bootstrapServersFromEnv"
 
 Tier = Literal["interactive", "batch"]
 
@@ -252,7 +264,10 @@ def sessions_query(agent: AgentSpec, namespace: str) -> str:
 def kafka_trigger_authentication(
     namespace: str, connection: KafkaConnection, labels: Mapping[str, str]
 ) -> dict[str, Any]:
-    """How KEDA's kafka scaler logs in as KEDA_USER: references only, no value."""
+    """How KEDA's kafka scaler logs in: as SCRAM user KEDA_USER on Strimzi (references
+    only, no value), or as the operator's IRSA role on MSK (`msk_trigger_authentication`)."""
+    if connection.auth == "aws-msk-iam" and connection.tls:
+        return msk_trigger_authentication(namespace, labels)
     if connection.auth != "scram-sha-512" or not connection.tls:
         raise ValueError(
             f"the kafka scaler reads the bus as SCRAM user {KEDA_USER} over TLS; this bus "
@@ -276,6 +291,42 @@ def kafka_trigger_authentication(
     }
 
 
+def msk_trigger_authentication(namespace: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    """The kafka scaler on MSK signs its IAM tokens with the KEDA operator's own identity
+    (the IRSA role of its service account): no secret, no role to assume."""
+    return {
+        "apiVersion": KEDA_API_VERSION,
+        "kind": "TriggerAuthentication",
+        "metadata": {"name": KEDA_USER, "namespace": namespace, "labels": dict(labels)},
+        "spec": {"podIdentity": {"provider": "aws", "identityOwner": "keda"}},
+    }
+
+
+def kafka_auth_metadata(connection: KafkaConnection) -> dict[str, str]:
+    """The kafka trigger's bootstrap, TLS and SASL metadata for the bus's client auth.
+
+    MSK's bootstrap brokers exist only once the cluster does: the trigger reads them from
+    the worker container's own `KAFKA_BOOTSTRAP` (`bootstrapServersFromEnv`, resolved by
+    KEDA from the scale target's container), so the ScaledObject holds no unknown value
+    and names the same brokers the worker dials."""
+    if connection.auth == "scram-sha-512" and connection.tls:
+        return {"sasl": "scram_sha512", "tls": "enable"}
+    if connection.auth == "aws-msk-iam" and connection.tls:
+        if connection.region is None:
+            raise ValueError("the kafka scaler signs MSK IAM tokens for a region: none is set")
+        return {
+            "bootstrapServersFromEnv": BOOTSTRAP_ENV,
+            "sasl": "oauthbearer",
+            "saslTokenProvider": "aws_msk_iam",
+            "awsRegion": connection.region,
+            "tls": "enable",
+        }
+    raise ValueError(
+        f"the kafka scaler reads the bus with SCRAM-SHA-512 or MSK IAM over TLS; this bus "
+        f"uses auth {connection.auth} (tls {connection.tls})"
+    )
+
+
 def agent_scaled_object(
     agent: AgentSpec,
     *,
@@ -284,30 +335,33 @@ def agent_scaled_object(
     spec: AutoscalingSpec,
     chains: Sequence[TimeoutChain],
     labels: Mapping[str, str],
-    bootstrap: str | None = None,
+    bootstrap: Any = None,
+    kafka_auth: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """An agent type's ScaledObject (its Deployment is `workload_name(agent)`); events
-    agents need the bus's `bootstrap`."""
+    agents need the bus's `bootstrap` (pulumi.Input[str] on MSK) and its `kafka_auth`
+    metadata (`kafka_auth_metadata`; default: SCRAM-SHA-512 over TLS)."""
     name = workload_name(agent)
     bounds = replica_bounds(
         agent.replicas.min, agent.replicas.max, agent_tier(agent), f"agent {agent.name}"
     )
     if agent.mode == "events":
-        if bootstrap is None:
+        if bootstrap is None and BOOTSTRAP_FROM_ENV not in (kafka_auth or {}):
             raise ValueError(f"agent {agent.name} is mode events: the bus bootstrap is needed")
         names = kafka_names(agent)
+        auth = dict(kafka_auth or {"sasl": "scram_sha512", "tls": "enable"})
+        servers = {} if BOOTSTRAP_FROM_ENV in auth else {"bootstrapServers": bootstrap}
         trigger: dict[str, Any] = {
             "type": "kafka",
             "name": "consumer-lag",
             "metadata": {
-                "bootstrapServers": bootstrap,
+                **servers,
                 "consumerGroup": names.group,
                 "topic": names.tasks,
                 "lagThreshold": str(spec.lag_per_worker),
                 "offsetResetPolicy": "earliest",
                 "allowIdleConsumers": "false",
-                "sasl": "scram_sha512",
-                "tls": "enable",
+                **auth,
             },
             "authenticationRef": {"name": KEDA_USER},
         }
@@ -323,7 +377,7 @@ def agent_scaled_object(
             },
         }
     window = scale_down_window_s(chains, spec.scale_down_margin_s)
-    return _scaled_object(
+    body = _scaled_object(
         name=name,
         namespace=namespace,
         labels=labels,
@@ -332,16 +386,25 @@ def agent_scaled_object(
         window_s=window,
         triggers=[trigger],
     )
+    if BOOTSTRAP_FROM_ENV in trigger["metadata"]:
+        body["spec"]["scaleTargetRef"]["envSourceContainerName"] = WORKER_CONTAINER
+    return body
 
 
-def keda_values(cost_labels: CostLabels) -> dict[str, Any]:
-    """Helm values of the keda chart at keda_chart.CHART_VERSION."""
+def keda_values(
+    cost_labels: CostLabels, operator_role_arn: pulumi.Input[str] | None = None
+) -> dict[str, Any]:
+    """Helm values of the keda chart at keda_chart.CHART_VERSION; `operator_role_arn`: the
+    IAM role the operator's service account assumes through IRSA (MSK's kafka scaler)."""
     labels = cost_labels.as_labels()
-    return {
+    values: dict[str, Any] = {
         "crds": {"install": True},
         "additionalLabels": labels,
         "podLabels": {"keda": labels, "metricsAdapter": labels, "webhooks": labels},
     }
+    if operator_role_arn is not None:
+        values["podIdentity"] = {"aws": {"irsa": {"enabled": True, "roleArn": operator_role_arn}}}
+    return values
 
 
 def keda_network_policies(
@@ -375,6 +438,17 @@ def keda_network_policies(
 
 
 @dataclass(frozen=True)
+class KedaOperatorRole:
+    """An IAM role for the KEDA operator's service account (IRSA): what its AWS-signing
+    scalers (the kafka scaler on MSK) may do."""
+
+    irsa: Irsa
+    policy: pulumi.Input[str]
+    description: str
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class KedaArgs:
     spec: AutoscalingSpec
     cost_labels: CostLabels
@@ -384,10 +458,13 @@ class KedaArgs:
     config_maps: Mapping[str, tuple[str, str, Mapping[str, str]]]
     # What each ScaledObject's target needs first (its Deployment), by resource suffix.
     targets: Mapping[str, Sequence[pulumi.Resource]]
+    # The operator's IAM role, when a scaler signs with AWS credentials (MSK).
+    operator_role: KedaOperatorRole | None = None
 
 
 class Keda(pulumi.ComponentResource):
-    """The KEDA operator (namespace and release) and the stack's ScaledObjects."""
+    """The KEDA operator (namespace, release and, for MSK, its IRSA role) and the stack's
+    ScaledObjects."""
 
     release: k8s.helm.v3.Release
 
@@ -408,6 +485,20 @@ class Keda(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        role_arn: pulumi.Output[str] | None = None
+        if args.operator_role is not None:
+            role = irsa_role(
+                args.operator_role.irsa,
+                role_name=f"{name}-operator-role",
+                policy_name=f"{name}-operator-policy",
+                namespace=keda.namespace,
+                service_account=keda_chart.OPERATOR_SERVICE_ACCOUNT,
+                policy=args.operator_role.policy,
+                description=args.operator_role.description,
+                tags=dict(args.operator_role.tags),
+                parent=self,
+            )
+            role_arn = role.arn
         self.release = k8s.helm.v3.Release(
             f"{name}-release",
             k8s.helm.v3.ReleaseArgs(
@@ -416,7 +507,7 @@ class Keda(pulumi.ComponentResource):
                 version=keda.chart_version,
                 repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=keda_chart.REPOSITORY),
                 namespace=keda.namespace,
-                values=keda_values(args.cost_labels),
+                values=keda_values(args.cost_labels, role_arn),
                 cleanup_on_fail=True,
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace]),

@@ -17,6 +17,14 @@ Checked at v2.20.2 (chart and app v2.20.2, the latest 2.20.x tag):
   keda-operator` (the `operator.name` default); the operator runs the scalers, so it is
   the pod that dials Prometheus and Kafka. The metrics API server asks the operator over
   gRPC and dials no scaler source itself.
+- The operator's service account is `keda-operator` (`serviceAccount.operator.name`).
+  `podIdentity.aws.irsa.enabled` annotates it (templates/manager/serviceaccount.yaml) with
+  `eks.amazonaws.com/role-arn` from `podIdentity.aws.irsa.roleArn`, the audience
+  `sts.amazonaws.com`, regional STS endpoints and a token expiration (the defaults kept).
+  The kafka scaler of KEDA v2.20.2 (pkg/scalers/kafka_scaler.go) reads MSK with
+  `sasl: oauthbearer`, `saslTokenProvider: aws_msk_iam`, `awsRegion` and `tls: enable`;
+  with a TriggerAuthentication `podIdentity.provider: aws` and no `roleArn`, it signs with
+  the operator's own credentials (pkg/scalers/aws/aws_common.go).
 - The defaults are already restricted pod security (runAsNonRoot, drop ALL, read-only
   root filesystem, RuntimeDefault seccomp on every container), so no security key is set.
 """
@@ -34,6 +42,7 @@ CHART_VERSION = "2.20.2"
 REPOSITORY = "https://kedacore.github.io/charts"
 RELEASE = "keda"
 OPERATOR_POD_LABELS: dict[str, str] = {"app.kubernetes.io/name": "keda-operator"}
+OPERATOR_SERVICE_ACCOUNT = "keda-operator"
 
 VALUE_KEYS: dict[str, ValueKey] = {
     "crds.install": ValueKey("scalar", "true: the chart installs the keda.sh CRDs"),
@@ -43,6 +52,12 @@ VALUE_KEYS: dict[str, ValueKey] = {
     "podLabels.keda": ValueKey("map", "extra labels on the operator's pods"),
     "podLabels.metricsAdapter": ValueKey("map", "extra labels on the metrics API server's pods"),
     "podLabels.webhooks": ValueKey("map", "extra labels on the admission webhooks' pods"),
+    "podIdentity.aws.irsa.enabled": ValueKey(
+        "scalar", "true: IRSA annotations on the operator's service account"
+    ),
+    "podIdentity.aws.irsa.roleArn": ValueKey(
+        "scalar", "the IAM role ARN of the operator's service account (eks.amazonaws.com/role-arn)"
+    ),
 }
 
 

@@ -4,13 +4,16 @@ Fields that are absent mean what the controllers do without them: a KEDA
 ScaledObject scales between minReplicaCount 0 and maxReplicaCount 100 and
 targets a Deployment unless scaleTargetRef.kind says otherwise; a Strimzi
 KafkaTopic is named metadata.name unless spec.topicName is set, and without
-spec.partitions gets the cluster's num.partitions (Kafka's default is 1); a
+spec.partitions gets the cluster's num.partitions (Kafka's default is 1); on MSK,
+which has no topic resource, swarmstack's topic Job applies the list in a ConfigMap's
+`topics.json` key (`{"topics": [{"name", "partitions", ...}]}`); a
 policy/v1 PodDisruptionBudget without a selector selects no pods, and one with
 an empty selector selects every pod of its namespace.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -53,6 +56,7 @@ KEDA_DEFAULT_MIN = 0
 KEDA_DEFAULT_MAX = 100
 KAFKA_DEFAULT_PARTITIONS = 1
 CLUSTER_LABEL = "strimzi.io/cluster"
+TOPIC_LIST_KEY = "topics.json"
 
 # --------------------------------------------------------------------------- helpers
 
@@ -87,10 +91,28 @@ def _scaled_objects(resources: Sequence[PolicyResource]) -> Iterator[PolicyResou
 # --------------------------------------------------------------------------- KEDA and Kafka
 
 
+def _listed_topics(resources: Sequence[PolicyResource]) -> Iterator[tuple[str, int, str]]:
+    """(topic, partitions, how it is known) per entry of a `topics.json` topic list."""
+    for cm in of_kind(resources, "ConfigMap", "kubernetes:core/v1:"):
+        document = as_dict(cm.props.get("data")).get(TOPIC_LIST_KEY)
+        if not isinstance(document, str):
+            continue
+        try:
+            listed = as_list(as_dict(json.loads(document)).get("topics"))
+        except json.JSONDecodeError:
+            continue
+        label = describe(cm.resource_type, cm.props, cm.name)
+        for entry in map(as_dict, listed):
+            if entry.get("name"):
+                count = _count(entry.get("partitions"), KAFKA_DEFAULT_PARTITIONS)
+                yield str(entry["name"]), count, f"{label}, {TOPIC_LIST_KEY}"
+
+
 def _partitions(
     resources: Sequence[PolicyResource],
 ) -> dict[str, list[tuple[str, int, str]]]:
-    """Topic name -> (Strimzi cluster, partitions, how it is known) per KafkaTopic."""
+    """Topic name -> (Strimzi cluster, partitions, how it is known) per KafkaTopic, and
+    ("", partitions, how) per entry of an MSK topic list."""
     cluster_default: dict[str, int] = {}
     for k in of_kind(resources, "Kafka", STRIMZI_PREFIX):
         config = as_dict(as_dict(as_dict(k.props.get("spec")).get("kafka")).get("config"))
@@ -109,6 +131,8 @@ def _partitions(
             count, how = KAFKA_DEFAULT_PARTITIONS, f"{label}, spec.partitions unset: Kafka default"
         topic = str(spec.get("topicName") or name_of(t))
         topics.setdefault(topic, []).append((cluster, count, how))
+    for topic, count, how in _listed_topics(resources):
+        topics.setdefault(topic, []).append(("", count, how))
     return topics
 
 
@@ -142,8 +166,8 @@ def _kafka_max_replicas(args: StackValidationArgs, report: ReportViolation) -> N
             candidates = same_cluster or known
             if not candidates:
                 say(
-                    f"partition count unknown for topic {topic}: no KafkaTopic in the stack "
-                    f"declares it; check {shown} against its partitions"
+                    f"partition count unknown for topic {topic}: no KafkaTopic or topic list "
+                    f"in the stack declares it; check {shown} against its partitions"
                 )
                 continue
             _, partitions, how = min(candidates, key=lambda k: k[1])

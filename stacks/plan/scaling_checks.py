@@ -9,7 +9,8 @@ Targets and sources: a ScaledObject must scale a Deployment the stack declares i
 namespace; a prometheus trigger's query may select only metric families of the metrics
 contracts (components/observe/catalogue.py: the vLLM release's own `/metrics`, the
 worker's METRICS.md, the exporters) and only labels those families carry; a kafka trigger
-must name a KafkaTopic of the stack; an `authenticationRef` must name a
+must name a topic of the stack (a KafkaTopic, or an entry of the topic list the MSK topic
+Job applies, the `topics.json` ConfigMap); an `authenticationRef` must name a
 TriggerAuthentication of the stack in the ScaledObject's namespace.
 
 Sources reachable: KEDA's operator runs the scalers (the metrics API server only asks it
@@ -19,18 +20,20 @@ trigger's source: a prometheus trigger's `serverAddress`, every broker of a kafk
 trigger's `bootstrapServers`. An in-cluster name resolves to a Service of the stack, the
 monitoring release's Prometheus or a Strimzi cluster's bootstrap Service; any other
 in-cluster name is an error, a name outside the cluster is a managed service (only the
-operator's own egress applies).
+operator's own egress applies). An MSK trigger's bootstrap is known only after `up` (the
+plan holds it unknown): its source is the brokers' SASL/IAM port outside the cluster.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from components.data.kafka import CLUSTER_LABEL
+from components.data.kafka import CLUSTER_LABEL, MSK_IAM_PORT, TOPICS_CONFIG_KEY
 from components.observe.catalogue import unknown_labels, unknown_metrics
 from components.scale import keda_chart
 from components.scale.keda import PROMETHEUS_PORT, prometheus_url
@@ -79,7 +82,9 @@ def _trigger_problems(
     elif kind in ("kafka", "apache-kafka"):
         topic = str(meta.get("topic", ""))
         if topic not in topics:
-            problems.append(f"kafka trigger topic {topic!r} is not a KafkaTopic of the stack")
+            problems.append(
+                f"kafka trigger topic {topic!r} is not a KafkaTopic or MSK topic of the stack"
+            )
     else:
         problems.append(f"trigger type {kind!r} is not one the stack's checks know")
     ref = as_dict(trigger.get("authenticationRef"))
@@ -94,14 +99,28 @@ def _trigger_problems(
     return problems
 
 
-def check_scaled_objects(plan: Plan) -> list[Finding]:
-    """Every ScaledObject scales a Deployment of the stack and reads signals that exist."""
-    manifests = plan.manifests
-    deployments = {(m.namespace, m.name) for m in manifests if m.kind == "Deployment"}
+def stack_topics(manifests: Iterable[Manifest]) -> set[str]:
+    """The topics the stack declares: its KafkaTopics, and the entries of each topic list
+    ConfigMap (`topics.json`) the MSK topic Job applies."""
     topics: set[str] = set()
     for m in manifests:
         if m.kind == "KafkaTopic":
             topics.add(str(as_dict(m.body.get("spec")).get("topicName") or m.name))
+        document = as_dict(m.body.get("data")).get(TOPICS_CONFIG_KEY)
+        if m.kind == "ConfigMap" and isinstance(document, str):
+            try:
+                listed = as_list(as_dict(json.loads(document)).get("topics"))
+            except json.JSONDecodeError:
+                continue
+            topics.update(str(as_dict(t).get("name")) for t in listed if as_dict(t).get("name"))
+    return topics
+
+
+def check_scaled_objects(plan: Plan) -> list[Finding]:
+    """Every ScaledObject scales a Deployment of the stack and reads signals that exist."""
+    manifests = plan.manifests
+    deployments = {(m.namespace, m.name) for m in manifests if m.kind == "Deployment"}
+    topics = stack_topics(manifests)
     auths = {
         (m.namespace, m.name)
         for m in manifests
@@ -250,15 +269,50 @@ def resolve_source(plan: Plan, address: str, default_port: int) -> Source:
     return Source(where, None, Port(port))
 
 
-def trigger_sources(plan: Plan, trigger: Mapping[str, Any]) -> list[Source]:
+def target_env(plan: Plan, scaled_object: Manifest, variable: str) -> tuple[bool, Any]:
+    """(found, value) of `variable` in the container KEDA reads the environment of: the
+    scale target's `envSourceContainerName`, else its first container. A value the plan
+    holds unknown (known only after `up`) is None."""
+    target = as_dict(as_dict(scaled_object.body.get("spec")).get("scaleTargetRef"))
+    for m in plan.manifests:
+        if not (
+            m.kind == "Deployment"
+            and m.namespace == scaled_object.namespace
+            and m.name == target.get("name")
+        ):
+            continue
+        template = m.pod_template() or {}
+        containers = [as_dict(c) for c in as_list(as_dict(template.get("spec")).get("containers"))]
+        wanted = target.get("envSourceContainerName")
+        chosen = [c for c in containers if c.get("name") == wanted] if wanted else containers[:1]
+        for c in chosen:
+            for e in map(as_dict, as_list(c.get("env"))):
+                if e.get("name") == variable:
+                    return True, e.get("value")
+    return False, None
+
+
+def trigger_sources(
+    plan: Plan, trigger: Mapping[str, Any], scaled_object: Manifest | None = None
+) -> list[Source]:
     """Every address a trigger's scaler dials (none for a type the checks do not know,
-    which `check_scaled_objects` already refuses)."""
+    which `check_scaled_objects` already refuses). A kafka trigger's bootstrap is its
+    `bootstrapServers`, or the scale target's variable `bootstrapServersFromEnv` names; an
+    MSK (IAM) bootstrap the plan holds unknown is the brokers' IAM port outside the cluster."""
     kind = str(trigger.get("type", ""))
     meta = as_dict(trigger.get("metadata"))
     if kind == "prometheus":
         return [resolve_source(plan, str(meta.get("serverAddress", "")), 80)]
     if kind in ("kafka", "apache-kafka"):
-        servers = [s for s in str(meta.get("bootstrapServers", "")).split(",") if s.strip()]
+        bootstrap = meta.get("bootstrapServers")
+        variable = meta.get("bootstrapServersFromEnv")
+        if bootstrap is None and variable is not None and scaled_object is not None:
+            found, bootstrap = target_env(plan, scaled_object, str(variable))
+            if not found:
+                return [Source(f"${{{variable}}} (not in the scale target's env)", None, Port(0))]
+        if bootstrap is None and meta.get("saslTokenProvider") == "aws_msk_iam":
+            return [Source(f"MSK brokers:{MSK_IAM_PORT}", Pods(None), Port(MSK_IAM_PORT))]
+        servers = [s for s in str(bootstrap or "").split(",") if s.strip()]
         return [resolve_source(plan, s, 9092) for s in servers]
     return []
 
@@ -273,7 +327,7 @@ def check_scaled_object_sources(plan: Plan) -> list[Finding]:
         for t in as_list(as_dict(so.body.get("spec")).get("triggers")):
             trigger = as_dict(t)
             label = f"{trigger.get('type')} trigger {trigger.get('name') or ''}".rstrip()
-            for source in trigger_sources(plan, trigger):
+            for source in trigger_sources(plan, trigger, so):
                 if source.pods is None:
                     findings.append(
                         Finding(

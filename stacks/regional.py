@@ -76,6 +76,7 @@ def build_regional(
             region=region,
             vpc_id=eks.vpc_id,
             vpc_cidr=config.cluster.vpc_cidr,
+            private_route_table_ids=eks.private_route_table_ids,
             edge=edge,
             kafka=kafka,
             image_repositories=ecr_repositories(config),

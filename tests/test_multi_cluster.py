@@ -16,6 +16,13 @@ from components.data.kafka_replication import Flow, replication_flows, topic_pat
 from components.observe.alerts import cost_group
 from components.observe.dashboards import DashboardInputs, cost
 from components.traffic.global_routing import failover_partner
+from components.traffic.region_peering import (
+    OverlappingRegionsError,
+    RegionNetwork,
+    RegionPeering,
+    RegionPeeringArgs,
+    peering_pairs,
+)
 from stacks.ci import changed_stacks, stacks
 from stacks.cli import main
 from stacks.config import ConfigError, load_file
@@ -132,6 +139,43 @@ def test_regional_gateway_is_private(planned: Path) -> None:
         assert lb["inputs"]["loadBalancerType"] == "network"
     (zone,) = _of_type(planned, "scale-global", "aws:route53/zone:Zone")
     assert {v["vpcRegion"] for v in zone["inputs"]["vpcs"]} == {"us-east-1", "us-west-2"}
+
+
+def test_peering_routes_each_region_to_the_other_from_the_regional_outputs(
+    planned: Path,
+) -> None:
+    east, west = (_outputs(planned, s)["regional"] for s in REGIONS)
+    (connection,) = _of_type(
+        planned, "scale-global", "aws:ec2/vpcPeeringConnection:VpcPeeringConnection"
+    )
+    inputs = connection["inputs"]
+    assert (inputs["region"], inputs["vpcId"]) == ("us-east-1", east["vpcId"])
+    assert (inputs["peerRegion"], inputs["peerVpcId"]) == ("us-west-2", west["vpcId"])
+    assert inputs["autoAccept"] is False  # across regions only the accepter can accept
+    (accepter,) = _of_type(
+        planned, "scale-global", "aws:ec2/vpcPeeringConnectionAccepter:VpcPeeringConnectionAccepter"
+    )
+    assert accepter["inputs"]["region"] == "us-west-2"
+    assert accepter["inputs"]["autoAccept"] is True
+    peering_id = accepter["inputs"]["vpcPeeringConnectionId"]
+    assert _outputs(planned, "scale-global")["peeringConnections"] == {"east-west": peering_id}
+    routes = {
+        (r["inputs"]["region"], r["inputs"]["routeTableId"]): r["inputs"]
+        for r in _of_type(planned, "scale-global", "aws:ec2/route:Route")
+    }
+    wanted: dict[tuple[str, str], str] = {}
+    for here, there in ((east, west), (west, east)):
+        assert len(here["privateRouteTableIds"]) == 3  # one per AZ
+        for table in here["privateRouteTableIds"]:
+            wanted[(here["region"], table)] = there["vpcCidr"]
+    assert {k: v["destinationCidrBlock"] for k, v in routes.items()} == wanted
+    assert {v["vpcPeeringConnectionId"] for v in routes.values()} == {peering_id}
+    assert {east["vpcCidr"], west["vpcCidr"]} == {"10.50.0.0/16", "10.60.0.0/16"}
+    # Each region admits the other's VPC at its gateway's load balancer.
+    for stack, other in (("scale-east", west), ("scale-west", east)):
+        groups = _of_type(planned, stack, "aws:ec2/securityGroup:SecurityGroup")
+        (lb,) = [g for g in groups if g["name"] == "regional-edge-lb"]
+        assert other["vpcCidr"] in lb["inputs"]["ingress"][0]["cidrBlocks"]
 
 
 def test_replicators_copy_results_both_ways_and_only_the_primary_tasks(planned: Path) -> None:
@@ -291,6 +335,72 @@ def test_active_active_task_replication_is_refused_before_anything_is_planned(
     assert "global.kafka.tasks: 'activeActive' is refused" in err
     assert "would run twice" in err
     assert not (tmp_path / "out").exists()  # the regions were not planned either
+
+
+def test_overlapping_region_vpcs_are_refused_before_anything_is_planned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    west = yaml.safe_load((STACKS / "Pulumi.scale-west.yaml").read_text())["config"]
+    west["swarmstack:cluster"]["vpcCidr"] = "10.50.128.0/17"  # inside scale-east's 10.50/16
+    east = yaml.safe_load((STACKS / "Pulumi.scale-east.yaml").read_text())["config"]
+    root = _project(
+        tmp_path,
+        {
+            "g": _global(
+                [
+                    {"name": "east", "stack": "scale-east", "role": "primary"},
+                    {"name": "west", "stack": "acme/swarmstack/scale-west", "role": "secondary"},
+                ]
+            ),
+            "scale-east": east,
+            "scale-west": west,
+        },
+    )
+    assert main(["plan", "g", "--root", str(root), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "stack g (stacks/Pulumi.g.yaml): global.regions[0].stack 'scale-east' (cluster.vpcCidr "
+        "10.50.0.0/16 in stacks/Pulumi.scale-east.yaml) overlaps global.regions[1].stack "
+        "'acme/swarmstack/scale-west' (cluster.vpcCidr 10.50.128.0/17 in "
+        "stacks/Pulumi.scale-west.yaml): the global stack peers the regions' VPCs, which "
+        "needs disjoint CIDRs"
+    ) in err
+    assert not (tmp_path / "out").exists()  # the regions were not planned either
+
+
+def test_overlap_in_the_referenced_outputs_names_both_stacks() -> None:
+    """A deployed region read through its StackReference is checked again: its output may
+    predate a config change the pre-plan check saw."""
+
+    def program() -> None:
+        RegionPeering(
+            "peering",
+            RegionPeeringArgs(
+                deployment="g",
+                regions=[
+                    RegionNetwork(n, f"org/swarmstack/{n}", r, f"vpc-{n}", cidr, [f"rt-{n}"])
+                    for n, r, cidr in (
+                        ("east", "us-east-1", "10.50.0.0/16"),
+                        ("west", "us-west-2", "10.60.0.0/16"),
+                        ("eu", "eu-west-1", "10.60.64.0/18"),
+                    )
+                ],
+                tags={},
+            ),
+        )
+
+    with pytest.raises(OverlappingRegionsError) as err:
+        run(program, stack="g", references={})
+    assert str(err.value) == (
+        "stack g: stack org/swarmstack/west (regional.vpcCidr 10.60.0.0/16) overlaps stack "
+        "org/swarmstack/eu (regional.vpcCidr 10.60.64.0/18): peered VPCs need disjoint "
+        "CIDRs (set cluster.vpcCidr apart)"
+    )
+    assert peering_pairs(["east", "west", "eu"]) == [
+        ("east", "west"),
+        ("east", "eu"),
+        ("west", "eu"),
+    ]
 
 
 def test_global_config_errors_name_their_paths() -> None:

@@ -235,6 +235,9 @@ class ClusterNetworkAndEks:
     vpc_id: pulumi.Output[str]
     node_role_arn: pulumi.Output[str]
     private_subnet_ids: list[pulumi.Output[str]]  # one per AZ, in AZ order
+    # The private subnets' route tables, one per AZ in AZ order (the global stack adds its
+    # routes to the other regions' VPCs here).
+    private_route_table_ids: list[pulumi.Output[str]]
     availability_zones: list[str]
     oidc_provider_arn: pulumi.Output[str]
     oidc_issuer: pulumi.Output[str]  # host/path, without https://
@@ -255,6 +258,7 @@ class _Network:
     vpc: aws.ec2.Vpc
     zones: list[str]
     private_subnets: list[aws.ec2.Subnet]
+    private_tables: list[aws.ec2.RouteTable]
     private_routes: list[aws.ec2.Route]
 
 
@@ -399,6 +403,7 @@ class Cluster(pulumi.ComponentResource):
             vpc_id=network.vpc.id,
             node_role_arn=roles.node.arn,
             private_subnet_ids=private_subnet_ids,
+            private_route_table_ids=[table.id for table in network.private_tables],
             availability_zones=network.zones,
             oidc_provider_arn=oidc_provider.arn,
             oidc_issuer=oidc_issuer,
@@ -532,7 +537,7 @@ class Cluster(pulumi.ComponentResource):
             private_tables.append(table)
 
         self._vpc_endpoints(vpc, private_subnets, private_tables, region)
-        return _Network(vpc, zones, private_subnets, private_routes)
+        return _Network(vpc, zones, private_subnets, private_tables, private_routes)
 
     def _vpc_endpoints(
         self,

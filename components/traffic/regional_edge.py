@@ -44,8 +44,8 @@ class RegionalSpec(Spec):
     client_cidrs: list[str] = Field(
         min_length=1,
         description="CIDRs allowed to reach the gateway's internal load balancer: this VPC "
-        "and the other regions' VPCs (routed to each other by peering or Transit Gateway, "
-        "which this stack does not declare).",
+        "and the other regions' VPCs (the global stack peers the regions' VPCs and routes "
+        "their private subnets to each other).",
     )
     unhealthy_after_minutes: int = Field(
         default=2,
@@ -207,6 +207,7 @@ def regional_output(
     region: str,
     vpc_id: pulumi.Input[str],
     vpc_cidr: str,
+    private_route_table_ids: Sequence[pulumi.Input[str]],
     edge: RegionalEdge,
     kafka: RegionalKafka,
     image_repositories: Sequence[str],
@@ -218,6 +219,7 @@ def regional_output(
         "region": region,
         "vpcId": vpc_id,
         "vpcCidr": vpc_cidr,
+        "privateRouteTableIds": list(private_route_table_ids),
         "gateway": {"dnsName": edge.dns_name, "zoneId": edge.zone_id},
         "health": {"alarmName": edge.alarm_name, "alarmRegion": region},
         "kafka": {

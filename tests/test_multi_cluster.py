@@ -141,6 +141,123 @@ def test_regional_gateway_is_private(planned: Path) -> None:
     assert {v["vpcRegion"] for v in zone["inputs"]["vpcs"]} == {"us-east-1", "us-west-2"}
 
 
+def _manifests(out: Path, stack: str) -> dict[tuple[str, str, str], dict[str, Any]]:
+    found: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for path in sorted((out / stack / "manifests").glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        meta = doc["metadata"]
+        found[(doc["kind"], meta.get("namespace", ""), meta["name"])] = doc
+    return found
+
+
+def test_the_nlb_enters_the_mesh_at_an_ingress_gateway(planned: Path) -> None:
+    """The NLB's plain TCP reaches an Istio ingress gateway, which forwards to the model
+    gateway over mTLS; the model gateway admits the ingress gateway's identity."""
+    for stack in REGIONS:
+        docs = _manifests(planned, stack)
+        ns = docs[("Namespace", "", "gateway-ingress")]["metadata"]["labels"]
+        assert ns["istio-injection"] == "enabled"  # the webhooks skip `disabled`
+        assert ns["pod-security.kubernetes.io/enforce"] == "restricted"
+        deployment = docs[("Deployment", "gateway-ingress", "gateway-ingress")]["spec"]
+        assert deployment["replicas"] == 2
+        pod = deployment["template"]
+        assert pod["metadata"]["annotations"] == {
+            "sidecar.istio.io/inject": "true",
+            "inject.istio.io/templates": "gateway",
+        }
+        (proxy,) = pod["spec"]["containers"]
+        assert proxy["name"] == "istio-proxy"
+        region = _outputs(planned, stack)["regional"]["region"]
+        assert proxy["image"].startswith(
+            f"111122223333.dkr.ecr.{region}.amazonaws.com/swarm-scale/mirror/docker.io/istio/"
+            "proxyv2:1.30.3@sha256:"
+        )
+        assert pod["spec"]["serviceAccountName"] == "gateway-ingress"
+        service = docs[("Service", "gateway-ingress", "gateway-ingress")]["spec"]
+        assert service["type"] == "NodePort"
+        assert service["ports"] == [
+            {"name": "http", "port": 4000, "targetPort": 8080, "nodePort": 30400, "protocol": "TCP"}
+        ]
+        assert service["selector"].items() <= pod["metadata"]["labels"].items()
+        gateway = docs[("Gateway", "gateway-ingress", "gateway-ingress")]["spec"]
+        assert gateway["selector"].items() <= pod["metadata"]["labels"].items()
+        assert gateway["servers"] == [
+            {"port": {"number": 8080, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}
+        ]
+        route = docs[("VirtualService", "gateway-ingress", "gateway-ingress")]["spec"]
+        assert route["gateways"] == ["gateway-ingress"]
+        assert route["http"][0]["route"] == [
+            {
+                "destination": {
+                    "host": "model-gateway.swarmstack-agents.svc.cluster.local",
+                    "port": {"number": 4000},
+                }
+            }
+        ]
+        assert route["http"][0]["retries"] == {"attempts": 0}
+        rule = docs[("DestinationRule", "gateway-ingress", "gateway-ingress")]["spec"]
+        assert rule["trafficPolicy"]["tls"] == {"mode": "ISTIO_MUTUAL"}
+        callers = docs[("AuthorizationPolicy", "swarmstack-agents", "model-gateway-callers")]
+        principals = callers["spec"]["rules"][0]["from"][0]["source"]["principals"]
+        assert "cluster.local/ns/gateway-ingress/sa/gateway-ingress" in principals
+        # The agents' namespace stays STRICT: the ingress speaks mTLS to the model gateway.
+        strict = docs[("PeerAuthentication", "swarmstack-agents", "default")]["spec"]
+        assert strict == {"mtls": {"mode": "STRICT"}}
+        # Closed by default; open to the clients' CIDRs on the listener only.
+        assert docs[("NetworkPolicy", "gateway-ingress", "default-deny")]["spec"] == {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+        }
+        clients = docs[("NetworkPolicy", "gateway-ingress", "allow-clients-to-gateway-ingress")]
+        (opening,) = clients["spec"]["ingress"]
+        cidrs = {b["ipBlock"]["cidr"] for b in opening["from"]}
+        assert cidrs == {"10.50.0.0/16", "10.60.0.0/16"}
+        assert opening["ports"] == [{"protocol": "TCP", "port": 8080}]
+        into_agents = docs[
+            ("NetworkPolicy", "swarmstack-agents", "allow-gateway-ingress-to-model-gateway")
+        ]["spec"]["ingress"][0]
+        assert into_agents["from"][0]["namespaceSelector"] == {
+            "matchLabels": {"kubernetes.io/metadata.name": "gateway-ingress"}
+        }
+        assert into_agents["ports"] == [{"protocol": "TCP", "port": 4000}]
+
+
+def test_the_system_nodes_are_the_nlb_targets_on_the_ingress_node_port(planned: Path) -> None:
+    for stack in REGIONS:
+        (group,) = _of_type(planned, stack, "aws:lb/targetGroup:TargetGroup")
+        tg = group["inputs"]
+        assert (tg["targetType"], tg["port"], tg["protocol"]) == ("instance", 30400, "TCP")
+        # Health through the ingress to the model gateway's liveness path.
+        assert tg["healthCheck"]["port"] == "traffic-port"
+        assert tg["healthCheck"]["path"] == "/health/liveliness"
+        (attachment,) = _of_type(planned, stack, "aws:autoscaling/attachment:Attachment")
+        (nodes,) = [
+            n
+            for n in _of_type(planned, stack, "aws:eks/nodeGroup:NodeGroup")
+            if n["inputs"]["nodeGroupName"] == "system"
+        ]
+        assert attachment["inputs"]["autoscalingGroupName"] == "eks-system-planned"
+        assert nodes["name"] == "cluster-system"
+        assert attachment["inputs"]["lbTargetGroupArn"].endswith("/regional-edge-gateway-id")
+        rules = {
+            r["name"]: r["inputs"]
+            for r in _of_type(
+                planned, stack, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+            )
+        }
+        node_rule = rules["regional-edge-nodes"]
+        assert (node_rule["fromPort"], node_rule["toPort"]) == (30400, 30400)
+        assert node_rule["referencedSecurityGroupId"] == "regional-edge-lb-id"
+        (lb_group,) = [
+            g
+            for g in _of_type(planned, stack, "aws:ec2/securityGroup:SecurityGroup")
+            if g["name"] == "regional-edge-lb"
+        ]
+        assert [(e["fromPort"], e["toPort"]) for e in lb_group["inputs"]["egress"]] == [
+            (30400, 30400)
+        ]
+
+
 def test_peering_routes_each_region_to_the_other_from_the_regional_outputs(
     planned: Path,
 ) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from stacks.config import StackConfig, load_file
+import yaml
+
+from stacks.config import PROJECT, StackConfig, load_file
 
 ROOT = Path(__file__).resolve().parent.parent
 VLLM_REQUIREMENTS = ROOT / "loadtests" / "requirements-vllm.txt"
@@ -23,7 +25,13 @@ def stack_name(path: Path) -> str:
     return path.name.removeprefix("Pulumi.").removesuffix(".yaml")
 
 
+def _is_global(path: Path) -> bool:
+    doc = yaml.safe_load(path.read_text()) or {}
+    return f"{PROJECT}:global" in (doc.get("config") or {})
+
+
 def stack_configs() -> dict[str, StackConfig]:
-    """Every shipped stack, through the typed config the program loads."""
+    """Every shipped stack with a cluster, through the typed config the program loads (a
+    global stack, `swarmstack:global`, has its own config model and no cluster)."""
     assert STACK_FILES, "no stacks/Pulumi.*.yaml"
-    return {stack_name(path): load_file(path) for path in STACK_FILES}
+    return {stack_name(path): load_file(path) for path in STACK_FILES if not _is_global(path)}

@@ -239,6 +239,9 @@ class ClusterNetworkAndEks:
     # routes to the other regions' VPCs here).
     private_route_table_ids: list[pulumi.Output[str]]
     availability_zones: list[str]
+    # The Auto Scaling group EKS made for the system node group (a managed node group has
+    # one): the regional edge attaches it to its load balancer's instance target group.
+    system_autoscaling_group: pulumi.Output[str]
     oidc_provider_arn: pulumi.Output[str]
     oidc_issuer: pulumi.Output[str]  # host/path, without https://
     kubernetes_version: str
@@ -251,6 +254,11 @@ class ClusterNetworkAndEks:
     # What every node group must wait for: node role policies, private routes,
     # and the vpc-cni and kube-proxy add-ons.
     node_group_dependencies: list[pulumi.Resource]
+
+
+def _first_autoscaling_group(resources: Sequence[aws.eks.outputs.NodeGroupResource]) -> str:
+    groups = [g for r in resources for g in (r.autoscaling_groups or [])]
+    return groups[0].name or "" if groups else ""
 
 
 @dataclass(frozen=True)
@@ -405,6 +413,7 @@ class Cluster(pulumi.ComponentResource):
             private_subnet_ids=private_subnet_ids,
             private_route_table_ids=[table.id for table in network.private_tables],
             availability_zones=network.zones,
+            system_autoscaling_group=system_group.resources.apply(_first_autoscaling_group),
             oidc_provider_arn=oidc_provider.arn,
             oidc_issuer=oidc_issuer,
             kubernetes_version=spec.kubernetes_version,

@@ -63,6 +63,7 @@ def build_regional(
             image=spec.ingress_image,
             namespaces=config.namespaces,
             client_cidrs=spec.client_cidrs,
+            vpc_cidr=config.cluster.vpc_cidr,
             route_timeout_s=gateway_timeouts_of(config).route_s,
             cost_labels=config.cost_labels,
         ),

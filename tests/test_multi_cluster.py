@@ -15,6 +15,7 @@ import yaml
 from components.data.kafka_replication import Flow, replication_flows, topic_patterns
 from components.observe.alerts import cost_group
 from components.observe.dashboards import DashboardInputs, cost
+from components.specs import Namespaces
 from components.traffic.global_routing import failover_partner
 from components.traffic.region_peering import (
     OverlappingRegionsError,
@@ -23,6 +24,7 @@ from components.traffic.region_peering import (
     RegionPeeringArgs,
     peering_pairs,
 )
+from components.traffic.regional_ingress import network_policies as ingress_network_policies
 from stacks.ci import changed_stacks, stacks
 from stacks.cli import main
 from stacks.config import ConfigError, load_file
@@ -220,6 +222,15 @@ def test_the_nlb_enters_the_mesh_at_an_ingress_gateway(planned: Path) -> None:
             "matchLabels": {"kubernetes.io/metadata.name": "gateway-ingress"}
         }
         assert into_agents["ports"] == [{"protocol": "TCP", "port": 4000}]
+
+
+def test_the_ingress_admits_its_own_vpc_even_when_clients_are_elsewhere() -> None:
+    """The NLB's health checks and kube-proxy's hop between nodes come from this VPC."""
+    policies = ingress_network_policies(Namespaces(), ["10.60.0.0/16"], "10.50.0.0/16")
+    (opening,) = policies["ingress-clients"]["spec"]["ingress"]
+    assert [b["ipBlock"]["cidr"] for b in opening["from"]] == ["10.60.0.0/16", "10.50.0.0/16"]
+    again = ingress_network_policies(Namespaces(), ["10.50.0.0/16"], "10.50.0.0/16")
+    assert len(again["ingress-clients"]["spec"]["ingress"][0]["from"]) == 1
 
 
 def test_the_system_nodes_are_the_nlb_targets_on_the_ingress_node_port(planned: Path) -> None:

@@ -191,11 +191,15 @@ def destination_rule_spec(ns: Namespaces) -> dict[str, Any]:
     }
 
 
-def network_policies(ns: Namespaces, client_cidrs: Sequence[str]) -> dict[str, dict[str, Any]]:
+def network_policies(
+    ns: Namespaces, client_cidrs: Sequence[str], vpc_cidr: str
+) -> dict[str, dict[str, Any]]:
     """The ingress namespace is closed like the others; its pods take the clients' CIDRs on
-    the listener (the NLB preserves the client's address; kube-proxy's hop from another node
-    comes from a node address, inside this VPC's CIDR) and reach the model gateway's pods,
-    istiod and DNS. The agents' namespace admits the ingress pods at the model gateway."""
+    the listener (the NLB preserves the client's address) and this VPC's (the NLB's health
+    checks, and kube-proxy's hop from another node, come from addresses of this VPC), and
+    reach the model gateway's pods, istiod and DNS. The agents' namespace admits the
+    ingress pods at the model gateway."""
+    sources = list(dict.fromkeys([*client_cidrs, vpc_cidr]))
     ingress_pods = {"matchLabels": selector_labels()}
     istiod = {
         "to": [
@@ -220,7 +224,7 @@ def network_policies(ns: Namespaces, client_cidrs: Sequence[str]) -> dict[str, d
                 "policyTypes": ["Ingress"],
                 "ingress": [
                     {
-                        "from": [{"ipBlock": {"cidr": c}} for c in client_cidrs],
+                        "from": [{"ipBlock": {"cidr": c}} for c in sources],
                         "ports": [{"protocol": "TCP", "port": LISTEN_PORT}],
                     }
                 ],
@@ -269,6 +273,7 @@ class RegionalIngressArgs:
     image: ImageRef
     namespaces: Namespaces
     client_cidrs: Sequence[str]
+    vpc_cidr: str
     route_timeout_s: int
     cost_labels: CostLabels
 
@@ -343,7 +348,9 @@ class RegionalIngress(pulumi.ComponentResource):
                 spec=spec,
                 opts=inside,
             )
-        for suffix, policy in network_policies(args.namespaces, args.client_cidrs).items():
+        for suffix, policy in network_policies(
+            args.namespaces, args.client_cidrs, args.vpc_cidr
+        ).items():
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-{suffix}",
                 metadata=meta(policy["name"], policy["namespace"]),

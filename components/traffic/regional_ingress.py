@@ -45,8 +45,9 @@ READY_PATH = "/healthz/ready"
 # The NodePort the NLB's instance targets receive client traffic on (the Service's fixed
 # nodePort, inside the default 30000-32767 range).
 NODE_PORT = 30400
-REPLICAS = 2  # one per zone at least: a rollout or a lost node keeps the region serving
-SECURITY = "security.istio.io/v1"
+# Two, spread over zones: a rollout or a lost node keeps the region serving. Model calls
+# are few and long, so two Envoys carry the region's peak many times over.
+REPLICAS = 2
 NETWORKING = "networking.istio.io/v1"
 
 

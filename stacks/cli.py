@@ -16,6 +16,7 @@ from typing import Any
 
 import pulumi
 
+from components.traffic.region_peering import overlapping_regions
 from policies.framework import Level
 from policies.pack import stack_phase
 from stacks import cost as usage_cost
@@ -29,7 +30,7 @@ from stacks.config import (
     raw_from_config,
     secret_purposes,
 )
-from stacks.global_config import is_global, load_global
+from stacks.global_config import GlobalRegion, is_global, load_global
 from stacks.plan.checks import run_checks
 from stacks.plan.diff import PlanFolderError, diff_plans, load_plan, render_markdown
 from stacks.plan.model import Plan
@@ -49,7 +50,7 @@ from stacks.plan.runner import PlanInputError, ProgramInput, read_program_input,
 from stacks.plan.summary import summarize
 from stacks.plan.writer import describe_written, write_plan
 from stacks.reference import generate
-from stacks.stack_refs import StackReferenceError, plan_order
+from stacks.stack_refs import StackReferenceError, plan_order, target_stack
 
 POLICY_CONFIG_DIR = Path("policies/config")
 EXIT_CONFIG = 2
@@ -122,11 +123,43 @@ def _global_config_problem(root: Path, stack: str) -> str | None:
     raw, _ = raw_from_config(inp.config)
     if not is_global(raw):
         return None
+    source = str(inp.stack_file.relative_to(root))
     try:
-        load_global(raw, str(inp.stack_file.relative_to(root)))
+        config = load_global(raw, source)
     except ConfigError as exc:
         return str(exc)
-    return None
+    return _overlapping_regions_problem(root, stack, source, config.global_.regions)
+
+
+def _overlapping_regions_problem(
+    root: Path, stack: str, source: str, regions: list[GlobalRegion]
+) -> str | None:
+    """The global stack peers its regions' VPCs: two that overlap are refused before
+    anything is planned, naming both stacks' files and their `cluster.vpcCidr`. A region
+    whose own config is invalid is left to its own plan to report."""
+    labelled: list[tuple[str, str]] = []
+    for i, region in enumerate(regions):
+        target = target_stack(region.stack)
+        path = root / "stacks" / f"Pulumi.{target}.yaml"
+        try:
+            cidr = load_file(path).cluster.vpc_cidr
+        except (ConfigError, OSError):
+            continue
+        labelled.append(
+            (
+                f"global.regions[{i}].stack {region.stack!r} (cluster.vpcCidr {cidr} in "
+                f"{path.relative_to(root)})",
+                cidr,
+            )
+        )
+    clashes = overlapping_regions(labelled)
+    if not clashes:
+        return None
+    return (
+        f"stack {stack} ({source}): "
+        + "; ".join(f"{a} overlaps {b}" for a, b in clashes)
+        + ": the global stack peers the regions' VPCs, which needs disjoint CIDRs"
+    )
 
 
 def plan_one(

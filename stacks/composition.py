@@ -245,7 +245,16 @@ def build(config: StackConfig, region: str, hf_token: pulumi.Output[str] | None)
     )
 
     if config.regional is not None and cluster.eks is not None and buses:
-        build_regional(config, region, cluster.eks, buses[0])
+        build_regional(
+            config,
+            region,
+            cluster.eks,
+            buses[0],
+            pulumi.ResourceOptions.merge(
+                on_cluster,
+                pulumi.ResourceOptions(depends_on=[tenancy, mesh.releases["istiod"]]),
+            ),
+        )
 
     pulumi.export("phase", config.phase)
     pulumi.export("costLabels", config.cost_labels.as_labels())

@@ -264,9 +264,9 @@ class StackConfig(Spec):
     regional: RegionalSpec | None = Field(
         default=None,
         description="Set when the stack is one region of a multi-cluster deployment: it "
-        "declares the gateway's internal load balancer and health alarm, and exports what "
-        'the global stack reads (README "Multi-cluster"). Needs phase production, an EKS '
-        "cluster, the gateway and MSK.",
+        "declares an Istio ingress gateway in front of the gateway, its internal load "
+        "balancer and health alarm, and exports what the global stack reads (README "
+        '"Multi-cluster"). Needs phase production, an EKS cluster, the gateway and MSK.',
     )
 
     @model_validator(mode="before")

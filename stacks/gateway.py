@@ -35,6 +35,7 @@ from components.gateway.proxy_config import render_proxy_config, timeouts_of
 from components.gateway.rds import GatewayRds, GatewayRdsArgs
 from components.gateway.spec import GatewaySpec, used_providers
 from components.traffic.mesh import GatewayTraffic
+from components.traffic.regional_ingress import ingress_principal
 from components.traffic.timeouts import GatewayTimeouts
 from stacks.config import (
     GATEWAY_AGENT_KEY_SEED,
@@ -86,6 +87,7 @@ def gateway_traffic(config: StackConfig) -> GatewayTraffic | None:
         route_s=gateway_timeouts_of(config).route_s,
         external_hosts=tuple(hosts),
         in_cluster_database=not gateway_on_rds(config),
+        ingress_principals=(ingress_principal(),) if config.regional is not None else (),
     )
 
 

@@ -4,6 +4,9 @@ It reads every region through a `pulumi.StackReference` (stack names from
 `global.regions[].stack`) and its `regional` output (stacks/regional.py), and declares
 what spans the regions:
 
+- VPC peering: every pair of regions' VPCs, routed both ways on their private route
+  tables (components/traffic/region_peering.py), so a region's clients reach the other
+  regions' gateways;
 - Route 53: latency records and failover pairs to the regional gateways, health from
   each region's CloudWatch alarm (components/traffic/global_routing.py);
 - Kafka: MSK Replicators, results every way, the primary's tasks to the secondaries
@@ -11,7 +14,8 @@ what spans the regions:
 - images: ECR replication of the primary's repositories to the other regions.
 
 There is no cross-cluster mesh: each region runs its own Istio, and traffic between regions
-goes only through the global records (README "Multi-cluster")."""
+goes only through the global records to the other region's ingress gateway (README
+"Multi-cluster")."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import pulumi_aws as aws
 from components.compute.nodes import aws_tags
 from components.data.kafka_replication import KafkaReplication, KafkaReplicationArgs, RegionKafka
 from components.traffic.global_routing import GlobalRouting, GlobalRoutingArgs, RegionGateway
+from components.traffic.region_peering import RegionNetwork, RegionPeering, RegionPeeringArgs
 from stacks.global_config import GlobalRegion, GlobalStackConfig
 from stacks.regional import REGIONAL_OUTPUT
 
@@ -95,6 +100,24 @@ def build_global(config: GlobalStackConfig) -> None:
             tags=tags,
         ),
     )
+    peering = RegionPeering(
+        "region-peering",
+        RegionPeeringArgs(
+            deployment=stack,
+            regions=[
+                RegionNetwork(
+                    name=v.spec.name,
+                    stack=v.spec.stack,
+                    region=v.get("region"),
+                    vpc_id=v.get("vpcId"),
+                    vpc_cidr=v.get("vpcCidr"),
+                    route_table_ids=v.get("privateRouteTableIds"),
+                )
+                for v in views
+            ],
+            tags=tags,
+        ),
+    )
     replication = KafkaReplication(
         "kafka-replication",
         KafkaReplicationArgs(
@@ -154,5 +177,6 @@ def build_global(config: GlobalStackConfig) -> None:
     pulumi.export("gateway", routing.gateway_name)
     pulumi.export("regionGateways", routing.region_names)
     pulumi.export("zoneId", routing.zone_id)
+    pulumi.export("peeringConnections", peering.connections)
     pulumi.export("replicators", sorted(replication.replicators))
     pulumi.export("regions", {v.spec.name: v.get("region") for v in views})

@@ -498,6 +498,24 @@ def test_a_route_to_no_service_of_the_stack_fails(pilot_plan: Plan) -> None:
     )
 
 
+def test_a_route_bound_to_gateways_only_is_held_to_its_destinations(pilot_plan: Plan) -> None:
+    """At a Gateway, `hosts` match the Host header, not Services: `*` is fine there, and
+    still refused on a route the sidecars use (`mesh`) or one whose destination is no
+    Service."""
+    route = _of(pilot_plan, "VirtualService")["qwen25-7b"]
+    at_gateway = copy.deepcopy(route.body)
+    at_gateway["spec"].update(hosts=["*"], gateways=["gateway-ingress"])
+    assert check_mesh_hosts(_with(pilot_plan, {route.ref: at_gateway})) == []
+    also_mesh = copy.deepcopy(at_gateway)
+    also_mesh["spec"]["gateways"] = ["gateway-ingress", "mesh"]
+    [finding] = check_mesh_hosts(_with(pilot_plan, {route.ref: also_mesh}))
+    assert "host '*'" in finding.message
+    nowhere = copy.deepcopy(at_gateway)
+    nowhere["spec"]["http"][0]["route"][0]["destination"]["host"] = "nothing.swarmstack-models"
+    [finding] = check_mesh_hosts(_with(pilot_plan, {route.ref: nowhere}))
+    assert "host 'nothing.swarmstack-models'" in finding.message
+
+
 def test_routes_the_policy_pack_reads_are_the_plans(pilot_plan: Plan) -> None:
     """The traffic rules see the real VirtualServices: cutting one below the P99 fails."""
     registrations: list[Registration] = []

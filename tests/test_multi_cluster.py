@@ -15,7 +15,16 @@ import yaml
 from components.data.kafka_replication import Flow, replication_flows, topic_patterns
 from components.observe.alerts import cost_group
 from components.observe.dashboards import DashboardInputs, cost
+from components.specs import Namespaces
 from components.traffic.global_routing import failover_partner
+from components.traffic.region_peering import (
+    OverlappingRegionsError,
+    RegionNetwork,
+    RegionPeering,
+    RegionPeeringArgs,
+    peering_pairs,
+)
+from components.traffic.regional_ingress import network_policies as ingress_network_policies
 from stacks.ci import changed_stacks, stacks
 from stacks.cli import main
 from stacks.config import ConfigError, load_file
@@ -161,6 +170,169 @@ def test_regional_gateway_is_private(planned: Path) -> None:
         assert lb["inputs"]["loadBalancerType"] == "network"
     (zone,) = _of_type(planned, "scale-global", "aws:route53/zone:Zone")
     assert {v["vpcRegion"] for v in zone["inputs"]["vpcs"]} == {"us-east-1", "us-west-2"}
+
+
+def _manifests(out: Path, stack: str) -> dict[tuple[str, str, str], dict[str, Any]]:
+    found: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for path in sorted((out / stack / "manifests").glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        meta = doc["metadata"]
+        found[(doc["kind"], meta.get("namespace", ""), meta["name"])] = doc
+    return found
+
+
+def test_the_nlb_enters_the_mesh_at_an_ingress_gateway(planned: Path) -> None:
+    """The NLB's plain TCP reaches an Istio ingress gateway, which forwards to the model
+    gateway over mTLS; the model gateway admits the ingress gateway's identity."""
+    for stack in REGIONS:
+        docs = _manifests(planned, stack)
+        ns = docs[("Namespace", "", "gateway-ingress")]["metadata"]["labels"]
+        assert ns["istio-injection"] == "enabled"  # the webhooks skip `disabled`
+        assert ns["pod-security.kubernetes.io/enforce"] == "restricted"
+        deployment = docs[("Deployment", "gateway-ingress", "gateway-ingress")]["spec"]
+        assert deployment["replicas"] == 2
+        pod = deployment["template"]
+        assert pod["metadata"]["annotations"] == {
+            "sidecar.istio.io/inject": "true",
+            "inject.istio.io/templates": "gateway",
+        }
+        (proxy,) = pod["spec"]["containers"]
+        assert proxy["name"] == "istio-proxy"
+        region = _outputs(planned, stack)["regional"]["region"]
+        assert proxy["image"].startswith(
+            f"111122223333.dkr.ecr.{region}.amazonaws.com/swarm-scale/mirror/docker.io/istio/"
+            "proxyv2:1.30.3@sha256:"
+        )
+        assert pod["spec"]["serviceAccountName"] == "gateway-ingress"
+        service = docs[("Service", "gateway-ingress", "gateway-ingress")]["spec"]
+        assert service["type"] == "NodePort"
+        assert service["ports"] == [
+            {"name": "http", "port": 4000, "targetPort": 8080, "nodePort": 30400, "protocol": "TCP"}
+        ]
+        assert service["selector"].items() <= pod["metadata"]["labels"].items()
+        gateway = docs[("Gateway", "gateway-ingress", "gateway-ingress")]["spec"]
+        assert gateway["selector"].items() <= pod["metadata"]["labels"].items()
+        assert gateway["servers"] == [
+            {"port": {"number": 8080, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}
+        ]
+        route = docs[("VirtualService", "gateway-ingress", "gateway-ingress")]["spec"]
+        assert route["gateways"] == ["gateway-ingress"]
+        assert route["http"][0]["route"] == [
+            {
+                "destination": {
+                    "host": "model-gateway.swarmstack-agents.svc.cluster.local",
+                    "port": {"number": 4000},
+                }
+            }
+        ]
+        assert route["http"][0]["retries"] == {"attempts": 0}
+        rule = docs[("DestinationRule", "gateway-ingress", "gateway-ingress")]["spec"]
+        assert rule["trafficPolicy"]["tls"] == {"mode": "ISTIO_MUTUAL"}
+        callers = docs[("AuthorizationPolicy", "swarmstack-agents", "model-gateway-callers")]
+        principals = callers["spec"]["rules"][0]["from"][0]["source"]["principals"]
+        assert "cluster.local/ns/gateway-ingress/sa/gateway-ingress" in principals
+        # The agents' namespace stays STRICT: the ingress speaks mTLS to the model gateway.
+        strict = docs[("PeerAuthentication", "swarmstack-agents", "default")]["spec"]
+        assert strict == {"mtls": {"mode": "STRICT"}}
+        # Closed by default; open to the clients' CIDRs on the listener only.
+        assert docs[("NetworkPolicy", "gateway-ingress", "default-deny")]["spec"] == {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+        }
+        clients = docs[("NetworkPolicy", "gateway-ingress", "allow-clients-to-gateway-ingress")]
+        (opening,) = clients["spec"]["ingress"]
+        cidrs = {b["ipBlock"]["cidr"] for b in opening["from"]}
+        assert cidrs == {"10.50.0.0/16", "10.60.0.0/16"}
+        assert opening["ports"] == [{"protocol": "TCP", "port": 8080}]
+        into_agents = docs[
+            ("NetworkPolicy", "swarmstack-agents", "allow-gateway-ingress-to-model-gateway")
+        ]["spec"]["ingress"][0]
+        assert into_agents["from"][0]["namespaceSelector"] == {
+            "matchLabels": {"kubernetes.io/metadata.name": "gateway-ingress"}
+        }
+        assert into_agents["ports"] == [{"protocol": "TCP", "port": 4000}]
+
+
+def test_the_ingress_admits_its_own_vpc_even_when_clients_are_elsewhere() -> None:
+    """The NLB's health checks and kube-proxy's hop between nodes come from this VPC."""
+    policies = ingress_network_policies(Namespaces(), ["10.60.0.0/16"], "10.50.0.0/16")
+    (opening,) = policies["ingress-clients"]["spec"]["ingress"]
+    assert [b["ipBlock"]["cidr"] for b in opening["from"]] == ["10.60.0.0/16", "10.50.0.0/16"]
+    again = ingress_network_policies(Namespaces(), ["10.50.0.0/16"], "10.50.0.0/16")
+    assert len(again["ingress-clients"]["spec"]["ingress"][0]["from"]) == 1
+
+
+def test_the_system_nodes_are_the_nlb_targets_on_the_ingress_node_port(planned: Path) -> None:
+    for stack in REGIONS:
+        (group,) = _of_type(planned, stack, "aws:lb/targetGroup:TargetGroup")
+        tg = group["inputs"]
+        assert (tg["targetType"], tg["port"], tg["protocol"]) == ("instance", 30400, "TCP")
+        # Health through the ingress to the model gateway's liveness path.
+        assert tg["healthCheck"]["port"] == "traffic-port"
+        assert tg["healthCheck"]["path"] == "/health/liveliness"
+        (attachment,) = _of_type(planned, stack, "aws:autoscaling/attachment:Attachment")
+        (nodes,) = [
+            n
+            for n in _of_type(planned, stack, "aws:eks/nodeGroup:NodeGroup")
+            if n["inputs"]["nodeGroupName"] == "system"
+        ]
+        assert attachment["inputs"]["autoscalingGroupName"] == "eks-system-planned"
+        assert nodes["name"] == "cluster-system"
+        assert attachment["inputs"]["lbTargetGroupArn"].endswith("/regional-edge-gateway-id")
+        rules = {
+            r["name"]: r["inputs"]
+            for r in _of_type(
+                planned, stack, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+            )
+        }
+        node_rule = rules["regional-edge-nodes"]
+        assert (node_rule["fromPort"], node_rule["toPort"]) == (30400, 30400)
+        assert node_rule["referencedSecurityGroupId"] == "regional-edge-lb-id"
+        (lb_group,) = [
+            g
+            for g in _of_type(planned, stack, "aws:ec2/securityGroup:SecurityGroup")
+            if g["name"] == "regional-edge-lb"
+        ]
+        assert [(e["fromPort"], e["toPort"]) for e in lb_group["inputs"]["egress"]] == [
+            (30400, 30400)
+        ]
+
+
+def test_peering_routes_each_region_to_the_other_from_the_regional_outputs(
+    planned: Path,
+) -> None:
+    east, west = (_outputs(planned, s)["regional"] for s in REGIONS)
+    (connection,) = _of_type(
+        planned, "scale-global", "aws:ec2/vpcPeeringConnection:VpcPeeringConnection"
+    )
+    inputs = connection["inputs"]
+    assert (inputs["region"], inputs["vpcId"]) == ("us-east-1", east["vpcId"])
+    assert (inputs["peerRegion"], inputs["peerVpcId"]) == ("us-west-2", west["vpcId"])
+    assert inputs["autoAccept"] is False  # across regions only the accepter can accept
+    (accepter,) = _of_type(
+        planned, "scale-global", "aws:ec2/vpcPeeringConnectionAccepter:VpcPeeringConnectionAccepter"
+    )
+    assert accepter["inputs"]["region"] == "us-west-2"
+    assert accepter["inputs"]["autoAccept"] is True
+    peering_id = accepter["inputs"]["vpcPeeringConnectionId"]
+    assert _outputs(planned, "scale-global")["peeringConnections"] == {"east-west": peering_id}
+    routes = {
+        (r["inputs"]["region"], r["inputs"]["routeTableId"]): r["inputs"]
+        for r in _of_type(planned, "scale-global", "aws:ec2/route:Route")
+    }
+    wanted: dict[tuple[str, str], str] = {}
+    for here, there in ((east, west), (west, east)):
+        assert len(here["privateRouteTableIds"]) == 3  # one per AZ
+        for table in here["privateRouteTableIds"]:
+            wanted[(here["region"], table)] = there["vpcCidr"]
+    assert {k: v["destinationCidrBlock"] for k, v in routes.items()} == wanted
+    assert {v["vpcPeeringConnectionId"] for v in routes.values()} == {peering_id}
+    assert {east["vpcCidr"], west["vpcCidr"]} == {"10.50.0.0/16", "10.60.0.0/16"}
+    # Each region admits the other's VPC at its gateway's load balancer.
+    for stack, other in (("scale-east", west), ("scale-west", east)):
+        groups = _of_type(planned, stack, "aws:ec2/securityGroup:SecurityGroup")
+        (lb,) = [g for g in groups if g["name"] == "regional-edge-lb"]
+        assert other["vpcCidr"] in lb["inputs"]["ingress"][0]["cidrBlocks"]
 
 
 def test_replicators_copy_results_both_ways_and_only_the_primary_tasks(planned: Path) -> None:
@@ -320,6 +492,72 @@ def test_active_active_task_replication_is_refused_before_anything_is_planned(
     assert "global.kafka.tasks: 'activeActive' is refused" in err
     assert "would run twice" in err
     assert not (tmp_path / "out").exists()  # the regions were not planned either
+
+
+def test_overlapping_region_vpcs_are_refused_before_anything_is_planned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    west = yaml.safe_load((STACKS / "Pulumi.scale-west.yaml").read_text())["config"]
+    west["swarmstack:cluster"]["vpcCidr"] = "10.50.128.0/17"  # inside scale-east's 10.50/16
+    east = yaml.safe_load((STACKS / "Pulumi.scale-east.yaml").read_text())["config"]
+    root = _project(
+        tmp_path,
+        {
+            "g": _global(
+                [
+                    {"name": "east", "stack": "scale-east", "role": "primary"},
+                    {"name": "west", "stack": "acme/swarmstack/scale-west", "role": "secondary"},
+                ]
+            ),
+            "scale-east": east,
+            "scale-west": west,
+        },
+    )
+    assert main(["plan", "g", "--root", str(root), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "stack g (stacks/Pulumi.g.yaml): global.regions[0].stack 'scale-east' (cluster.vpcCidr "
+        "10.50.0.0/16 in stacks/Pulumi.scale-east.yaml) overlaps global.regions[1].stack "
+        "'acme/swarmstack/scale-west' (cluster.vpcCidr 10.50.128.0/17 in "
+        "stacks/Pulumi.scale-west.yaml): the global stack peers the regions' VPCs, which "
+        "needs disjoint CIDRs"
+    ) in err
+    assert not (tmp_path / "out").exists()  # the regions were not planned either
+
+
+def test_overlap_in_the_referenced_outputs_names_both_stacks() -> None:
+    """A deployed region read through its StackReference is checked again: its output may
+    predate a config change the pre-plan check saw."""
+
+    def program() -> None:
+        RegionPeering(
+            "peering",
+            RegionPeeringArgs(
+                deployment="g",
+                regions=[
+                    RegionNetwork(n, f"org/swarmstack/{n}", r, f"vpc-{n}", cidr, [f"rt-{n}"])
+                    for n, r, cidr in (
+                        ("east", "us-east-1", "10.50.0.0/16"),
+                        ("west", "us-west-2", "10.60.0.0/16"),
+                        ("eu", "eu-west-1", "10.60.64.0/18"),
+                    )
+                ],
+                tags={},
+            ),
+        )
+
+    with pytest.raises(OverlappingRegionsError) as err:
+        run(program, stack="g", references={})
+    assert str(err.value) == (
+        "stack g: stack org/swarmstack/west (regional.vpcCidr 10.60.0.0/16) overlaps stack "
+        "org/swarmstack/eu (regional.vpcCidr 10.60.64.0/18): peered VPCs need disjoint "
+        "CIDRs (set cluster.vpcCidr apart)"
+    )
+    assert peering_pairs(["east", "west", "eu"]) == [
+        ("east", "west"),
+        ("east", "eu"),
+        ("west", "eu"),
+    ]
 
 
 def test_global_config_errors_name_their_paths() -> None:

@@ -235,7 +235,13 @@ class ClusterNetworkAndEks:
     vpc_id: pulumi.Output[str]
     node_role_arn: pulumi.Output[str]
     private_subnet_ids: list[pulumi.Output[str]]  # one per AZ, in AZ order
+    # The private subnets' route tables, one per AZ in AZ order (the global stack adds its
+    # routes to the other regions' VPCs here).
+    private_route_table_ids: list[pulumi.Output[str]]
     availability_zones: list[str]
+    # The Auto Scaling group EKS made for the system node group (a managed node group has
+    # one): the regional edge attaches it to its load balancer's instance target group.
+    system_autoscaling_group: pulumi.Output[str]
     oidc_provider_arn: pulumi.Output[str]
     oidc_issuer: pulumi.Output[str]  # host/path, without https://
     kubernetes_version: str
@@ -250,11 +256,17 @@ class ClusterNetworkAndEks:
     node_group_dependencies: list[pulumi.Resource]
 
 
+def _first_autoscaling_group(resources: Sequence[aws.eks.outputs.NodeGroupResource]) -> str:
+    groups = [g for r in resources for g in (r.autoscaling_groups or [])]
+    return groups[0].name or "" if groups else ""
+
+
 @dataclass(frozen=True)
 class _Network:
     vpc: aws.ec2.Vpc
     zones: list[str]
     private_subnets: list[aws.ec2.Subnet]
+    private_tables: list[aws.ec2.RouteTable]
     private_routes: list[aws.ec2.Route]
 
 
@@ -399,7 +411,9 @@ class Cluster(pulumi.ComponentResource):
             vpc_id=network.vpc.id,
             node_role_arn=roles.node.arn,
             private_subnet_ids=private_subnet_ids,
+            private_route_table_ids=[table.id for table in network.private_tables],
             availability_zones=network.zones,
+            system_autoscaling_group=system_group.resources.apply(_first_autoscaling_group),
             oidc_provider_arn=oidc_provider.arn,
             oidc_issuer=oidc_issuer,
             kubernetes_version=spec.kubernetes_version,
@@ -532,7 +546,7 @@ class Cluster(pulumi.ComponentResource):
             private_tables.append(table)
 
         self._vpc_endpoints(vpc, private_subnets, private_tables, region)
-        return _Network(vpc, zones, private_subnets, private_routes)
+        return _Network(vpc, zones, private_subnets, private_tables, private_routes)
 
     def _vpc_endpoints(
         self,

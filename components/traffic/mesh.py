@@ -426,6 +426,9 @@ class GatewayTraffic:
     external_hosts: tuple[str, ...] = ()
     # False: the gateway's Postgres is an RDS instance (a managed store), not a pod.
     in_cluster_database: bool = True
+    # Principals outside the agents' namespace the gateway admits as callers: a regional
+    # stack's ingress gateway (components/traffic/regional_ingress.py).
+    ingress_principals: tuple[str, ...] = ()
 
 
 def model_callers_policy(
@@ -644,13 +647,17 @@ def gateway_destination_rule(ns: Namespaces) -> dict[str, Any]:
     }
 
 
-def gateway_callers_policy(agents: Sequence[AgentSpec], ns: Namespaces) -> dict[str, Any]:
-    """AuthorizationPolicy: the gateway accepts the agent types and its key Job, on its port,
+def gateway_callers_policy(
+    agents: Sequence[AgentSpec], ns: Namespaces, ingress_principals: Sequence[str] = ()
+) -> dict[str, Any]:
+    """AuthorizationPolicy: the gateway accepts the agent types, its key Job and a regional
+    stack's ingress gateway (`ingress_principals`), on its port,
     on every path but its metrics: the proxy serves `/metrics` without a key (for the Istio
     agent, which scrapes it inside the pod, past this policy), so no caller reads them
     through the API port; Prometheus reads them on the merged metrics port."""
     principals = [agent_principal(a, ns.agents) for a in agents]
     principals.append(account_principal(gateway_proxy.KEY_JOB_ACCOUNT, ns.agents))
+    principals.extend(ingress_principals)
     metrics = gateway_proxy.METRICS_PATH
     return {
         "selector": {"matchLabels": gateway_proxy.selector_labels()},
@@ -729,7 +736,7 @@ def gateway_resources(
             "AuthorizationPolicy",
             ns.agents,
             f"{gateway_proxy.NAME}-callers",
-            gateway_callers_policy(agents, ns),
+            gateway_callers_policy(agents, ns, gateway.ingress_principals),
         ),
     ]
     if gateway.in_cluster_database:

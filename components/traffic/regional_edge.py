@@ -1,6 +1,13 @@
 """One region of a multi-cluster deployment: the private edge in front of its gateway and
 the alarm that says whether it is healthy.
 
+The internal NLB forwards TCP to an `instance` target group on the ingress gateway's
+NodePort (components/traffic/regional_ingress.py); the system node group's Auto Scaling
+group is attached to the target group (`aws.autoscaling.Attachment`), so EC2 Auto Scaling
+registers and deregisters the nodes as they come and go. The health check goes through the
+same port and the ingress gateway to the model gateway's liveness path: a target is healthy
+only when the whole path to a model gateway pod answers.
+
 The regional gateway is private (an internal Network Load Balancer in the cluster's
 private subnets), so Route 53 cannot probe it: the global stack's health check reads a
 CloudWatch alarm instead (type CLOUDWATCH_METRIC), the alarm declared here on the target
@@ -19,7 +26,8 @@ import pulumi_aws as aws
 from pydantic import Field
 
 from components.compute.nodes import aws_tags
-from components.specs import CostLabels, Spec
+from components.specs import CostLabels, ImageRef, Spec
+from components.traffic.istio_chart import CHART_VERSION
 
 TYPE_TOKEN = "swarmstack:traffic:RegionalEdge"
 # The NLB's health check path on the gateway (LiteLLM's liveness endpoint, no key needed).
@@ -44,8 +52,14 @@ class RegionalSpec(Spec):
     client_cidrs: list[str] = Field(
         min_length=1,
         description="CIDRs allowed to reach the gateway's internal load balancer: this VPC "
-        "and the other regions' VPCs (routed to each other by peering or Transit Gateway, "
-        "which this stack does not declare).",
+        "and the other regions' VPCs (the global stack peers the regions' VPCs and routes "
+        "their private subnets to each other).",
+    )
+    ingress_image: ImageRef = Field(
+        default_factory=lambda: ImageRef(repository="docker.io/istio/proxyv2", tag=CHART_VERSION),
+        description="The ingress gateway's Envoy (Istio's proxyv2 at the mesh's release, "
+        "which istiod's injector expects): the NLB's traffic enters the mesh there and "
+        "reaches the gateway over mTLS. With `images.mirror` it runs from the mirror.",
     )
     unhealthy_after_minutes: int = Field(
         default=2,
@@ -64,6 +78,11 @@ class RegionalEdgeArgs:
     vpc_id: pulumi.Input[str]
     private_subnet_ids: Sequence[pulumi.Input[str]]
     gateway_port: int
+    # The ingress gateway's NodePort on every node, and the nodes' security group.
+    node_port: int
+    node_security_group_id: pulumi.Input[str]
+    # The system node group's Auto Scaling group: its instances are the NLB's targets.
+    autoscaling_group_name: pulumi.Input[str]
     cost_labels: CostLabels
 
 
@@ -72,8 +91,8 @@ def alarm_name(cluster_name: str) -> str:
 
 
 class RegionalEdge(pulumi.ComponentResource):
-    """An internal NLB for the regional gateway, its target group (IP targets: the gateway's
-    pods, registered by a TargetGroupBinding of the AWS Load Balancer Controller) and the
+    """An internal NLB for the regional gateway, its target group (instance targets on the
+    ingress gateway's NodePort, the system node group's Auto Scaling group attached) and the
     CloudWatch alarm the global health check reads."""
 
     dns_name: pulumi.Output[str]
@@ -103,11 +122,11 @@ class RegionalEdge(pulumi.ComponentResource):
             ],
             egress=[
                 aws.ec2.SecurityGroupEgressArgs(
-                    description="To the gateway's pods in this VPC",
+                    description="To the ingress gateway's NodePort on the nodes",
                     protocol="tcp",
-                    from_port=port,
-                    to_port=port,
-                    cidr_blocks=list(args.spec.client_cidrs),
+                    from_port=args.node_port,
+                    to_port=args.node_port,
+                    security_groups=[args.node_security_group_id],
                 )
             ],
             tags=tags,
@@ -127,19 +146,38 @@ class RegionalEdge(pulumi.ComponentResource):
         target_group = aws.lb.TargetGroup(
             f"{name}-gateway",
             name=f"{args.cluster_name}-gw"[:32],
-            port=port,
+            port=args.node_port,
             protocol="TCP",
-            target_type="ip",
+            target_type="instance",
             vpc_id=args.vpc_id,
             health_check=aws.lb.TargetGroupHealthCheckArgs(
                 protocol="HTTP",
                 path=HEALTH_PATH,
-                port=str(port),
+                port="traffic-port",
                 interval=10,
                 healthy_threshold=2,
                 unhealthy_threshold=2,
             ),
             tags=tags,
+            opts=child,
+        )
+        # The nodes admit the load balancer on the NodePort (client traffic and health
+        # checks); nothing else reaches it from outside the cluster.
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-nodes",
+            security_group_id=args.node_security_group_id,
+            referenced_security_group_id=group.id,
+            ip_protocol="tcp",
+            from_port=args.node_port,
+            to_port=args.node_port,
+            description=f"Gateway load balancer of {args.cluster_name} to the ingress NodePort",
+            tags=tags,
+            opts=child,
+        )
+        aws.autoscaling.Attachment(
+            f"{name}-targets",
+            autoscaling_group_name=args.autoscaling_group_name,
+            lb_target_group_arn=target_group.arn,
             opts=child,
         )
         aws.lb.Listener(
@@ -207,6 +245,7 @@ def regional_output(
     region: str,
     vpc_id: pulumi.Input[str],
     vpc_cidr: str,
+    private_route_table_ids: Sequence[pulumi.Input[str]],
     edge: RegionalEdge,
     kafka: RegionalKafka,
     image_repositories: Sequence[str],
@@ -218,6 +257,7 @@ def regional_output(
         "region": region,
         "vpcId": vpc_id,
         "vpcCidr": vpc_cidr,
+        "privateRouteTableIds": list(private_route_table_ids),
         "gateway": {"dnsName": edge.dns_name, "zoneId": edge.zone_id},
         "health": {"alarmName": edge.alarm_name, "alarmRegion": region},
         "kafka": {

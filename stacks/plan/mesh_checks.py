@@ -12,7 +12,9 @@ Hosts: a VirtualService or DestinationRule whose host is no Service of the stack
 nothing (Istio accepts it silently), so every host, written short (`name`, resolved in the
 object's namespace), as `name.namespace`, `name.namespace.svc` or in full
 (`name.namespace.svc.cluster.local`), must name a Service the plan declares, or a host of a
-ServiceEntry of the stack.
+ServiceEntry of the stack. A VirtualService bound only to Gateways (`gateways` without
+`mesh`) matches its `hosts` against the requests' Host header at the gateway, not against
+Services: only its route destinations are held to the stack's Services.
 """
 
 from __future__ import annotations
@@ -78,7 +80,9 @@ def _hosts(m: Manifest) -> list[str]:
     spec = as_dict(m.body.get("spec"))
     if m.kind == "DestinationRule":
         return [str(spec.get("host") or "")]
-    hosts = [str(h) for h in as_list(spec.get("hosts"))]
+    gateways = [str(g) for g in as_list(spec.get("gateways"))]
+    at_gateways_only = bool(gateways) and "mesh" not in gateways
+    hosts = [] if at_gateways_only else [str(h) for h in as_list(spec.get("hosts"))]
     for route in as_list(spec.get("http")):
         for d in as_list(as_dict(route).get("route")):
             host = as_dict(as_dict(d).get("destination")).get("host")

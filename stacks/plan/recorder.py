@@ -299,6 +299,9 @@ class PlanMocks(pulumi_mocks.Mocks):
                 ],
                 name=inputs.get("name", args.name),
             )
+        if args.typ == "aws:eks/nodeGroup:NodeGroup":  # EKS makes one ASG per node group
+            group = inputs.get("nodeGroupName", args.name)
+            state["resources"] = [{"autoscalingGroups": [{"name": f"eks-{group}-planned"}]}]
         if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
             state.setdefault("latestVersion", 1)
         if args.typ.startswith("aws:"):

@@ -57,6 +57,7 @@ from components.compute.irsa import ROLE_ANNOTATION, Irsa, irsa_role
 from components.compute.nodes import aws_tags
 from components.data.contract import MountedFile, SecretRef, WorkerWiring
 from components.pod_security import restricted_container, restricted_pod
+from components.priority import declare_priority_classes
 from components.specs import CostLabels, ImageRef
 from components.traffic.istio_chart import merged_metrics_container_port
 from components.traffic.tenancy import MODEL_PORT
@@ -526,20 +527,9 @@ class AgentPriorityClasses(pulumi.ComponentResource):
         self, name: str, cost_labels: CostLabels, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("swarmstack:agents:PriorityClasses", name, None, opts)
-        self.names = {}
-        for tier, (class_name, value) in PRIORITY_CLASSES.items():
-            k8s.scheduling.v1.PriorityClass(
-                f"{name}-{tier}",
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=class_name, labels=cost_labels.as_labels()
-                ),
-                value=value,
-                global_default=False,
-                preemption_policy="PreemptLowerPriority",
-                description=f"swarmstack {tier} agent workers",
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            self.names[tier] = class_name
+        self.names = declare_priority_classes(
+            self, name, PRIORITY_CLASSES, "agent workers", cost_labels
+        )
         self.register_outputs({"names": dict(self.names)})
 
 

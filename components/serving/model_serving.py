@@ -36,6 +36,7 @@ import pulumi_kubernetes as k8s
 from components.compute.irsa import ROLE_ANNOTATION, Irsa, irsa_role
 from components.compute.nodes import GPU_TAINT, POOL_LABEL, aws_tags
 from components.pod_security import restricted_container, restricted_pod
+from components.priority import declare_priority_classes
 from components.serving.vllm import (
     SERVER_MODULE,
     ServerArgs,
@@ -344,20 +345,9 @@ class ModelPriorityClasses(pulumi.ComponentResource):
         self, name: str, cost_labels: CostLabels, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("swarmstack:serving:PriorityClasses", name, None, opts)
-        self.names = {}
-        for tier, (class_name, value) in MODEL_PRIORITY_CLASSES.items():
-            k8s.scheduling.v1.PriorityClass(
-                f"{name}-{tier}",
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=class_name, labels=cost_labels.as_labels()
-                ),
-                value=value,
-                global_default=False,
-                preemption_policy="PreemptLowerPriority",
-                description=f"swarmstack {tier} model servers",
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            self.names[tier] = class_name
+        self.names = declare_priority_classes(
+            self, name, MODEL_PRIORITY_CLASSES, "model servers", cost_labels
+        )
         self.register_outputs({"names": dict(self.names)})
 
 
